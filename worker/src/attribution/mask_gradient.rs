@@ -1,0 +1,286 @@
+//! `mask_gradient_prune_scores` without materialising per-edge masks (spec 5.2).
+//!
+//! Every mask holds the same value α, so each destination input is
+//! `x + α·(ΣP − ΣS)` over its sources: one shared input per block for all heads' Q, K and V.
+//! One backward pass gives `g_D = ∂loss/∂x̃_D` for every destination input (per head through
+//! the LayerNorm Jacobian), and the score of edge (s → D) is `Σ g_D·(P[s] − S[s])`, which is
+//! exactly `∂loss/∂m` of that edge. Several batches share one pass; the loss is a sum of
+//! per-batch means, so per-batch scores are the per-batch slices of the contraction.
+
+use attrib_proto::{AttributionSettings, DestKind, DestModule, GraphShape};
+use tch::{Kind, Tensor};
+
+use super::metric::{apply_grad_function, BatchAnswers};
+use crate::model::{ln_pre, Gpt2, HeadInputs, Patcher, SourceBuffer, SourceLayout, TokenBatch};
+use crate::Result;
+
+/// Consecutive batches of equal size run as one forward/backward pass.
+pub struct PassInput {
+    pub clean: TokenBatch,
+    pub corrupt: TokenBatch,
+    pub answers: Vec<BatchAnswers>,
+    pub batch_size: usize,
+}
+
+impl PassInput {
+    pub fn n_batches(&self) -> usize {
+        self.answers.len()
+    }
+}
+
+/// What one batch contributes: its score sums (over mask points) and its clean logit diffs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchScores {
+    pub scores: Vec<f64>,
+    /// Σ over the batch's prompts of the unpatched clean logit difference.
+    pub clean_logit_diff_sum: f64,
+    pub n_prompts: usize,
+}
+
+/// Patcher for the uniform-mask forward, keeping what the score contraction needs.
+struct UniformPatcher<'a> {
+    alpha: f64,
+    /// Σ P over the first n_in sources at each destination (attn b → 2b, MLP b → 2b+1, end → 2L).
+    cum_p: &'a [Tensor],
+    /// Σ S of the current pass so far (inside autograd), only when α ≠ 0.
+    cum_s: Option<Tensor>,
+    s_rec: &'a mut SourceBuffer,
+    attn_inputs: Vec<Tensor>,
+    qkv_taps: Vec<[Tensor; 3]>,
+    mlp_taps: Vec<Tensor>,
+    end_tap: Option<Tensor>,
+}
+
+fn tap(x: Tensor) -> (Tensor, Tensor) {
+    let leaf = x.zeros_like().set_requires_grad(true);
+    (x + &leaf, leaf)
+}
+
+impl UniformPatcher<'_> {
+    fn mix(&self, x: &Tensor, checkpoint: usize) -> Tensor {
+        match &self.cum_s {
+            Some(cum_s) => x + (&self.cum_p[checkpoint] - cum_s) * self.alpha,
+            None => x.shallow_clone(),
+        }
+    }
+}
+
+impl Patcher for UniformPatcher<'_> {
+    fn record_sources(&mut self, first: usize, outs: &Tensor) {
+        self.s_rec.store(first, outs);
+        if self.alpha != 0.0 {
+            let sum = outs.sum_dim_intlist(0, false, Kind::Float);
+            self.cum_s = Some(match self.cum_s.take() {
+                Some(c) => c + sum,
+                None => sum,
+            });
+        }
+    }
+
+    fn attn_input(&mut self, block: usize, resid: &Tensor) -> HeadInputs {
+        let x = self.mix(resid, 2 * block);
+        self.attn_inputs.push(x.detach());
+        HeadInputs::Shared(x)
+    }
+
+    fn qkv(&mut self, _block: usize, q: Tensor, k: Tensor, v: Tensor) -> (Tensor, Tensor, Tensor) {
+        let ((q, tq), (k, tk), (v, tv)) = (tap(q), tap(k), tap(v));
+        self.qkv_taps.push([tq, tk, tv]);
+        (q, k, v)
+    }
+
+    fn mlp_input(&mut self, block: usize, resid_mid: &Tensor) -> Tensor {
+        let (x, t) = tap(self.mix(resid_mid, 2 * block + 1));
+        self.mlp_taps.push(t);
+        x
+    }
+
+    fn final_input(&mut self, resid: &Tensor) -> Tensor {
+        let (x, t) = tap(self.mix(resid, 2 * self.mlp_taps.len()));
+        self.end_tap = Some(t);
+        x
+    }
+}
+
+/// Runs the mask-gradient attribution of one pass: per batch, scores summed over the mask
+/// points, in the graph's flat edge order.
+pub fn pass_scores(model: &Gpt2, graph: &GraphShape, pass: &PassInput, settings: &AttributionSettings) -> Result<Vec<BatchScores>> {
+    let cfg = &model.cfg;
+    let (nb, bs) = (pass.n_batches(), pass.batch_size);
+    let layout = SourceLayout::BatchMajor { n_batches: nb };
+    let new_buffer = || SourceBuffer::new(graph.n_src(), nb * bs, pass.clean.width, cfg.d_model, layout, model.device);
+
+    // Patch values: every source's output on the corrupt prompts.
+    let mut p_buf = new_buffer();
+    let _ = tch::no_grad(|| model.forward_last(&pass.corrupt, &mut p_buf));
+    let cum_p = tch::no_grad(|| checkpoint_sums(&p_buf.buf, graph, nb, bs));
+
+    let alphas = settings.points.alphas();
+    let mut out: Vec<BatchScores> = (0..nb)
+        .map(|_| BatchScores { scores: vec![0.0; graph.n_edges()], clean_logit_diff_sum: 0.0, n_prompts: bs })
+        .collect();
+    let mut s_buf = new_buffer();
+    let mut have_clean = false;
+    for &alpha in &alphas {
+        let mut p = UniformPatcher {
+            alpha,
+            cum_p: &cum_p,
+            cum_s: None,
+            s_rec: &mut s_buf,
+            attn_inputs: Vec::new(),
+            qkv_taps: Vec::new(),
+            mlp_taps: Vec::new(),
+            end_tap: None,
+        };
+        let logits = model.unembed(&model.forward_last(&pass.clean, &mut p)); // [C, V]
+        let mut loss = Tensor::zeros([], (Kind::Float, model.device));
+        for (n, ans) in pass.answers.iter().enumerate() {
+            let z = logits.narrow(0, (n * bs) as i64, bs as i64);
+            loss = loss - ans.value(&apply_grad_function(settings.grad_function, &z), settings.answer_function);
+            if alpha == 0.0 {
+                out[n].clean_logit_diff_sum = ans.logit_diff(&z.detach()).sum(Kind::Double).double_value(&[]);
+            }
+        }
+        have_clean |= alpha == 0.0;
+        let UniformPatcher { attn_inputs, qkv_taps, mlp_taps, end_tap, .. } = p;
+        let mut leaves: Vec<Tensor> = qkv_taps.iter().flat_map(|t| t.iter().map(Tensor::shallow_clone)).collect();
+        leaves.extend(mlp_taps.iter().map(Tensor::shallow_clone));
+        leaves.push(end_tap.expect("forward reached the end"));
+        let grads = Tensor::run_backward(&[loss], &leaves, false, false);
+        let contract = Contraction { model, graph, pass, attn_inputs: &attn_inputs, grads: &grads };
+        // Δ' = S − P in place; scores are then negated, saving a second buffer.
+        tch::no_grad(|| {
+            let mut d = s_buf.buf.shallow_clone();
+            d -= &p_buf.buf;
+        });
+        let per_batch = tch::no_grad(|| contract.scores(&s_buf.buf));
+        for (acc, batch) in out.iter_mut().zip(per_batch) {
+            for (a, s) in acc.scores.iter_mut().zip(batch) {
+                *a -= s as f64;
+            }
+        }
+    }
+    if !have_clean {
+        let logits = model.logits(&pass.clean);
+        for (n, ans) in pass.answers.iter().enumerate() {
+            let z = logits.narrow(0, (n * bs) as i64, bs as i64);
+            out[n].clean_logit_diff_sum = ans.logit_diff(&z).sum(Kind::Double).double_value(&[]);
+        }
+    }
+    Ok(out)
+}
+
+/// Σ P over the sources each destination reads, `[C, T, d]` each, from a batch-major buffer.
+fn checkpoint_sums(p: &Tensor, graph: &GraphShape, nb: usize, bs: usize) -> Vec<Tensor> {
+    let s = p.size(); // [n_src, nb, T, B, d]
+    let to_ctd = |x: Tensor| x.permute([0, 2, 1, 3]).reshape([(nb * bs) as i64, s[2], s[4]]);
+    let mut bounds: Vec<usize> = (0..graph.n_layers).flat_map(|b| [graph.attn_n_in(b), graph.mlp_n_in(b)]).collect();
+    bounds.push(graph.n_src());
+    let mut out = Vec::with_capacity(bounds.len());
+    let mut running = p.get(0).zeros_like();
+    let mut done = 0;
+    for n in bounds {
+        running = running + p.narrow(0, done as i64, (n - done) as i64).sum_dim_intlist(0, false, Kind::Float);
+        done = n;
+        out.push(to_ctd(running.shallow_clone()));
+    }
+    out
+}
+
+/// The contraction `Σ g_D·(S − P)` of one pass, per batch.
+struct Contraction<'a> {
+    model: &'a Gpt2,
+    graph: &'a GraphShape,
+    pass: &'a PassInput,
+    attn_inputs: &'a [Tensor],
+    grads: &'a [Tensor],
+}
+
+impl Contraction<'_> {
+    /// Per batch, the flat f32 scores of every edge (sign: `Σ g·(S − P)`).
+    fn scores(&self, delta: &Tensor) -> Vec<Vec<f32>> {
+        let nb = self.pass.n_batches();
+        let modules = self.graph.modules();
+        let mut pieces: Vec<Vec<Tensor>> = (0..nb).map(|_| Vec::with_capacity(modules.len())).collect();
+        for m in &modules {
+            let g = self.dest_grad(m); // [Hx, C, T, d]
+            for (n, piece) in pieces.iter_mut().enumerate() {
+                piece.push(self.contract(&g, delta, m.n_in, n).reshape([-1]));
+            }
+        }
+        pieces.into_iter().map(|p| Vec::<f32>::try_from(Tensor::cat(&p, 0).to_device(tch::Device::Cpu)).expect("f32 scores")).collect()
+    }
+
+    /// `∂loss/∂x̃_D` `[Hx, C, T, d]` (Hx = heads for attention inputs, else 1).
+    fn dest_grad(&self, m: &DestModule) -> Tensor {
+        let l = self.graph.n_layers;
+        let b = m.block;
+        let qkv = |i: usize| &self.grads[3 * b + i];
+        match m.kind {
+            DestKind::Q => self.head_grad(b, &[(qkv(0), 0)]),
+            DestKind::K => self.head_grad(b, &[(qkv(1), 1)]),
+            DestKind::V => self.head_grad(b, &[(qkv(2), 2)]),
+            DestKind::HeadInput => self.head_grad(b, &[(qkv(0), 0), (qkv(1), 1), (qkv(2), 2)]),
+            DestKind::Mlp => self.grads[3 * l + b].unsqueeze(0),
+            DestKind::ResidEnd => self.grads[4 * l].unsqueeze(0),
+        }
+    }
+
+    /// Per-head gradient at the head inputs of block `b` from the gradients of the projected
+    /// q/k/v (`[C, H, T, dh]`): `J_LN(x̃)ᵀ · (W[h] · g[h])`, summed over the given projections.
+    fn head_grad(&self, b: usize, parts: &[(&Tensor, usize)]) -> Tensor {
+        let cfg = &self.model.cfg;
+        let w = &self.model.w.blocks[b];
+        let x = &self.attn_inputs[b]; // [C, T, d]
+        let s = x.size();
+        let (h, dh) = (cfg.n_heads as i64, cfg.d_head as i64);
+        let mut u: Option<Tensor> = None;
+        for &(g, which) in parts {
+            let wm = [&w.w_q, &w.w_k, &w.w_v][which]; // [H, d, dh]
+            let gh = g.permute([1, 0, 2, 3]).reshape([h, s[0] * s[1], dh]); // [H, C·T, dh]
+            let part = gh.bmm(&wm.transpose(1, 2)).view([h, s[0], s[1], s[2]]); // [H, C, T, d]
+            u = Some(match u {
+                Some(acc) => acc + part,
+                None => part,
+            });
+        }
+        let u = u.expect("at least one projection");
+        let c = x - x.mean_dim(-1, true, Kind::Float);
+        let sigma = (c.square().mean_dim(-1, true, Kind::Float) + cfg.eps).sqrt(); // [C, T, 1]
+        let y = ln_pre(x, cfg.eps); // [C, T, d]
+        let uy = (&u * &y).mean_dim(-1, true, Kind::Float);
+        (&u - u.mean_dim(-1, true, Kind::Float) - y * uy) / sigma
+    }
+
+    /// Batch `n`'s contraction of `g` `[Hx, C, T, d]` with `delta` `[n_src, nb, T, B, d]`:
+    /// `[Hx, n_in]`, or `[T, Hx, n_in]` with token positions.
+    fn contract(&self, g: &Tensor, delta: &Tensor, n_in: usize, n: usize) -> Tensor {
+        let bs = self.pass.batch_size as i64;
+        let gn = g.narrow(1, n as i64 * bs, bs).permute([0, 2, 1, 3]); // [Hx, T, B, d]
+        let s = gn.size();
+        let dn = delta.narrow(0, 0, n_in as i64).select(1, n as i64); // [n_in, T, B, d]
+        let n_in = n_in as i64;
+        if self.graph.seq_len.is_some() {
+            let a = gn.permute([1, 0, 2, 3]).reshape([s[1], s[0], s[2] * s[3]]); // [T, Hx, B·d]
+            let bm = dn.reshape([n_in, s[1], s[2] * s[3]]).permute([1, 2, 0]); // [T, B·d, n_in]
+            a.bmm(&bm)
+        } else {
+            gn.reshape([s[0], -1]).matmul(&dn.reshape([n_in, -1]).tr()) // [Hx, n_in]
+        }
+    }
+}
+
+/// Batches `batches` into one pass input on the model's device.
+pub fn pass_input(model: &Gpt2, batches: &[attrib_datasets::Batch], pad_id: i64, prepend_bos: bool) -> Result<PassInput> {
+    let first = batches.first().expect("a pass has at least one batch");
+    let (bs, width) = (first.batch_size, first.width);
+    let rows = batches.len() * bs;
+    let clean: Vec<i64> = batches.iter().flat_map(|b| b.clean.iter().copied()).collect();
+    let corrupt: Vec<i64> = batches.iter().flat_map(|b| b.corrupt.iter().copied()).collect();
+    Ok(PassInput {
+        clean: TokenBatch::new(&clean, rows, width, pad_id, prepend_bos, &model.cfg, model.device)?,
+        corrupt: TokenBatch::new(&corrupt, rows, width, pad_id, prepend_bos, &model.cfg, model.device)?,
+        answers: batches.iter().map(|b| BatchAnswers::new(&b.answers, &b.wrong_answers, model.device)).collect(),
+        batch_size: bs,
+    })
+}

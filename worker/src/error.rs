@@ -1,0 +1,47 @@
+//! The engine's errors: each variant names its cause, so a user knows what to fix.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("model folder {dir} has no {file}")]
+    MissingModelFile { dir: PathBuf, file: &'static str },
+    #[error("bad model config {path}: {reason}")]
+    BadConfig { path: PathBuf, reason: String },
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    #[error("model weights {path} lack tensor {name}")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("tensor {name} in {path} has shape {got:?}, expected {expected:?}")]
+    TensorShape { path: PathBuf, name: String, expected: Vec<i64>, got: Vec<i64> },
+    #[error("model {model:?} is neither a folder nor in the local HuggingFace cache ({searched})")]
+    ModelNotFound { model: String, searched: String },
+    #[error("bad device {0:?}: use auto, cpu or cuda:N")]
+    BadDevice(String),
+    #[error("device {device} is not available: {reason}")]
+    DeviceUnavailable { device: String, reason: String },
+    #[error("token id {id} is outside the model's vocabulary of {vocab}")]
+    TokenOutOfVocab { id: i64, vocab: usize },
+    #[error("the batch is {width} tokens wide but the graph has {seq_len} token positions")]
+    SeqLenMismatch { width: usize, seq_len: usize },
+    #[error("{width} tokens per prompt exceed the model's context of {n_ctx}")]
+    ContextTooLong { width: usize, n_ctx: usize },
+    #[error("batches of one pass must share size and width")]
+    UnevenBatches,
+    #[error("no batch to attribute")]
+    NoBatches,
+    #[error(transparent)]
+    Settings(#[from] attrib_proto::SettingsError),
+    #[error("libtorch failed: {0}")]
+    TorchPanic(String),
+    #[error(transparent)]
+    Dataset(#[from] attrib_datasets::Error),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+//! attrib's engine: GPT-2 held in libtorch as AutoCircuit's patchable graph, and
+//! mask-gradient edge attribution on it. The only crate that depends on tch.
+
+pub mod attribution;
+pub mod device;
+pub mod error;
+pub mod init_model;
+pub mod job;
+pub mod model;
+pub mod model_dir;
+pub mod rss;
+
+pub use error::{Error, Result};

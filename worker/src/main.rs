@@ -1,0 +1,196 @@
+//! `attrib-worker`: the engine's command line. `attribute` runs a whole job in this process;
+//! `init-model` writes a random GPT-2 folder for demos and benchmarks.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use attrib_datasets::DatasetOptions;
+use attrib_proto::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, ScoresFile};
+use attrib_worker::device::{device_name, parse_device};
+use attrib_worker::init_model::{write_random_model, InitOptions};
+use attrib_worker::job::{run_attribute, AttributeJob};
+use attrib_worker::model::Gpt2;
+use attrib_worker::model_dir::resolve_model_dir;
+use attrib_worker::rss::peak_rss_mib;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "attrib's engine: AutoCircuit-exact edge attribution on GPT-2 in libtorch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mask-gradient prune scores of every edge for a prompt dataset, in this process.
+    Attribute(AttributeArgs),
+    /// Write an HF-format GPT-2 folder with random weights and the GPT-2 tokenizer.
+    InitModel(InitArgs),
+}
+
+#[derive(Args)]
+struct AttributeArgs {
+    /// HF GPT-2 folder (config.json, model.safetensors, tokenizer.json), or a name such as
+    /// `gpt2` found in the local HuggingFace cache.
+    #[arg(long, env = "ATTRIB_MODEL")]
+    model: String,
+    /// AutoCircuit prompt file(s); several are merged as AutoCircuit merges them.
+    #[arg(long = "dataset", required = true, env = "ATTRIB_DATASET", value_delimiter = ',')]
+    datasets: Vec<PathBuf>,
+    /// Where to write the scores JSON.
+    #[arg(long, default_value = "scores.json", env = "ATTRIB_OUT")]
+    out: PathBuf,
+    /// Prompts per batch (AutoCircuit sums gradients over batches, so this changes scores).
+    #[arg(long, default_value_t = 16, env = "ATTRIB_BATCH_SIZE")]
+    batch_size: usize,
+    /// Train prompts (scores use these), taken first from the shuffled file.
+    #[arg(long, default_value_t = 128, env = "ATTRIB_TRAIN_SIZE")]
+    train_size: usize,
+    /// Test prompts, taken after the train prompts (kept out of the scores).
+    #[arg(long, default_value_t = 128, env = "ATTRIB_TEST_SIZE")]
+    test_size: usize,
+    /// Seed of Python's `random.shuffle` over the prompts.
+    #[arg(long, default_value_t = 42, env = "ATTRIB_SEED")]
+    seed: u64,
+    /// Do not prepend `<|endoftext|>` to prompts.
+    #[arg(long, env = "ATTRIB_NO_PREPEND_BOS")]
+    no_prepend_bos: bool,
+    /// logit | prob | logprob | logit_exp
+    #[arg(long, default_value = "logit", env = "ATTRIB_GRAD_FUNCTION")]
+    grad_function: GradFunction,
+    /// avg_diff | avg_val
+    #[arg(long, default_value = "avg_diff", env = "ATTRIB_ANSWER_FUNCTION")]
+    answer_function: AnswerFunction,
+    /// Value of every mask where the gradient is taken (default 0: edge attribution patching).
+    #[arg(long, env = "ATTRIB_MASK_VAL", conflicts_with = "integrated_grad_samples")]
+    mask_val: Option<f64>,
+    /// Integrated gradients over masks 0, 1/N, ..., 1 instead of one mask value.
+    #[arg(long, env = "ATTRIB_INTEGRATED_GRAD_SAMPLES")]
+    integrated_grad_samples: Option<usize>,
+    /// One edge per token position (prompts must all have the same length).
+    #[arg(long, env = "ATTRIB_TOKEN_POSITIONS")]
+    token_positions: bool,
+    /// One input per head shared by Q, K and V instead of three.
+    #[arg(long, env = "ATTRIB_NO_SEPARATE_QKV")]
+    no_separate_qkv: bool,
+    /// auto | cpu | cuda:N
+    #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
+    device: String,
+    /// Batches run together in one forward/backward pass (memory for speed; same scores).
+    #[arg(long, default_value_t = 2, env = "ATTRIB_BATCHES_PER_PASS")]
+    batches_per_pass: usize,
+    /// How many top edges to print.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    #[arg(long, default_value_t = 12)]
+    layers: usize,
+    #[arg(long, default_value_t = 12)]
+    heads: usize,
+    #[arg(long, default_value_t = 768)]
+    d_model: usize,
+    #[arg(long, default_value_t = 1024)]
+    n_ctx: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Attribute(a) => attribute(a),
+        Command::InitModel(a) => {
+            let opts = InitOptions { n_layers: a.layers, n_heads: a.heads, d_model: a.d_model, n_ctx: a.n_ctx, seed: a.seed };
+            let cfg = write_random_model(&opts, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
+            eprintln!(
+                "wrote a random GPT-2 ({} layers, {} heads, d_model {}) to {}",
+                cfg.n_layers,
+                cfg.n_heads,
+                cfg.d_model,
+                a.out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let model_dir = resolve_model_dir(&a.model)?;
+    let device = parse_device(&a.device)?;
+    let model = Gpt2::load(&model_dir, device).with_context(|| format!("loading model {}", model_dir.display()))?;
+    eprintln!(
+        "[attrib] model {} ({} layers, {} heads, d_model {}) on {} in {:.1}s",
+        model_dir.display(),
+        model.cfg.n_layers,
+        model.cfg.n_heads,
+        model.cfg.d_model,
+        device_name(device),
+        t0.elapsed().as_secs_f64()
+    );
+    let job = AttributeJob {
+        model_dir,
+        datasets: a.datasets,
+        data: DatasetOptions {
+            batch_size: a.batch_size,
+            train_size: a.train_size,
+            test_size: a.test_size,
+            prepend_bos: !a.no_prepend_bos,
+            seed: a.seed,
+            ..DatasetOptions::default()
+        },
+        settings: AttributionSettings {
+            grad_function: a.grad_function,
+            answer_function: a.answer_function,
+            points: MaskPoints::from_options(a.mask_val, a.integrated_grad_samples)?,
+            separate_qkv: !a.no_separate_qkv,
+            token_positions: a.token_positions,
+        },
+        batches_per_pass: a.batches_per_pass,
+    };
+    let t1 = Instant::now();
+    let mut progress = |done: usize, total: usize| {
+        eprintln!("[attrib] batches {done}/{total} ({:.1}s)", t1.elapsed().as_secs_f64());
+    };
+    let scores = run_attribute(&job, &model, &mut progress)?;
+    let secs = t1.elapsed().as_secs_f64();
+    write_scores(&scores, &a.out)?;
+    let prompts = (a.train_size / a.batch_size) * a.batch_size;
+    eprintln!(
+        "[attrib] attribution {:.2}s ({:.1} prompts/s), peak RSS {:.0} MiB",
+        secs,
+        prompts as f64 / secs,
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    print_summary(&scores, a.top, &a.out);
+    Ok(())
+}
+
+fn write_scores(scores: &ScoresFile, out: &PathBuf) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    serde_json::to_writer(&mut w, scores)?;
+    w.flush()?;
+    Ok(())
+}
+
+fn print_summary(scores: &ScoresFile, top: usize, out: &std::path::Path) {
+    println!("{} edges, clean logit diff {:.4}", scores.n_edges, scores.clean_logit_diff);
+    println!("top {} edges by |score|:", top.min(scores.n_edges));
+    for e in scores.top(top) {
+        let seq = e.seq.map(|s| format!(" @{s}")).unwrap_or_default();
+        println!("  {:>12.5}  {} -> {}{}", e.score, e.src, e.dest, seq);
+    }
+    println!("scores written to {}", out.display());
+}

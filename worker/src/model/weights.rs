@@ -1,0 +1,161 @@
+//! Loads an HF GPT-2 `model.safetensors` (Conv1D layout, tied unembedding) into
+//! TransformerLens's layout and applies the processing AutoCircuit's TL model gets (spec 1.1):
+//! fold LayerNorm, centre writing weights, centre the unembedding, fold value biases.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use super::config::ModelConfig;
+use crate::{Error, Result};
+
+/// One block's weights, TransformerLens layout (`[head, d_model, d_head]` etc.).
+pub struct BlockWeights {
+    pub w_q: Tensor, // [H, d, dh]
+    pub w_k: Tensor,
+    pub w_v: Tensor,
+    pub b_q: Tensor, // [H, dh]
+    pub b_k: Tensor,
+    pub b_v: Tensor,
+    pub w_o: Tensor,   // [H, dh, d]
+    pub b_o: Tensor,   // [d]
+    pub w_in: Tensor,  // [d, d_mlp]
+    pub b_in: Tensor,  // [d_mlp]
+    pub w_out: Tensor, // [d_mlp, d]
+    pub b_out: Tensor, // [d]
+}
+
+pub struct Weights {
+    pub w_e: Tensor,   // [V, d]
+    pub w_pos: Tensor, // [n_ctx, d]
+    pub blocks: Vec<BlockWeights>,
+    pub w_u: Tensor, // [d, V]
+    pub b_u: Tensor, // [V]
+}
+
+/// Raw HF tensors by name (without the optional `transformer.` prefix), shape-checked on read.
+struct HfTensors {
+    path: PathBuf,
+    map: HashMap<String, Tensor>,
+}
+
+impl HfTensors {
+    fn read(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            return Err(Error::MissingModelFile { dir, file: "model.safetensors" });
+        }
+        let map = Tensor::read_safetensors(path)?
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix("transformer.").unwrap_or(&k).to_string(), v))
+            .collect();
+        Ok(HfTensors { path: path.to_path_buf(), map })
+    }
+
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self
+            .map
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { path: self.path.clone(), name: name.to_string() })?;
+        let expected: Vec<i64> = shape.iter().map(|&s| s as i64).collect();
+        if t.size() != expected {
+            return Err(Error::TensorShape { path: self.path.clone(), name: name.into(), expected, got: t.size() });
+        }
+        Ok(t.to_kind(Kind::Float))
+    }
+}
+
+/// Reads and processes the weights of an HF GPT-2 folder, then moves them to `device`.
+pub fn load_processed(dir: &Path, cfg: &ModelConfig, device: Device) -> Result<Weights> {
+    let hf = HfTensors::read(&dir.join("model.safetensors"))?;
+    let w = tch::no_grad(|| convert_and_process(&hf, cfg))?;
+    Ok(w.to_device(device))
+}
+
+fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
+    let (d, h, dh, dm, v) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp, cfg.d_vocab);
+    let w_e = hf.get("wte.weight", &[v, d])?;
+    let w_pos = hf.get("wpe.weight", &[cfg.n_ctx, d])?;
+    let mut w_u = w_e.tr().contiguous(); // tied unembedding [d, V]
+    let mut blocks = Vec::with_capacity(cfg.n_layers);
+    for b in 0..cfg.n_layers {
+        let p = |n: &str| format!("h.{b}.{n}");
+        let c_attn = hf.get(&p("attn.c_attn.weight"), &[d, 3 * d])?;
+        let c_attn_b = hf.get(&p("attn.c_attn.bias"), &[3 * d])?;
+        // Column block i of c_attn is Q, K or V; head j owns columns j*dh..(j+1)*dh of it.
+        let split_w = |i: i64| c_attn.narrow(1, i * d as i64, d as i64).reshape([d as i64, h as i64, dh as i64]).permute([1, 0, 2]);
+        let split_b = |i: i64| c_attn_b.narrow(0, i * d as i64, d as i64).reshape([h as i64, dh as i64]);
+        let (ln1_w, ln1_b) = (hf.get(&p("ln_1.weight"), &[d])?, hf.get(&p("ln_1.bias"), &[d])?);
+        let (ln2_w, ln2_b) = (hf.get(&p("ln_2.weight"), &[d])?, hf.get(&p("ln_2.bias"), &[d])?);
+        let fold_head = |w: Tensor, bias: Tensor| fold_ln(w, bias, &ln1_w, &ln1_b);
+        let (w_q, b_q) = fold_head(split_w(0), split_b(0));
+        let (w_k, b_k) = fold_head(split_w(1), split_b(1));
+        let (w_v, b_v) = fold_head(split_w(2), split_b(2));
+        let w_o = hf.get(&p("attn.c_proj.weight"), &[d, d])?.reshape([h as i64, dh as i64, d as i64]);
+        let b_o = hf.get(&p("attn.c_proj.bias"), &[d])?;
+        let (w_in, b_in) = fold_ln(hf.get(&p("mlp.c_fc.weight"), &[d, dm])?, hf.get(&p("mlp.c_fc.bias"), &[dm])?, &ln2_w, &ln2_b);
+        let w_out = hf.get(&p("mlp.c_proj.weight"), &[dm, d])?;
+        let b_out = hf.get(&p("mlp.c_proj.bias"), &[d])?;
+        // center_writing_weights: every write into the residual stream loses its mean over d.
+        let (w_o, b_o) = (center_last(&w_o), &b_o - b_o.mean(Kind::Float));
+        let (w_out, b_out) = (center_last(&w_out), &b_out - b_out.mean(Kind::Float));
+        // fold_value_biases: b_V's contribution is the same for every position; move it to b_O.
+        let b_o = b_o + Tensor::einsum("hk,hkd->d", &[&b_v, &w_o], None::<i64>);
+        let b_v = b_v.zeros_like();
+        blocks.push(BlockWeights { w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o, w_in, b_in, w_out, b_out });
+    }
+    let (lnf_w, lnf_b) = (hf.get("ln_f.weight", &[d])?, hf.get("ln_f.bias", &[d])?);
+    let b_u = Tensor::zeros([v as i64], (Kind::Float, Device::Cpu));
+    let (w_u_folded, b_u) = fold_ln(w_u, b_u, &lnf_w, &lnf_b);
+    w_u = w_u_folded;
+    let (w_e, w_pos) = (center_last(&w_e), center_last(&w_pos));
+    // center_unembed: logits move by a per-position constant; differences are unchanged.
+    let w_u = &w_u - w_u.mean_dim(-1, true, Kind::Float);
+    let b_u = &b_u - b_u.mean(Kind::Float);
+    Ok(Weights { w_e, w_pos, blocks, w_u, b_u })
+}
+
+/// Folds a LayerNorm (gain `g`, bias `beta`) into the linear map `x·W + c` that reads it:
+/// `c += beta·W`, `W = diag(g)·W`, then each output column is centred over the d input rows.
+/// `w` is `[.., d, out]`, `c` is `[.., out]`.
+fn fold_ln(w: Tensor, c: Tensor, g: &Tensor, beta: &Tensor) -> (Tensor, Tensor) {
+    let c = c + (beta.unsqueeze(-1) * &w).sum_dim_intlist(-2, false, Kind::Float);
+    let w = w * g.unsqueeze(-1);
+    let w = &w - w.mean_dim(-2, true, Kind::Float);
+    (w.contiguous(), c.contiguous())
+}
+
+fn center_last(t: &Tensor) -> Tensor {
+    (t - t.mean_dim(-1, true, Kind::Float)).contiguous()
+}
+
+impl Weights {
+    fn to_device(self, device: Device) -> Self {
+        let mv = |t: Tensor| t.to_device(device);
+        Weights {
+            w_e: mv(self.w_e),
+            w_pos: mv(self.w_pos),
+            blocks: self
+                .blocks
+                .into_iter()
+                .map(|b| BlockWeights {
+                    w_q: mv(b.w_q),
+                    w_k: mv(b.w_k),
+                    w_v: mv(b.w_v),
+                    b_q: mv(b.b_q),
+                    b_k: mv(b.b_k),
+                    b_v: mv(b.b_v),
+                    w_o: mv(b.w_o),
+                    b_o: mv(b.b_o),
+                    w_in: mv(b.w_in),
+                    b_in: mv(b.b_in),
+                    w_out: mv(b.w_out),
+                    b_out: mv(b.b_out),
+                })
+                .collect(),
+            w_u: mv(self.w_u),
+            b_u: mv(self.b_u),
+        }
+    }
+}

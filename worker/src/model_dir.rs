@@ -1,0 +1,42 @@
+//! Finding a model folder: a path, or a name (`gpt2`) in the local HuggingFace cache.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Resolves `--model`: an existing folder, else `models--{name}` (and `models--openai-community--{name}`)
+/// snapshots in the HuggingFace hub cache (`$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`).
+pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
+    let p = Path::new(model);
+    if p.is_dir() {
+        return Ok(p.to_path_buf());
+    }
+    let caches = hub_caches();
+    for cache in &caches {
+        for repo in [model.replace('/', "--"), format!("openai-community--{model}")] {
+            let snapshots = cache.join(format!("models--{repo}")).join("snapshots");
+            let Ok(entries) = std::fs::read_dir(&snapshots) else { continue };
+            let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|d| d.join("model.safetensors").exists()).collect();
+            dirs.sort();
+            if let Some(d) = dirs.pop() {
+                return Ok(d);
+            }
+        }
+    }
+    let searched = caches.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ");
+    Err(Error::ModelNotFound { model: model.to_string(), searched })
+}
+
+fn hub_caches() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(c) = std::env::var("HF_HUB_CACHE") {
+        out.push(PathBuf::from(c));
+    }
+    if let Ok(h) = std::env::var("HF_HOME") {
+        out.push(PathBuf::from(h).join("hub"));
+    }
+    if let Ok(h) = std::env::var("HOME") {
+        out.push(PathBuf::from(h).join(".cache/huggingface/hub"));
+    }
+    out
+}

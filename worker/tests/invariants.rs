@@ -1,0 +1,113 @@
+//! Exact invariants of the patched model and its gradients, on the golden tiny model:
+//! all masks 0 is the clean run, all masks 1 is the corrupt run, the fast closed-form mask
+//! gradient equals autograd through explicit masks (at any mask value, token-wise too), and
+//! a finite difference of the loss agrees with one edge's gradient.
+
+mod common;
+
+use attrib_proto::{AttributionSettings, GraphShape, MaskPoints};
+use attrib_worker::attribution::autograd_reference::{corrupt_sources, mask_autograd_scores, masked_loss};
+use attrib_worker::attribution::{graph_for, pass_input, pass_scores, BatchAnswers, PassInput};
+use attrib_worker::job::load_dataset;
+use attrib_worker::model::{uniform_masks, Gpt2, MaskPatcher};
+use common::*;
+use tch::Tensor;
+
+fn first_pass(model: &Gpt2, n_batches: usize) -> PassInput {
+    let (ds, tok) = load_dataset(&quickstart_job(AttributionSettings::default()), model).unwrap();
+    pass_input(model, &ds.train_batches(16)[..n_batches], tok.bos_id(), true).unwrap()
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs().max().double_value(&[])
+}
+
+fn patched_logits(model: &Gpt2, graph: &GraphShape, value: f64, pass: &PassInput) -> Tensor {
+    let patch = corrupt_sources(model, graph, &pass.corrupt);
+    let masks = uniform_masks(graph, value, model.device);
+    let mut p = MaskPatcher::new(*graph, &masks, &patch);
+    tch::no_grad(|| model.unembed(&model.forward_last(&pass.clean, &mut p)))
+}
+
+#[test]
+fn all_masks_zero_is_the_clean_run_and_all_ones_the_corrupt_run() {
+    let model = tiny_model();
+    let pass = first_pass(&model, 1);
+    for token_positions in [false, true] {
+        for separate_qkv in [true, false] {
+            let s = AttributionSettings { token_positions, separate_qkv, ..Default::default() };
+            let graph = graph_for(&model, &s, 15);
+            let clean = model.logits(&pass.clean);
+            let corrupt = model.logits(&pass.corrupt);
+            let scale = max_abs(&clean);
+            let e0 = max_abs(&(patched_logits(&model, &graph, 0.0, &pass) - &clean)) / scale;
+            let e1 = max_abs(&(patched_logits(&model, &graph, 1.0, &pass) - &corrupt)) / scale;
+            assert!(e0 < 1e-6, "masks 0 vs clean: {e0:.2e} ({s:?})");
+            assert!(e1 < 1e-5, "masks 1 vs corrupt: {e1:.2e} ({s:?})");
+            // and the two runs differ, so the check has teeth
+            assert!(max_abs(&(&clean - &corrupt)) / scale > 1e-2);
+        }
+    }
+}
+
+fn fast_vs_autograd(settings: AttributionSettings, alpha: f64) {
+    let model = tiny_model();
+    let pass = first_pass(&model, 1);
+    let graph = graph_for(&model, &settings, 15);
+    let fast = pass_scores(&model, &graph, &pass, &AttributionSettings { points: MaskPoints::Value(alpha), ..settings }).unwrap();
+    let masks = uniform_masks(&graph, alpha, model.device);
+    let reference = mask_autograd_scores(&model, &graph, &masks, &pass.clean, &pass.corrupt, &pass.answers[0], &settings);
+    let err = rel_err(&fast[0].scores, &reference);
+    assert!(err < 2e-6, "{settings:?} at {alpha}: {err:.2e}");
+}
+
+#[test]
+fn closed_form_equals_autograd_on_masks_tokenwise_at_0_4() {
+    fast_vs_autograd(AttributionSettings { token_positions: true, ..Default::default() }, 0.4);
+}
+
+#[test]
+fn closed_form_equals_autograd_on_masks_shared_head_input_at_0_7() {
+    use attrib_proto::{AnswerFunction, GradFunction};
+    let s = AttributionSettings {
+        separate_qkv: false,
+        grad_function: GradFunction::Logprob,
+        answer_function: AnswerFunction::AvgVal,
+        ..Default::default()
+    };
+    fast_vs_autograd(s, 0.7);
+}
+
+#[test]
+fn closed_form_equals_autograd_on_masks_at_zero_with_prob() {
+    use attrib_proto::GradFunction;
+    fast_vs_autograd(AttributionSettings { grad_function: GradFunction::Prob, ..Default::default() }, 0.0);
+}
+
+#[test]
+fn finite_difference_agrees_with_the_largest_edge_gradient() {
+    let model = tiny_model();
+    let pass = first_pass(&model, 1);
+    let settings = AttributionSettings::default();
+    let graph = graph_for(&model, &settings, 15);
+    let scores = &pass_scores(&model, &graph, &pass, &settings).unwrap()[0].scores;
+    let patch = corrupt_sources(&model, &graph, &pass.corrupt);
+    let answers: &BatchAnswers = &pass.answers[0];
+    // the three largest edges, one in each kind of module where possible
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].abs().total_cmp(&scores[a].abs()));
+    let modules = graph.modules();
+    for &e in order.iter().take(3) {
+        let (mi, m) = modules.iter().enumerate().rev().find(|(_, m)| m.offset <= e).unwrap();
+        let loss_at = |eps: f64| {
+            let mut masks = uniform_masks(&graph, 0.0, model.device);
+            let mut flat = masks[mi].view([-1]);
+            let _ = flat.get(( e - m.offset) as i64).fill_(eps);
+            tch::no_grad(|| masked_loss(&model, &graph, &masks, &patch, &pass.clean, answers, &settings).double_value(&[]))
+        };
+        let eps = 1e-2;
+        let fd = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);
+        // central difference: O(eps²) curvature plus float32 rounding of the loss (~1e-7/eps)
+        assert!((fd - scores[e]).abs() < 1e-3 * scores[e].abs() + 1e-4, "edge {e}: fd {fd} vs grad {}", scores[e]);
+    }
+}
