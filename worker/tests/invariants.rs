@@ -58,7 +58,8 @@ fn fast_vs_autograd(settings: AttributionSettings, alpha: f64) {
     let masks = uniform_masks(&graph, alpha, model.device);
     let reference = mask_autograd_scores(&model, &graph, &masks, &pass.clean, &pass.corrupt, &pass.answers[0], &settings);
     let err = rel_err(&fast[0].scores, &reference);
-    assert!(err < 2e-6, "{settings:?} at {alpha}: {err:.2e}");
+    // Same tolerance as the golden comparisons: float32 sums taken in another order.
+    assert!(err < 1e-5, "{settings:?} at {alpha}: {err:.2e}");
 }
 
 #[test]
