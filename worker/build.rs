@@ -8,7 +8,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed=TCH_LINK_CUDA");
     println!("cargo:rerun-if-env-changed=TCH_EXTRA_RPATH");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        return;
+    };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     if let Ok(extra) = std::env::var("TCH_EXTRA_RPATH") {
         for dir in extra.split(':').filter(|d| !d.is_empty()) {
@@ -22,6 +24,7 @@ fn main() {
         Ok(_) => true,
         Err(_) => cuda_libs_present,
     };
+    println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol=mkl_serv_intel_cpu_true");
     if link_cuda && Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch");

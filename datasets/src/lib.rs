@@ -33,7 +33,10 @@ impl std::fmt::Display for Side {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("malformed prompt file {path}: {reason}")]
     Malformed { path: PathBuf, reason: String },
     #[error("no dataset file given")]
@@ -43,19 +46,42 @@ pub enum Error {
     #[error("cannot tokenize {text:?}: {reason}")]
     Encode { text: String, reason: String },
     #[error("prompt {prompt}: answer {answer:?} is {n_tokens} tokens; every answer must be exactly one token")]
-    MultiTokenAnswer { prompt: usize, answer: String, n_tokens: usize },
-    #[error("prompt {prompt} ({side}) is {n_tokens} tokens, longer than the model's context of {n_ctx}")]
-    PromptTooLong { prompt: usize, side: Side, n_tokens: usize, n_ctx: usize },
+    MultiTokenAnswer {
+        prompt: usize,
+        answer: String,
+        n_tokens: usize,
+    },
+    #[error(
+        "prompt {prompt} ({side}) is {n_tokens} tokens, longer than the model's context of {n_ctx}"
+    )]
+    PromptTooLong {
+        prompt: usize,
+        side: Side,
+        n_tokens: usize,
+        n_ctx: usize,
+    },
     #[error("asked for {requested} prompts (train {train} + test {test}) but the dataset has only {available}")]
-    NotEnoughPrompts { requested: usize, train: usize, test: usize, available: usize },
+    NotEnoughPrompts {
+        requested: usize,
+        train: usize,
+        test: usize,
+        available: usize,
+    },
     #[error("clean prompts are {clean} tokens wide but corrupt prompts {corrupt}; patching needs equal widths")]
     WidthMismatch { clean: usize, corrupt: usize },
     #[error("token positions need prompts of equal length, but prompt {prompt} ({side}) is shorter than {width} tokens")]
-    PaddingWithTokenPositions { prompt: usize, side: Side, width: usize },
+    PaddingWithTokenPositions {
+        prompt: usize,
+        side: Side,
+        width: usize,
+    },
     #[error("batch size must be at least 1")]
     ZeroBatchSize,
     #[error("train size {train_size} gives no full batch of {batch_size} (a partial last batch is dropped, as AutoCircuit does)")]
-    NoFullBatch { train_size: usize, batch_size: usize },
+    NoFullBatch {
+        train_size: usize,
+        batch_size: usize,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

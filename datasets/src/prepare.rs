@@ -128,10 +128,18 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
     }
     let wanted = opts.train_size + opts.test_size;
     if wanted > file.prompts.len() {
-        return Err(Error::NotEnoughPrompts { requested: wanted, train: opts.train_size, test: opts.test_size, available: file.prompts.len() });
+        return Err(Error::NotEnoughPrompts {
+            requested: wanted,
+            train: opts.train_size,
+            test: opts.test_size,
+            available: file.prompts.len(),
+        });
     }
     if opts.train_size < opts.batch_size {
-        return Err(Error::NoFullBatch { train_size: opts.train_size, batch_size: opts.batch_size });
+        return Err(Error::NoFullBatch {
+            train_size: opts.train_size,
+            batch_size: opts.batch_size,
+        });
     }
     let mut order: Vec<usize> = (0..file.prompts.len()).collect();
     if opts.shuffle {
@@ -150,7 +158,12 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
             };
             let ids = tok.encode(&format!("{bos}{text}"))?;
             if ids.len() > opts.n_ctx {
-                return Err(Error::PromptTooLong { prompt: i, side, n_tokens: ids.len(), n_ctx: opts.n_ctx });
+                return Err(Error::PromptTooLong {
+                    prompt: i,
+                    side,
+                    n_tokens: ids.len(),
+                    n_ctx: opts.n_ctx,
+                });
             }
             sides[k].push(ids);
         }
@@ -159,12 +172,19 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
     let width = |rows: &[Vec<i64>]| rows.iter().map(Vec::len).max().unwrap_or(0);
     let (clean_w, corrupt_w) = (width(&clean), width(&corrupt));
     if clean_w != corrupt_w {
-        return Err(Error::WidthMismatch { clean: clean_w, corrupt: corrupt_w });
+        return Err(Error::WidthMismatch {
+            clean: clean_w,
+            corrupt: corrupt_w,
+        });
     }
     let padded = clean.iter().chain(&corrupt).any(|r| r.len() != clean_w);
     if opts.token_positions && padded {
         let (i, side) = first_padded(selected, &clean, &corrupt, clean_w);
-        return Err(Error::PaddingWithTokenPositions { prompt: i, side, width: clean_w });
+        return Err(Error::PaddingWithTokenPositions {
+            prompt: i,
+            side,
+            width: clean_w,
+        });
     }
     let pad = |rows: Vec<Vec<i64>>| -> Vec<Vec<i64>> {
         rows.into_iter()
@@ -184,7 +204,11 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
                 let ids = tok.encode(a)?;
                 match ids.as_slice() {
                     [one] => Ok(*one),
-                    _ => Err(Error::MultiTokenAnswer { prompt: i, answer: a.clone(), n_tokens: ids.len() }),
+                    _ => Err(Error::MultiTokenAnswer {
+                        prompt: i,
+                        answer: a.clone(),
+                        n_tokens: ids.len(),
+                    }),
                 }
             })
             .collect()
@@ -209,7 +233,13 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
         out.extend(labels.iter().cloned());
         out
     });
-    let word_idxs = file.word_idxs.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v + shift)).collect();
+    let word_idxs = file
+        .word_idxs
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v + shift))
+        .collect();
     Ok(Dataset {
         train,
         test,
@@ -221,7 +251,12 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
     })
 }
 
-fn first_padded(selected: &[usize], clean: &[Vec<i64>], corrupt: &[Vec<i64>], w: usize) -> (usize, Side) {
+fn first_padded(
+    selected: &[usize],
+    clean: &[Vec<i64>],
+    corrupt: &[Vec<i64>],
+    w: usize,
+) -> (usize, Side) {
     for (row, &i) in selected.iter().enumerate() {
         if clean[row].len() != w {
             return (i, Side::Clean);
@@ -239,9 +274,24 @@ fn split_at(all: Split, n: usize) -> (Split, Split) {
     let (k0, k1) = cut(&all.corrupt);
     let (a0, a1) = cut(&all.answers);
     let (w0, w1) = cut(&all.wrong_answers);
-    let (i0, i1) = (all.prompt_indices[..n].to_vec(), all.prompt_indices[n..].to_vec());
+    let (i0, i1) = (
+        all.prompt_indices[..n].to_vec(),
+        all.prompt_indices[n..].to_vec(),
+    );
     (
-        Split { prompt_indices: i0, clean: c0, corrupt: k0, answers: a0, wrong_answers: w0 },
-        Split { prompt_indices: i1, clean: c1, corrupt: k1, answers: a1, wrong_answers: w1 },
+        Split {
+            prompt_indices: i0,
+            clean: c0,
+            corrupt: k0,
+            answers: a0,
+            wrong_answers: w0,
+        },
+        Split {
+            prompt_indices: i1,
+            clean: c1,
+            corrupt: k1,
+            answers: a1,
+            wrong_answers: w1,
+        },
     )
 }

@@ -29,20 +29,28 @@ pub struct PromptFile {
 
 impl PromptFile {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let malformed = |reason: String| Error::Malformed { path: path.to_path_buf(), reason };
+        let malformed = |reason: String| Error::Malformed {
+            path: path.to_path_buf(),
+            reason,
+        };
         let file: PromptFile = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
         if file.prompts.is_empty() {
             return Err(malformed("`prompts` is empty".into()));
         }
         for (i, p) in file.prompts.iter().enumerate() {
             if p.answers.is_empty() || p.wrong_answers.is_empty() {
-                return Err(malformed(format!("prompt {i} has no `answers` or no `wrong_answers`")));
+                return Err(malformed(format!(
+                    "prompt {i} has no `answers` or no `wrong_answers`"
+                )));
             }
         }
         Ok(file)
@@ -70,26 +78,35 @@ mod tests {
 
     #[test]
     fn reads_a_minimal_file() {
-        let f = parse(r#"{"prompts":[{"clean":"a","corrupt":"b","answers":[" c"],"wrong_answers":[" d"]}]}"#).unwrap();
+        let f = parse(
+            r#"{"prompts":[{"clean":"a","corrupt":"b","answers":[" c"],"wrong_answers":[" d"]}]}"#,
+        )
+        .unwrap();
         assert_eq!(f.prompts.len(), 1);
         assert!(f.seq_labels.is_none());
     }
 
     #[test]
     fn malformed_json_names_the_file_and_position() {
-        let e = parse(r#"{"prompts": [ {"clean": "a", "#).unwrap_err().to_string();
+        let e = parse(r#"{"prompts": [ {"clean": "a", "#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.json") && e.contains("line 1"), "{e}");
     }
 
     #[test]
     fn missing_field_is_named() {
-        let e = parse(r#"{"prompts":[{"clean":"a","answers":[" c"],"wrong_answers":[" d"]}]}"#).unwrap_err();
+        let e = parse(r#"{"prompts":[{"clean":"a","answers":[" c"],"wrong_answers":[" d"]}]}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("missing field `corrupt`"), "{e}");
     }
 
     #[test]
     fn empty_answers_are_refused() {
-        let e = parse(r#"{"prompts":[{"clean":"a","corrupt":"b","answers":[],"wrong_answers":[" d"]}]}"#).unwrap_err();
+        let e = parse(
+            r#"{"prompts":[{"clean":"a","corrupt":"b","answers":[],"wrong_answers":[" d"]}]}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("prompt 0 has no `answers`"), "{e}");
     }
 

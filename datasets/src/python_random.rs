@@ -17,7 +17,10 @@ impl PythonRandom {
         if seed >> 32 != 0 {
             key.push((seed >> 32) as u32);
         }
-        let mut r = PythonRandom { mt: [0; N], index: N };
+        let mut r = PythonRandom {
+            mt: [0; N],
+            index: N,
+        };
         r.init_genrand(19_650_218);
         r.init_by_array(&key);
         r
@@ -27,7 +30,9 @@ impl PythonRandom {
         self.mt[0] = s;
         for i in 1..N {
             let prev = self.mt[i - 1];
-            self.mt[i] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(i as u32);
+            self.mt[i] = 1_812_433_253u32
+                .wrapping_mul(prev ^ (prev >> 30))
+                .wrapping_add(i as u32);
         }
         self.index = N;
     }
@@ -52,7 +57,8 @@ impl PythonRandom {
         }
         for _ in 0..N - 1 {
             let prev = mt[i - 1];
-            mt[i] = (mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+            mt[i] =
+                (mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
             i += 1;
             if i >= N {
                 mt[0] = mt[N - 1];
@@ -106,7 +112,10 @@ mod tests {
     #[test]
     fn first_outputs_match_python_seed_42() {
         let mut r = PythonRandom::new(42);
-        assert_eq!([r.next_u32(), r.next_u32(), r.next_u32()], [2746317213, 478163327, 107420369]);
+        assert_eq!(
+            [r.next_u32(), r.next_u32(), r.next_u32()],
+            [2746317213, 478163327, 107420369]
+        );
     }
 
     #[test]
@@ -116,6 +125,9 @@ mod tests {
         assert_eq!(ten, vec![7, 3, 2, 8, 5, 6, 9, 4, 0, 1]);
         let mut thousand: Vec<usize> = (0..1000).collect();
         PythonRandom::new(42).shuffle(&mut thousand);
-        assert_eq!(&thousand[..10], &[776, 507, 895, 922, 33, 483, 85, 750, 354, 523]);
+        assert_eq!(
+            &thousand[..10],
+            &[776, 507, 895, 922, 33, 483, 85, 750, 354, 523]
+        );
     }
 }

@@ -20,12 +20,16 @@ impl PromptTokenizer {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer { path: path.to_path_buf(), reason: e.to_string() })?;
-        let bos_id = inner.token_to_id(BOS_TEXT).ok_or_else(|| Error::Tokenizer {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
             path: path.to_path_buf(),
-            reason: format!("it has no {BOS_TEXT} token"),
-        })? as i64;
+            reason: e.to_string(),
+        })?;
+        let bos_id = inner
+            .token_to_id(BOS_TEXT)
+            .ok_or_else(|| Error::Tokenizer {
+                path: path.to_path_buf(),
+                reason: format!("it has no {BOS_TEXT} token"),
+            })? as i64;
         Ok(PromptTokenizer { inner, bos_id })
     }
 
@@ -39,10 +43,10 @@ impl PromptTokenizer {
 
     /// Token ids of `text`, no special tokens added.
     pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Encode { text: text.to_string(), reason: e.to_string() })?;
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Encode {
+            text: text.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(enc.get_ids().iter().map(|&i| i as i64).collect())
     }
 

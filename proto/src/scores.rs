@@ -12,7 +12,11 @@ pub fn sum_in_batch_order<'a>(batches: impl IntoIterator<Item = (usize, &'a [f64
     sorted.sort_by_key(|&(i, _)| i);
     let mut total = vec![0.0; sorted.first().map_or(0, |(_, s)| s.len())];
     for (_, s) in sorted {
-        assert_eq!(s.len(), total.len(), "score vectors of one job have one length");
+        assert_eq!(
+            s.len(),
+            total.len(),
+            "score vectors of one job have one length"
+        );
         for (t, x) in total.iter_mut().zip(s) {
             *t += x;
         }

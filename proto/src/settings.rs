@@ -39,13 +39,20 @@ pub enum MaskPoints {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     #[error("unknown {what} {got:?}; expected one of {expected}")]
-    UnknownName { what: &'static str, got: String, expected: &'static str },
+    UnknownName {
+        what: &'static str,
+        got: String,
+        expected: &'static str,
+    },
     #[error("give either a mask value or a number of integrated-gradient samples (at least 1), not both")]
     MaskPoints,
 }
 
 impl MaskPoints {
-    pub fn from_options(mask_val: Option<f64>, integrated: Option<usize>) -> Result<Self, SettingsError> {
+    pub fn from_options(
+        mask_val: Option<f64>,
+        integrated: Option<usize>,
+    ) -> Result<Self, SettingsError> {
         match (mask_val, integrated) {
             (Some(v), None) if v.is_finite() => Ok(MaskPoints::Value(v)),
             (None, Some(n)) if n > 0 => Ok(MaskPoints::Integrated(n)),
@@ -112,8 +119,20 @@ macro_rules! named_enum {
     };
 }
 
-named_enum!(GradFunction, "grad function", Logit = "logit", Prob = "prob", Logprob = "logprob", LogitExp = "logit_exp");
-named_enum!(AnswerFunction, "answer function", AvgDiff = "avg_diff", AvgVal = "avg_val");
+named_enum!(
+    GradFunction,
+    "grad function",
+    Logit = "logit",
+    Prob = "prob",
+    Logprob = "logprob",
+    LogitExp = "logit_exp"
+);
+named_enum!(
+    AnswerFunction,
+    "answer function",
+    AvgDiff = "avg_diff",
+    AvgVal = "avg_val"
+);
 
 #[cfg(test)]
 mod tests {
@@ -121,7 +140,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_unknown_names_are_explained() {
-        assert_eq!("logit_exp".parse::<GradFunction>().unwrap(), GradFunction::LogitExp);
+        assert_eq!(
+            "logit_exp".parse::<GradFunction>().unwrap(),
+            GradFunction::LogitExp
+        );
         assert_eq!(AnswerFunction::AvgVal.to_string(), "avg_val");
         let e = "mse".parse::<AnswerFunction>().unwrap_err().to_string();
         assert!(e.contains("avg_diff") && e.contains("\"mse\""), "{e}");
@@ -129,8 +151,14 @@ mod tests {
 
     #[test]
     fn integrated_gradient_points_include_both_ends() {
-        assert_eq!(MaskPoints::Integrated(5).alphas(), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
-        assert_eq!(MaskPoints::from_options(None, None).unwrap(), MaskPoints::Value(0.0));
+        assert_eq!(
+            MaskPoints::Integrated(5).alphas(),
+            vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        );
+        assert_eq!(
+            MaskPoints::from_options(None, None).unwrap(),
+            MaskPoints::Value(0.0)
+        );
         assert!(MaskPoints::from_options(Some(0.5), Some(3)).is_err());
         assert!(MaskPoints::from_options(None, Some(0)).is_err());
     }

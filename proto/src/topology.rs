@@ -23,7 +23,10 @@ pub enum DestKind {
 
 impl DestKind {
     pub fn is_attention(self) -> bool {
-        matches!(self, DestKind::Q | DestKind::K | DestKind::V | DestKind::HeadInput)
+        matches!(
+            self,
+            DestKind::Q | DestKind::K | DestKind::V | DestKind::HeadInput
+        )
     }
 }
 
@@ -159,7 +162,13 @@ impl GraphShape {
                 shape.push(self.n_heads);
             }
             shape.push(n_in);
-            let m = DestModule { kind, block, n_in, offset, shape };
+            let m = DestModule {
+                kind,
+                block,
+                n_in,
+                offset,
+                shape,
+            };
             offset += m.len();
             out.push(m);
         };
@@ -174,7 +183,12 @@ impl GraphShape {
             }
             push(DestKind::Mlp, b, self.mlp_n_in(b), &mut out);
         }
-        push(DestKind::ResidEnd, self.n_layers.saturating_sub(1), self.n_src(), &mut out);
+        push(
+            DestKind::ResidEnd,
+            self.n_layers.saturating_sub(1),
+            self.n_src(),
+            &mut out,
+        );
         out
     }
 
@@ -198,7 +212,12 @@ impl GraphShape {
             for &seq in &seqs {
                 for &head in &heads {
                     for src in 0..m.n_in {
-                        out.push(Edge { src, module: mi, head, seq });
+                        out.push(Edge {
+                            src,
+                            module: mi,
+                            head,
+                            seq,
+                        });
                     }
                 }
             }
@@ -257,7 +276,12 @@ mod tests {
     use super::*;
 
     fn gpt2(separate_qkv: bool, seq_len: Option<usize>) -> GraphShape {
-        GraphShape { n_layers: 12, n_heads: 12, separate_qkv, seq_len }
+        GraphShape {
+            n_layers: 12,
+            n_heads: 12,
+            separate_qkv,
+            seq_len,
+        }
     }
 
     #[test]
@@ -283,7 +307,10 @@ mod tests {
         assert_eq!(g.src_name(39), "MLP 2");
         assert_eq!(g.src_by_name("A2.4"), Ok(31));
         let m = g.modules();
-        let q7 = m.iter().find(|m| m.kind == DestKind::Q && m.block == 7).unwrap();
+        let q7 = m
+            .iter()
+            .find(|m| m.kind == DestKind::Q && m.block == 7)
+            .unwrap();
         assert_eq!(q7.shape, vec![12, 92]);
         assert_eq!(q7.hook_name(), "blocks.7.hook_q_input");
         let end = m.last().unwrap();
@@ -295,10 +322,18 @@ mod tests {
 
     #[test]
     fn flat_order_is_module_then_c_order() {
-        let g = GraphShape { n_layers: 2, n_heads: 4, separate_qkv: true, seq_len: None };
+        let g = GraphShape {
+            n_layers: 2,
+            n_heads: 4,
+            separate_qkv: true,
+            seq_len: None,
+        };
         let e = g.named_edges();
         assert_eq!(e.len(), 110);
-        assert_eq!((e[0].src.as_str(), e[0].dest.as_str()), ("Resid Start", "A0.0.Q"));
+        assert_eq!(
+            (e[0].src.as_str(), e[0].dest.as_str()),
+            ("Resid Start", "A0.0.Q")
+        );
         assert_eq!(e[4].dest, "A0.0.K"); // 4 heads x 1 source of Q, then K
         assert_eq!(e[12].dest, "MLP 0");
         assert_eq!(e.last().unwrap().src, "MLP 1");

@@ -15,11 +15,17 @@ pub fn parse_device(spec: &str) -> Result<Device> {
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| Error::BadDevice(s.to_string()))?;
             if !tch::Cuda::is_available() {
-                return Err(Error::DeviceUnavailable { device: s.into(), reason: "libtorch sees no CUDA device".into() });
+                return Err(Error::DeviceUnavailable {
+                    device: s.into(),
+                    reason: "libtorch sees no CUDA device".into(),
+                });
             }
             let count = tch::Cuda::device_count() as usize;
             if n >= count {
-                return Err(Error::DeviceUnavailable { device: s.into(), reason: format!("only {count} CUDA devices") });
+                return Err(Error::DeviceUnavailable {
+                    device: s.into(),
+                    reason: format!("only {count} CUDA devices"),
+                });
             }
             Ok(Device::Cuda(n))
         }
@@ -41,7 +47,10 @@ mod tests {
     #[test]
     fn parses_cpu_and_refuses_junk() {
         assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
-        assert!(parse_device("gpu").unwrap_err().to_string().contains("auto, cpu or cuda:N"));
+        assert!(parse_device("gpu")
+            .unwrap_err()
+            .to_string()
+            .contains("auto, cpu or cuda:N"));
         assert!(parse_device("cuda:x").is_err());
     }
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("model folder {dir} has no {file}")]
     MissingModelFile { dir: PathBuf, file: &'static str },
     #[error("bad model config {path}: {reason}")]
@@ -15,7 +18,12 @@ pub enum Error {
     #[error("model weights {path} lack tensor {name}")]
     MissingTensor { path: PathBuf, name: String },
     #[error("tensor {name} in {path} has shape {got:?}, expected {expected:?}")]
-    TensorShape { path: PathBuf, name: String, expected: Vec<i64>, got: Vec<i64> },
+    TensorShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<i64>,
+        got: Vec<i64>,
+    },
     #[error("model {model:?} is neither a folder nor in the local HuggingFace cache ({searched})")]
     ModelNotFound { model: String, searched: String },
     #[error("bad device {0:?}: use auto, cpu or cuda:N")]
@@ -41,7 +49,10 @@ pub enum Error {
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -28,13 +28,22 @@ pub struct InitOptions {
 impl Default for InitOptions {
     /// GPT-2 small's shape.
     fn default() -> Self {
-        InitOptions { n_layers: 12, n_heads: 12, d_model: 768, n_ctx: 1024, seed: 0 }
+        InitOptions {
+            n_layers: 12,
+            n_heads: 12,
+            d_model: 768,
+            n_ctx: 1024,
+            seed: 0,
+        }
     }
 }
 
 pub fn write_random_model(opts: &InitOptions, out: &Path) -> Result<ModelConfig> {
     if opts.n_heads == 0 || opts.d_model % opts.n_heads != 0 || opts.n_layers == 0 {
-        return Err(Error::Unsupported(format!("d_model {} must be a positive multiple of n_heads {}", opts.d_model, opts.n_heads)));
+        return Err(Error::Unsupported(format!(
+            "d_model {} must be a positive multiple of n_heads {}",
+            opts.d_model, opts.n_heads
+        )));
     }
     let cfg = ModelConfig {
         n_layers: opts.n_layers,
@@ -50,10 +59,18 @@ pub fn write_random_model(opts: &InitOptions, out: &Path) -> Result<ModelConfig>
         let path = out.join(name);
         std::fs::write(&path, bytes).map_err(|source| Error::Write { path, source })
     };
-    std::fs::create_dir_all(out).map_err(|source| Error::Write { path: out.into(), source })?;
+    std::fs::create_dir_all(out).map_err(|source| Error::Write {
+        path: out.into(),
+        source,
+    })?;
     let tensors = tch::no_grad(|| random_tensors(&cfg, opts.seed));
     Tensor::write_safetensors(&tensors, out.join("model.safetensors"))?;
-    write("config.json", serde_json::to_string_pretty(&cfg.to_hf()).expect("json").as_bytes())?;
+    write(
+        "config.json",
+        serde_json::to_string_pretty(&cfg.to_hf())
+            .expect("json")
+            .as_bytes(),
+    )?;
     write("tokenizer.json", GPT2_TOKENIZER_JSON)?;
     write("tokenizer_config.json", TOKENIZER_CONFIG_JSON)?;
     write("special_tokens_map.json", SPECIAL_TOKENS_MAP_JSON)?;
@@ -62,7 +79,12 @@ pub fn write_random_model(opts: &InitOptions, out: &Path) -> Result<ModelConfig>
 
 fn random_tensors(cfg: &ModelConfig, seed: u64) -> Vec<(String, Tensor)> {
     tch::manual_seed(seed as i64);
-    let (d, dm, v, n) = (cfg.d_model as i64, cfg.d_mlp as i64, cfg.d_vocab as i64, cfg.n_ctx as i64);
+    let (d, dm, v, n) = (
+        cfg.d_model as i64,
+        cfg.d_mlp as i64,
+        cfg.d_vocab as i64,
+        cfg.n_ctx as i64,
+    );
     let normal = |shape: &[i64], std: f64| Tensor::randn(shape, (Kind::Float, Device::Cpu)) * std;
     let gain = |shape: &[i64]| normal(shape, 0.2) + 1.0;
     let bias = |shape: &[i64]| normal(shape, 0.1);
@@ -75,7 +97,10 @@ fn random_tensors(cfg: &ModelConfig, seed: u64) -> Vec<(String, Tensor)> {
         let p = |s: &str| format!("transformer.h.{b}.{s}");
         t.push((p("ln_1.weight"), gain(&[d])));
         t.push((p("ln_1.bias"), bias(&[d])));
-        t.push((p("attn.c_attn.weight"), normal(&[d, 3 * d], 1.5 * inv_sqrt_d)));
+        t.push((
+            p("attn.c_attn.weight"),
+            normal(&[d, 3 * d], 1.5 * inv_sqrt_d),
+        ));
         t.push((p("attn.c_attn.bias"), bias(&[3 * d])));
         t.push((p("attn.c_proj.weight"), normal(&[d, d], inv_sqrt_d)));
         t.push((p("attn.c_proj.bias"), bias(&[d])));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use attrib_datasets::{prepare, Dataset, DatasetOptions, PromptFile, PromptTokenizer};
 use attrib_proto::{AttributionSettings, DataSettings, EdgeScore, ModelRecord, ScoresFile};
 
-use crate::attribution::{attribute_batches, graph_for, reduce, PassOptions};
+use crate::attribution::{attribute_batches, graph_for, reduce, PassOptions, StageTimes};
 use crate::model::Gpt2;
 use crate::Result;
 
@@ -23,30 +23,60 @@ pub struct AttributeJob {
 pub fn load_dataset(job: &AttributeJob, model: &Gpt2) -> Result<(Dataset, PromptTokenizer)> {
     let tok = PromptTokenizer::from_model_dir(&job.model_dir)?;
     let file = PromptFile::read_many(&job.datasets)?;
-    let opts = DatasetOptions { n_ctx: model.cfg.n_ctx, token_positions: job.settings.token_positions, ..job.data.clone() };
+    let opts = DatasetOptions {
+        n_ctx: model.cfg.n_ctx,
+        token_positions: job.settings.token_positions,
+        ..job.data.clone()
+    };
     Ok((prepare(&file, &tok, &opts)?, tok))
 }
 
 /// Runs the job on `model`; `progress(done, total)` counts train batches.
-pub fn run_attribute(job: &AttributeJob, model: &Gpt2, progress: &mut dyn FnMut(usize, usize)) -> Result<ScoresFile> {
+pub fn run_attribute(
+    job: &AttributeJob,
+    model: &Gpt2,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ScoresFile> {
+    run_attribute_timed(job, model, progress).map(|(s, _)| s)
+}
+
+/// `run_attribute`, also reporting where the time went.
+pub fn run_attribute_timed(
+    job: &AttributeJob,
+    model: &Gpt2,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(ScoresFile, StageTimes)> {
     let (dataset, tok) = load_dataset(job, model)?;
     let batches = dataset.train_batches(job.data.batch_size);
     let graph = graph_for(model, &job.settings, dataset.width);
-    let opts = PassOptions { batches_per_pass: job.batches_per_pass, pad_id: tok.bos_id(), prepend_bos: job.data.prepend_bos };
-    let per_batch = attribute_batches(model, &graph, &batches, &job.settings, &opts, progress)?;
-    let reduced = reduce(&per_batch);
+    let opts = PassOptions {
+        batches_per_pass: job.batches_per_pass,
+        pad_id: tok.bos_id(),
+        prepend_bos: job.data.prepend_bos,
+    };
+    let attributed = attribute_batches(model, &graph, &batches, &job.settings, &opts, progress)?;
+    let reduced = reduce(&attributed.batches);
     let edges = graph
         .named_edges()
         .into_iter()
         .zip(reduced.scores)
-        .map(|(e, score)| EdgeScore { src: e.src, dest: e.dest, seq: e.seq, score })
+        .map(|(e, score)| EdgeScore {
+            src: e.src,
+            dest: e.dest,
+            seq: e.seq,
+            score,
+        })
         .collect::<Vec<_>>();
-    Ok(ScoresFile {
+    let file = ScoresFile {
         n_edges: edges.len(),
         clean_logit_diff: reduced.clean_logit_diff,
         settings: job.settings,
         data: DataSettings {
-            files: job.datasets.iter().map(|p| p.display().to_string()).collect(),
+            files: job
+                .datasets
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             batch_size: job.data.batch_size,
             train_size: job.data.train_size,
             test_size: job.data.test_size,
@@ -62,5 +92,6 @@ pub fn run_attribute(job: &AttributeJob, model: &Gpt2, progress: &mut dyn FnMut(
             d_model: model.cfg.d_model,
         },
         edges,
-    })
+    };
+    Ok((file, attributed.times))
 }

@@ -10,14 +10,17 @@ use attrib_datasets::DatasetOptions;
 use attrib_proto::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, ScoresFile};
 use attrib_worker::device::{device_name, parse_device};
 use attrib_worker::init_model::{write_random_model, InitOptions};
-use attrib_worker::job::{run_attribute, AttributeJob};
+use attrib_worker::job::{run_attribute_timed, AttributeJob};
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(version, about = "attrib's engine: AutoCircuit-exact edge attribution on GPT-2 in libtorch")]
+#[command(
+    version,
+    about = "attrib's engine: AutoCircuit-exact edge attribution on GPT-2 in libtorch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +41,12 @@ struct AttributeArgs {
     #[arg(long, env = "ATTRIB_MODEL")]
     model: String,
     /// AutoCircuit prompt file(s); several are merged as AutoCircuit merges them.
-    #[arg(long = "dataset", required = true, env = "ATTRIB_DATASET", value_delimiter = ',')]
+    #[arg(
+        long = "dataset",
+        required = true,
+        env = "ATTRIB_DATASET",
+        value_delimiter = ','
+    )]
     datasets: Vec<PathBuf>,
     /// Where to write the scores JSON.
     #[arg(long, default_value = "scores.json", env = "ATTRIB_OUT")]
@@ -65,7 +73,11 @@ struct AttributeArgs {
     #[arg(long, default_value = "avg_diff", env = "ATTRIB_ANSWER_FUNCTION")]
     answer_function: AnswerFunction,
     /// Value of every mask where the gradient is taken (default 0: edge attribution patching).
-    #[arg(long, env = "ATTRIB_MASK_VAL", conflicts_with = "integrated_grad_samples")]
+    #[arg(
+        long,
+        env = "ATTRIB_MASK_VAL",
+        conflicts_with = "integrated_grad_samples"
+    )]
     mask_val: Option<f64>,
     /// Integrated gradients over masks 0, 1/N, ..., 1 instead of one mask value.
     #[arg(long, env = "ATTRIB_INTEGRATED_GRAD_SAMPLES")]
@@ -79,8 +91,9 @@ struct AttributeArgs {
     /// auto | cpu | cuda:N
     #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
     device: String,
-    /// Batches run together in one forward/backward pass (memory for speed; same scores).
-    #[arg(long, default_value_t = 2, env = "ATTRIB_BATCHES_PER_PASS")]
+    /// Batches run together in one forward/backward pass (same scores; more memory, which
+    /// is only faster where fresh memory is cheap).
+    #[arg(long, default_value_t = 1, env = "ATTRIB_BATCHES_PER_PASS")]
     batches_per_pass: usize,
     /// How many top edges to print.
     #[arg(long, default_value_t = 10)]
@@ -108,8 +121,15 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Attribute(a) => attribute(a),
         Command::InitModel(a) => {
-            let opts = InitOptions { n_layers: a.layers, n_heads: a.heads, d_model: a.d_model, n_ctx: a.n_ctx, seed: a.seed };
-            let cfg = write_random_model(&opts, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
+            let opts = InitOptions {
+                n_layers: a.layers,
+                n_heads: a.heads,
+                d_model: a.d_model,
+                n_ctx: a.n_ctx,
+                seed: a.seed,
+            };
+            let cfg = write_random_model(&opts, &a.out)
+                .with_context(|| format!("writing {}", a.out.display()))?;
             eprintln!(
                 "wrote a random GPT-2 ({} layers, {} heads, d_model {}) to {}",
                 cfg.n_layers,
@@ -126,7 +146,8 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let model_dir = resolve_model_dir(&a.model)?;
     let device = parse_device(&a.device)?;
-    let model = Gpt2::load(&model_dir, device).with_context(|| format!("loading model {}", model_dir.display()))?;
+    let model = Gpt2::load(&model_dir, device)
+        .with_context(|| format!("loading model {}", model_dir.display()))?;
     eprintln!(
         "[attrib] model {} ({} layers, {} heads, d_model {}) on {} in {:.1}s",
         model_dir.display(),
@@ -158,9 +179,12 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
     };
     let t1 = Instant::now();
     let mut progress = |done: usize, total: usize| {
-        eprintln!("[attrib] batches {done}/{total} ({:.1}s)", t1.elapsed().as_secs_f64());
+        eprintln!(
+            "[attrib] batches {done}/{total} ({:.1}s)",
+            t1.elapsed().as_secs_f64()
+        );
     };
-    let scores = run_attribute(&job, &model, &mut progress)?;
+    let (scores, times) = run_attribute_timed(&job, &model, &mut progress)?;
     let secs = t1.elapsed().as_secs_f64();
     write_scores(&scores, &a.out)?;
     let prompts = (a.train_size / a.batch_size) * a.batch_size;
@@ -169,6 +193,10 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
         secs,
         prompts as f64 / secs,
         peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    eprintln!(
+        "[attrib] time by stage: corrupt forward {:.2}s, clean forward {:.2}s, backward {:.2}s, score contraction {:.2}s",
+        times.corrupt_forward, times.clean_forward, times.backward, times.contraction
     );
     print_summary(&scores, a.top, &a.out);
     Ok(())
@@ -186,7 +214,10 @@ fn write_scores(scores: &ScoresFile, out: &PathBuf) -> anyhow::Result<()> {
 }
 
 fn print_summary(scores: &ScoresFile, top: usize, out: &std::path::Path) {
-    println!("{} edges, clean logit diff {:.4}", scores.n_edges, scores.clean_logit_diff);
+    println!(
+        "{} edges, clean logit diff {:.4}",
+        scores.n_edges, scores.clean_logit_diff
+    );
     println!("top {} edges by |score|:", top.min(scores.n_edges));
     for e in scores.top(top) {
         let seq = e.seq.map(|s| format!(" @{s}")).unwrap_or_default();

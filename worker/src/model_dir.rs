@@ -13,18 +13,34 @@ pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
     }
     let caches = hub_caches();
     for cache in &caches {
-        for repo in [model.replace('/', "--"), format!("openai-community--{model}")] {
+        for repo in [
+            model.replace('/', "--"),
+            format!("openai-community--{model}"),
+        ] {
             let snapshots = cache.join(format!("models--{repo}")).join("snapshots");
-            let Ok(entries) = std::fs::read_dir(&snapshots) else { continue };
-            let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|d| d.join("model.safetensors").exists()).collect();
+            let Ok(entries) = std::fs::read_dir(&snapshots) else {
+                continue;
+            };
+            let mut dirs: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|d| d.join("model.safetensors").exists())
+                .collect();
             dirs.sort();
             if let Some(d) = dirs.pop() {
                 return Ok(d);
             }
         }
     }
-    let searched = caches.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ");
-    Err(Error::ModelNotFound { model: model.to_string(), searched })
+    let searched = caches
+        .iter()
+        .map(|c| c.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::ModelNotFound {
+        model: model.to_string(),
+        searched,
+    })
 }
 
 fn hub_caches() -> Vec<PathBuf> {

@@ -32,7 +32,9 @@ fn load_err(dir: &Path) -> String {
 #[test]
 fn missing_tensor_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    edited_model(tmp.path(), |t| t.retain(|(n, _)| n != "transformer.h.1.mlp.c_fc.weight"));
+    edited_model(tmp.path(), |t| {
+        t.retain(|(n, _)| n != "transformer.h.1.mlp.c_fc.weight")
+    });
     let e = load_err(tmp.path());
     assert!(e.contains("lack tensor h.1.mlp.c_fc.weight"), "{e}");
 }
@@ -48,18 +50,28 @@ fn misshaped_tensor_is_named_with_both_shapes() {
         }
     });
     let e = load_err(tmp.path());
-    assert!(e.contains("h.0.attn.c_attn.weight") && e.contains("[32, 95]") && e.contains("[32, 96]"), "{e}");
+    assert!(
+        e.contains("h.0.attn.c_attn.weight") && e.contains("[32, 95]") && e.contains("[32, 96]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_files_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(load_err(tmp.path()).contains("has no config.json"));
-    std::fs::copy(tiny_dir().join("config.json"), tmp.path().join("config.json")).unwrap();
+    std::fs::copy(
+        tiny_dir().join("config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
     assert!(load_err(tmp.path()).contains("has no model.safetensors"));
     std::fs::write(tmp.path().join("config.json"), "{\"n_layer\": 2}").unwrap();
     let e = load_err(tmp.path());
-    assert!(e.contains("bad model config") && e.contains("n_head"), "{e}");
+    assert!(
+        e.contains("bad model config") && e.contains("n_head"),
+        "{e}"
+    );
 }
 
 fn job_with_prompts(dir: &Path, prompts_json: &str) -> AttributeJob {
@@ -75,55 +87,98 @@ fn job_with_prompts(dir: &Path, prompts_json: &str) -> AttributeJob {
 
 fn attribute_err(job: &AttributeJob) -> String {
     let model = tiny_model();
-    run_attribute(job, &model, &mut |_, _| {}).map(|_| ()).unwrap_err().to_string()
+    run_attribute(job, &model, &mut |_, _| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
 }
 
 fn prompt(clean: &str, answer: &str) -> String {
-    format!(r#"{{"clean": "{clean}", "corrupt": "{clean}", "answers": ["{answer}"], "wrong_answers": [" Mary"]}}"#)
+    format!(
+        r#"{{"clean": "{clean}", "corrupt": "{clean}", "answers": ["{answer}"], "wrong_answers": [" Mary"]}}"#
+    )
 }
 
 #[test]
 fn multi_token_answer_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let json = format!(r#"{{"prompts": [{}, {}]}}"#, prompt("When Mary and John", " John"), prompt("When Mary and John", " Johnathan Smith"));
+    let json = format!(
+        r#"{{"prompts": [{}, {}]}}"#,
+        prompt("When Mary and John", " John"),
+        prompt("When Mary and John", " Johnathan Smith")
+    );
     let e = attribute_err(&job_with_prompts(tmp.path(), &json));
-    assert!(e.contains("prompt 1") && e.contains("\" Johnathan Smith\"") && e.contains("exactly one token"), "{e}");
+    assert!(
+        e.contains("prompt 1")
+            && e.contains("\" Johnathan Smith\"")
+            && e.contains("exactly one token"),
+        "{e}"
+    );
 }
 
 #[test]
 fn prompt_longer_than_the_context_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let long = "the ".repeat(70); // the tiny model's context is 64 tokens
-    let json = format!(r#"{{"prompts": [{}, {}]}}"#, prompt("When Mary and John", " John"), prompt(long.trim(), " John"));
+    let json = format!(
+        r#"{{"prompts": [{}, {}]}}"#,
+        prompt("When Mary and John", " John"),
+        prompt(long.trim(), " John")
+    );
     let e = attribute_err(&job_with_prompts(tmp.path(), &json));
-    assert!(e.contains("prompt 1 (clean) is 71 tokens, longer than the model's context of 64"), "{e}");
+    assert!(
+        e.contains("prompt 1 (clean) is 71 tokens, longer than the model's context of 64"),
+        "{e}"
+    );
 }
 
 #[test]
 fn malformed_and_incomplete_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let e = attribute_err(&job_with_prompts(tmp.path(), r#"{"prompts": [{"clean": "a",}]}"#));
-    assert!(e.contains("malformed prompt file") && e.contains("prompts.json"), "{e}");
-    let e = attribute_err(&job_with_prompts(tmp.path(), r#"{"prompts": [{"clean": "a", "answers": [" b"], "wrong_answers": [" c"]}]}"#));
+    let e = attribute_err(&job_with_prompts(
+        tmp.path(),
+        r#"{"prompts": [{"clean": "a",}]}"#,
+    ));
+    assert!(
+        e.contains("malformed prompt file") && e.contains("prompts.json"),
+        "{e}"
+    );
+    let e = attribute_err(&job_with_prompts(
+        tmp.path(),
+        r#"{"prompts": [{"clean": "a", "answers": [" b"], "wrong_answers": [" c"]}]}"#,
+    ));
     assert!(e.contains("missing field `corrupt`"), "{e}");
 }
 
 #[test]
 fn asking_for_more_prompts_than_the_file_has_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let json = format!(r#"{{"prompts": [{}]}}"#, prompt("When Mary and John", " John"));
+    let json = format!(
+        r#"{{"prompts": [{}]}}"#,
+        prompt("When Mary and John", " John")
+    );
     let e = attribute_err(&job_with_prompts(tmp.path(), &json));
-    assert!(e.contains("asked for 2 prompts (train 2 + test 0) but the dataset has only 1"), "{e}");
+    assert!(
+        e.contains("asked for 2 prompts (train 2 + test 0) but the dataset has only 1"),
+        "{e}"
+    );
 }
 
 #[test]
 fn token_positions_need_equal_lengths() {
     let tmp = tempfile::tempdir().unwrap();
-    let json = format!(r#"{{"prompts": [{}, {}]}}"#, prompt("When Mary and John", " John"), prompt("When Mary and John went", " John"));
+    let json = format!(
+        r#"{{"prompts": [{}, {}]}}"#,
+        prompt("When Mary and John", " John"),
+        prompt("When Mary and John went", " John")
+    );
     let mut job = job_with_prompts(tmp.path(), &json);
     job.settings.token_positions = true;
     let e = attribute_err(&job);
-    assert!(e.contains("token positions need prompts of equal length"), "{e}");
+    assert!(
+        e.contains("token positions need prompts of equal length"),
+        "{e}"
+    );
     // without token positions the shorter prompt is left padded and the job runs
     job.settings.token_positions = false;
     let model = tiny_model();

@@ -3,9 +3,9 @@
 
 mod common;
 
+use attrib_proto::{sum_in_batch_order, AnswerFunction, AttributionSettings, GraphShape};
 use attrib_worker::attribution::{eap_batch_scores, pass_input, BatchAnswers};
 use attrib_worker::job::load_dataset;
-use attrib_proto::{sum_in_batch_order, AnswerFunction, AttributionSettings, GraphShape};
 use common::*;
 
 const TOL: f64 = 1e-5;
@@ -19,7 +19,11 @@ fn check_variant(name: &str) {
     let err = rel_err(&scores_of(&ours), &gold);
     assert!(err < TOL, "{name}: max|diff|/max|score| = {err:.2e}");
     let ld = g["clean_logit_diff"].as_f64().unwrap();
-    assert!((ours.clean_logit_diff - ld).abs() < 1e-5 * ld.abs().max(1.0), "clean logit diff {} vs {ld}", ours.clean_logit_diff);
+    assert!(
+        (ours.clean_logit_diff - ld).abs() < 1e-5 * ld.abs().max(1.0),
+        "clean logit diff {} vs {ld}",
+        ours.clean_logit_diff
+    );
 }
 
 #[test]
@@ -70,12 +74,19 @@ fn mask_val_half() {
 #[test]
 fn batches_per_pass_changes_no_score() {
     let model = tiny_model();
-    let mut job = quickstart_job(AttributionSettings { token_positions: true, ..Default::default() });
+    let mut job = quickstart_job(AttributionSettings {
+        token_positions: true,
+        ..Default::default()
+    });
     job.batches_per_pass = 1;
     let one = scores_of(&run(&model, &job));
     job.batches_per_pass = 8;
     let eight = scores_of(&run(&model, &job));
-    assert!(rel_err(&one, &eight) < 1e-6, "{:.2e}", rel_err(&one, &eight));
+    assert!(
+        rel_err(&one, &eight) < 1e-6,
+        "{:.2e}",
+        rel_err(&one, &eight)
+    );
 }
 
 /// The slow EAP reference (spec 5.4) against AutoCircuit's `edge_attribution_patching_prune_scores`.
@@ -85,18 +96,35 @@ fn eap_reference_matches_golden_eap() {
     let model = tiny_model();
     let job = quickstart_job(AttributionSettings::default());
     let (dataset, tok) = load_dataset(&job, &model).unwrap();
-    let graph = GraphShape { n_layers: 2, n_heads: 4, separate_qkv: true, seq_len: None };
+    let graph = GraphShape {
+        n_layers: 2,
+        n_heads: 4,
+        separate_qkv: true,
+        seq_len: None,
+    };
     let per_batch: Vec<Vec<f64>> = dataset
         .train_batches(16)
         .iter()
         .map(|b| {
             let p = pass_input(&model, std::slice::from_ref(b), tok.bos_id(), true).unwrap();
             let ans = BatchAnswers::new(&b.answers, &b.wrong_answers, model.device);
-            eap_batch_scores(&model, &graph, &p.clean, &p.corrupt, &ans, AnswerFunction::AvgDiff)
+            eap_batch_scores(
+                &model,
+                &graph,
+                &p.clean,
+                &p.corrupt,
+                &ans,
+                AnswerFunction::AvgDiff,
+            )
         })
         .collect();
     let ours = sum_in_batch_order(per_batch.iter().enumerate().map(|(i, s)| (i, s.as_slice())));
-    let gold: Vec<f64> = g["edges"].as_array().unwrap().iter().map(|e| e["score"].as_f64().unwrap()).collect();
+    let gold: Vec<f64> = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["score"].as_f64().unwrap())
+        .collect();
     let err = rel_err(&ours, &gold);
     assert!(err < TOL, "eap: {err:.2e}");
 }

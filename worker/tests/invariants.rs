@@ -6,7 +6,9 @@
 mod common;
 
 use attrib_proto::{AttributionSettings, GraphShape, MaskPoints};
-use attrib_worker::attribution::autograd_reference::{corrupt_sources, mask_autograd_scores, masked_loss};
+use attrib_worker::attribution::autograd_reference::{
+    corrupt_sources, mask_autograd_scores, masked_loss,
+};
 use attrib_worker::attribution::{graph_for, pass_input, pass_scores, BatchAnswers, PassInput};
 use attrib_worker::job::load_dataset;
 use attrib_worker::model::{uniform_masks, Gpt2, MaskPatcher};
@@ -15,7 +17,13 @@ use tch::Tensor;
 
 fn first_pass(model: &Gpt2, n_batches: usize) -> PassInput {
     let (ds, tok) = load_dataset(&quickstart_job(AttributionSettings::default()), model).unwrap();
-    pass_input(model, &ds.train_batches(16)[..n_batches], tok.bos_id(), true).unwrap()
+    pass_input(
+        model,
+        &ds.train_batches(16)[..n_batches],
+        tok.bos_id(),
+        true,
+    )
+    .unwrap()
 }
 
 fn max_abs(t: &Tensor) -> f64 {
@@ -35,7 +43,11 @@ fn all_masks_zero_is_the_clean_run_and_all_ones_the_corrupt_run() {
     let pass = first_pass(&model, 1);
     for token_positions in [false, true] {
         for separate_qkv in [true, false] {
-            let s = AttributionSettings { token_positions, separate_qkv, ..Default::default() };
+            let s = AttributionSettings {
+                token_positions,
+                separate_qkv,
+                ..Default::default()
+            };
             let graph = graph_for(&model, &s, 15);
             let clean = model.logits(&pass.clean);
             let corrupt = model.logits(&pass.corrupt);
@@ -54,9 +66,26 @@ fn fast_vs_autograd(settings: AttributionSettings, alpha: f64) {
     let model = tiny_model();
     let pass = first_pass(&model, 1);
     let graph = graph_for(&model, &settings, 15);
-    let fast = pass_scores(&model, &graph, &pass, &AttributionSettings { points: MaskPoints::Value(alpha), ..settings }).unwrap();
+    let fast = pass_scores(
+        &model,
+        &graph,
+        &pass,
+        &AttributionSettings {
+            points: MaskPoints::Value(alpha),
+            ..settings
+        },
+    )
+    .unwrap();
     let masks = uniform_masks(&graph, alpha, model.device);
-    let reference = mask_autograd_scores(&model, &graph, &masks, &pass.clean, &pass.corrupt, &pass.answers[0], &settings);
+    let reference = mask_autograd_scores(
+        &model,
+        &graph,
+        &masks,
+        &pass.clean,
+        &pass.corrupt,
+        &pass.answers[0],
+        &settings,
+    );
     let err = rel_err(&fast[0].scores, &reference);
     // Same tolerance as the golden comparisons: float32 sums taken in another order.
     assert!(err < 1e-5, "{settings:?} at {alpha}: {err:.2e}");
@@ -64,7 +93,13 @@ fn fast_vs_autograd(settings: AttributionSettings, alpha: f64) {
 
 #[test]
 fn closed_form_equals_autograd_on_masks_tokenwise_at_0_4() {
-    fast_vs_autograd(AttributionSettings { token_positions: true, ..Default::default() }, 0.4);
+    fast_vs_autograd(
+        AttributionSettings {
+            token_positions: true,
+            ..Default::default()
+        },
+        0.4,
+    );
 }
 
 #[test]
@@ -82,7 +117,13 @@ fn closed_form_equals_autograd_on_masks_shared_head_input_at_0_7() {
 #[test]
 fn closed_form_equals_autograd_on_masks_at_zero_with_prob() {
     use attrib_proto::GradFunction;
-    fast_vs_autograd(AttributionSettings { grad_function: GradFunction::Prob, ..Default::default() }, 0.0);
+    fast_vs_autograd(
+        AttributionSettings {
+            grad_function: GradFunction::Prob,
+            ..Default::default()
+        },
+        0.0,
+    );
 }
 
 #[test]
@@ -99,16 +140,36 @@ fn finite_difference_agrees_with_the_largest_edge_gradient() {
     order.sort_by(|&a, &b| scores[b].abs().total_cmp(&scores[a].abs()));
     let modules = graph.modules();
     for &e in order.iter().take(3) {
-        let (mi, m) = modules.iter().enumerate().rev().find(|(_, m)| m.offset <= e).unwrap();
+        let (mi, m) = modules
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, m)| m.offset <= e)
+            .unwrap();
         let loss_at = |eps: f64| {
             let mut masks = uniform_masks(&graph, 0.0, model.device);
             let mut flat = masks[mi].view([-1]);
-            let _ = flat.get(( e - m.offset) as i64).fill_(eps);
-            tch::no_grad(|| masked_loss(&model, &graph, &masks, &patch, &pass.clean, answers, &settings).double_value(&[]))
+            let _ = flat.get((e - m.offset) as i64).fill_(eps);
+            tch::no_grad(|| {
+                masked_loss(
+                    &model,
+                    &graph,
+                    &masks,
+                    &patch,
+                    &pass.clean,
+                    answers,
+                    &settings,
+                )
+                .double_value(&[])
+            })
         };
         let eps = 1e-2;
         let fd = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);
         // central difference: O(eps²) curvature plus float32 rounding of the loss (~1e-7/eps)
-        assert!((fd - scores[e]).abs() < 1e-3 * scores[e].abs() + 1e-4, "edge {e}: fd {fd} vs grad {}", scores[e]);
+        assert!(
+            (fd - scores[e]).abs() < 1e-3 * scores[e].abs() + 1e-4,
+            "edge {e}: fd {fd} vs grad {}",
+            scores[e]
+        );
     }
 }

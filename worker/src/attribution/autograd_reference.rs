@@ -11,24 +11,56 @@ use crate::model::{Gpt2, MaskPatcher, SourceBuffer, SourceLayout, TokenBatch};
 
 /// Patch values: every source's output on `corrupt`, `[n_src, B, T, d]`.
 pub fn corrupt_sources(model: &Gpt2, graph: &GraphShape, corrupt: &TokenBatch) -> Tensor {
-    let mut buf = SourceBuffer::new(graph.n_src(), corrupt.batch, corrupt.width, model.cfg.d_model, SourceLayout::Plain, model.device);
+    let mut buf = SourceBuffer::new(
+        graph.n_src(),
+        corrupt.batch,
+        corrupt.width,
+        model.cfg.d_model,
+        SourceLayout::Plain,
+        model.device,
+    );
     let _ = tch::no_grad(|| model.forward_last(corrupt, &mut buf));
     buf.buf
 }
 
 /// The loss `−A(f(logits))` of one batch with the given masks.
-pub fn masked_loss(model: &Gpt2, graph: &GraphShape, masks: &[Tensor], patch: &Tensor, clean: &TokenBatch, answers: &BatchAnswers, settings: &AttributionSettings) -> Tensor {
+pub fn masked_loss(
+    model: &Gpt2,
+    graph: &GraphShape,
+    masks: &[Tensor],
+    patch: &Tensor,
+    clean: &TokenBatch,
+    answers: &BatchAnswers,
+    settings: &AttributionSettings,
+) -> Tensor {
     let mut p = MaskPatcher::new(*graph, masks, patch);
     let logits = model.unembed(&model.forward_last(clean, &mut p));
-    -answers.value(&apply_grad_function(settings.grad_function, &logits), settings.answer_function)
+    -answers.value(
+        &apply_grad_function(settings.grad_function, &logits),
+        settings.answer_function,
+    )
 }
 
 /// `∂loss/∂m` of every edge at `masks` (flat, graph order).
-pub fn mask_autograd_scores(model: &Gpt2, graph: &GraphShape, masks: &[Tensor], clean: &TokenBatch, corrupt: &TokenBatch, answers: &BatchAnswers, settings: &AttributionSettings) -> Vec<f64> {
+pub fn mask_autograd_scores(
+    model: &Gpt2,
+    graph: &GraphShape,
+    masks: &[Tensor],
+    clean: &TokenBatch,
+    corrupt: &TokenBatch,
+    answers: &BatchAnswers,
+    settings: &AttributionSettings,
+) -> Vec<f64> {
     let patch = corrupt_sources(model, graph, corrupt);
-    let leaves: Vec<Tensor> = masks.iter().map(|m| m.detach().copy().set_requires_grad(true)).collect();
+    let leaves: Vec<Tensor> = masks
+        .iter()
+        .map(|m| m.detach().copy().set_requires_grad(true))
+        .collect();
     let loss = masked_loss(model, graph, &leaves, &patch, clean, answers, settings);
     let grads = Tensor::run_backward(&[loss], &leaves, false, false);
-    let flat = Tensor::cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0);
+    let flat = Tensor::cat(
+        &grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(),
+        0,
+    );
     Vec::<f64>::try_from(flat.to_kind(Kind::Double).to_device(tch::Device::Cpu)).expect("f64")
 }

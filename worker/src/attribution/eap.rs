@@ -26,7 +26,9 @@ impl Taps {
     /// A private copy of the residual per head: `[B, T, H, d]`.
     fn per_head(&mut self, resid: &Tensor) -> Tensor {
         let s = resid.size();
-        let rep = resid.unsqueeze(2).expand([s[0], s[1], self.n_heads, s[2]], false);
+        let rep = resid
+            .unsqueeze(2)
+            .expand([s[0], s[1], self.n_heads, s[2]], false);
         self.leaf(rep)
     }
 }
@@ -38,11 +40,19 @@ impl Patcher for Taps {
 
     fn attn_input(&mut self, _block: usize, resid: &Tensor) -> HeadInputs {
         if self.separate_qkv {
-            let (q, k, v) = (self.per_head(resid), self.per_head(resid), self.per_head(resid));
+            let (q, k, v) = (
+                self.per_head(resid),
+                self.per_head(resid),
+                self.per_head(resid),
+            );
             HeadInputs::PerHead { q, k, v }
         } else {
             let x = self.per_head(resid);
-            HeadInputs::PerHead { q: x.shallow_clone(), k: x.shallow_clone(), v: x }
+            HeadInputs::PerHead {
+                q: x.shallow_clone(),
+                k: x.shallow_clone(),
+                v: x,
+            }
         }
     }
 
@@ -66,19 +76,42 @@ pub fn eap_batch_scores(
 ) -> Vec<f64> {
     assert!(graph.seq_len.is_none(), "EAP ignores positions");
     let cfg = &model.cfg;
-    let buffer = || SourceBuffer::new(graph.n_src(), clean.batch, clean.width, cfg.d_model, SourceLayout::Plain, model.device);
+    let buffer = || {
+        SourceBuffer::new(
+            graph.n_src(),
+            clean.batch,
+            clean.width,
+            cfg.d_model,
+            SourceLayout::Plain,
+            model.device,
+        )
+    };
     let mut corrupt_src = buffer();
     let _ = tch::no_grad(|| model.forward_last(corrupt, &mut corrupt_src));
-    let mut taps = Taps { sources: buffer(), leaves: Vec::new(), separate_qkv: graph.separate_qkv, n_heads: cfg.n_heads as i64 };
+    let mut taps = Taps {
+        sources: buffer(),
+        leaves: Vec::new(),
+        separate_qkv: graph.separate_qkv,
+        n_heads: cfg.n_heads as i64,
+    };
     let logits = model.unembed(&model.forward_last(clean, &mut taps));
-    let loss = -answers.value(&apply_grad_function(GradFunction::Logit, &logits), answer_function);
+    let loss = -answers.value(
+        &apply_grad_function(GradFunction::Logit, &logits),
+        answer_function,
+    );
     let grads = Tensor::run_backward(&[loss], &taps.leaves, false, false);
     let diff = &corrupt_src.buf - &taps.sources.buf; // [n_src, B, T, d]
     let mut out = Vec::new();
     for (m, g) in graph.modules().iter().zip(&grads) {
         let d = diff.narrow(0, 0, m.n_in as i64);
-        let eq = if m.kind == DestKind::Mlp || m.kind == DestKind::ResidEnd { "btd,sbtd->s" } else { "bthd,sbtd->hs" };
-        let s = Tensor::einsum(eq, &[g, &d], None::<i64>).to_kind(Kind::Double).to_device(tch::Device::Cpu);
+        let eq = if m.kind == DestKind::Mlp || m.kind == DestKind::ResidEnd {
+            "btd,sbtd->s"
+        } else {
+            "bthd,sbtd->hs"
+        };
+        let s = Tensor::einsum(eq, &[g, &d], None::<i64>)
+            .to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu);
         out.extend(Vec::<f64>::try_from(s.reshape([-1])).expect("f64 scores"));
     }
     out

@@ -37,6 +37,24 @@ pub struct BatchScores {
     pub n_prompts: usize,
 }
 
+/// Seconds spent in each stage of the passes (where the time goes).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub corrupt_forward: f64,
+    pub clean_forward: f64,
+    pub backward: f64,
+    pub contraction: f64,
+}
+
+impl std::ops::AddAssign for StageTimes {
+    fn add_assign(&mut self, o: Self) {
+        self.corrupt_forward += o.corrupt_forward;
+        self.clean_forward += o.clean_forward;
+        self.backward += o.backward;
+        self.contraction += o.contraction;
+    }
+}
+
 /// Patcher for the uniform-mask forward, keeping what the score contraction needs.
 struct UniformPatcher<'a> {
     alpha: f64,
@@ -104,20 +122,57 @@ impl Patcher for UniformPatcher<'_> {
 
 /// Runs the mask-gradient attribution of one pass: per batch, scores summed over the mask
 /// points, in the graph's flat edge order.
-pub fn pass_scores(model: &Gpt2, graph: &GraphShape, pass: &PassInput, settings: &AttributionSettings) -> Result<Vec<BatchScores>> {
+pub fn pass_scores(
+    model: &Gpt2,
+    graph: &GraphShape,
+    pass: &PassInput,
+    settings: &AttributionSettings,
+) -> Result<Vec<BatchScores>> {
+    pass_scores_timed(model, graph, pass, settings).map(|(s, _)| s)
+}
+
+/// `pass_scores`, also reporting the time of each stage.
+pub fn pass_scores_timed(
+    model: &Gpt2,
+    graph: &GraphShape,
+    pass: &PassInput,
+    settings: &AttributionSettings,
+) -> Result<(Vec<BatchScores>, StageTimes)> {
+    let mut times = StageTimes::default();
+    let mut clock = std::time::Instant::now();
+    let mut lap = || {
+        let now = std::time::Instant::now();
+        let dt = (now - clock).as_secs_f64();
+        clock = now;
+        dt
+    };
     let cfg = &model.cfg;
     let (nb, bs) = (pass.n_batches(), pass.batch_size);
     let layout = SourceLayout::BatchMajor { n_batches: nb };
-    let new_buffer = || SourceBuffer::new(graph.n_src(), nb * bs, pass.clean.width, cfg.d_model, layout, model.device);
+    let new_buffer = || {
+        SourceBuffer::new(
+            graph.n_src(),
+            nb * bs,
+            pass.clean.width,
+            cfg.d_model,
+            layout,
+            model.device,
+        )
+    };
 
     // Patch values: every source's output on the corrupt prompts.
     let mut p_buf = new_buffer();
     let _ = tch::no_grad(|| model.forward_last(&pass.corrupt, &mut p_buf));
     let cum_p = tch::no_grad(|| checkpoint_sums(&p_buf.buf, graph, nb, bs));
+    times.corrupt_forward += lap();
 
     let alphas = settings.points.alphas();
     let mut out: Vec<BatchScores> = (0..nb)
-        .map(|_| BatchScores { scores: vec![0.0; graph.n_edges()], clean_logit_diff_sum: 0.0, n_prompts: bs })
+        .map(|_| BatchScores {
+            scores: vec![0.0; graph.n_edges()],
+            clean_logit_diff_sum: 0.0,
+            n_prompts: bs,
+        })
         .collect();
     let mut s_buf = new_buffer();
     let mut have_clean = false;
@@ -136,18 +191,42 @@ pub fn pass_scores(model: &Gpt2, graph: &GraphShape, pass: &PassInput, settings:
         let mut loss = Tensor::zeros([], (Kind::Float, model.device));
         for (n, ans) in pass.answers.iter().enumerate() {
             let z = logits.narrow(0, (n * bs) as i64, bs as i64);
-            loss = loss - ans.value(&apply_grad_function(settings.grad_function, &z), settings.answer_function);
+            loss = loss
+                - ans.value(
+                    &apply_grad_function(settings.grad_function, &z),
+                    settings.answer_function,
+                );
             if alpha == 0.0 {
-                out[n].clean_logit_diff_sum = ans.logit_diff(&z.detach()).sum(Kind::Double).double_value(&[]);
+                out[n].clean_logit_diff_sum = ans
+                    .logit_diff(&z.detach())
+                    .sum(Kind::Double)
+                    .double_value(&[]);
             }
         }
         have_clean |= alpha == 0.0;
-        let UniformPatcher { attn_inputs, qkv_taps, mlp_taps, end_tap, .. } = p;
-        let mut leaves: Vec<Tensor> = qkv_taps.iter().flat_map(|t| t.iter().map(Tensor::shallow_clone)).collect();
+        times.clean_forward += lap();
+        let UniformPatcher {
+            attn_inputs,
+            qkv_taps,
+            mlp_taps,
+            end_tap,
+            ..
+        } = p;
+        let mut leaves: Vec<Tensor> = qkv_taps
+            .iter()
+            .flat_map(|t| t.iter().map(Tensor::shallow_clone))
+            .collect();
         leaves.extend(mlp_taps.iter().map(Tensor::shallow_clone));
         leaves.push(end_tap.expect("forward reached the end"));
         let grads = Tensor::run_backward(&[loss], &leaves, false, false);
-        let contract = Contraction { model, graph, pass, attn_inputs: &attn_inputs, grads: &grads };
+        times.backward += lap();
+        let contract = Contraction {
+            model,
+            graph,
+            pass,
+            attn_inputs: &attn_inputs,
+            grads: &grads,
+        };
         // Δ' = S − P in place; scores are then negated, saving a second buffer.
         tch::no_grad(|| {
             let mut d = s_buf.buf.shallow_clone();
@@ -159,6 +238,7 @@ pub fn pass_scores(model: &Gpt2, graph: &GraphShape, pass: &PassInput, settings:
                 *a -= s as f64;
             }
         }
+        times.contraction += lap();
     }
     if !have_clean {
         let logits = model.logits(&pass.clean);
@@ -166,21 +246,29 @@ pub fn pass_scores(model: &Gpt2, graph: &GraphShape, pass: &PassInput, settings:
             let z = logits.narrow(0, (n * bs) as i64, bs as i64);
             out[n].clean_logit_diff_sum = ans.logit_diff(&z).sum(Kind::Double).double_value(&[]);
         }
+        times.clean_forward += lap();
     }
-    Ok(out)
+    Ok((out, times))
 }
 
 /// Σ P over the sources each destination reads, `[C, T, d]` each, from a batch-major buffer.
 fn checkpoint_sums(p: &Tensor, graph: &GraphShape, nb: usize, bs: usize) -> Vec<Tensor> {
     let s = p.size(); // [n_src, nb, T, B, d]
-    let to_ctd = |x: Tensor| x.permute([0, 2, 1, 3]).reshape([(nb * bs) as i64, s[2], s[4]]);
-    let mut bounds: Vec<usize> = (0..graph.n_layers).flat_map(|b| [graph.attn_n_in(b), graph.mlp_n_in(b)]).collect();
+    let to_ctd = |x: Tensor| {
+        x.permute([0, 2, 1, 3])
+            .reshape([(nb * bs) as i64, s[2], s[4]])
+    };
+    let mut bounds: Vec<usize> = (0..graph.n_layers)
+        .flat_map(|b| [graph.attn_n_in(b), graph.mlp_n_in(b)])
+        .collect();
     bounds.push(graph.n_src());
     let mut out = Vec::with_capacity(bounds.len());
     let mut running = p.get(0).zeros_like();
     let mut done = 0;
     for n in bounds {
-        running = running + p.narrow(0, done as i64, (n - done) as i64).sum_dim_intlist(0, false, Kind::Float);
+        running = running
+            + p.narrow(0, done as i64, (n - done) as i64)
+                .sum_dim_intlist(0, false, Kind::Float);
         done = n;
         out.push(to_ctd(running.shallow_clone()));
     }
@@ -197,90 +285,160 @@ struct Contraction<'a> {
 }
 
 impl Contraction<'_> {
-    /// Per batch, the flat f32 scores of every edge (sign: `Σ g·(S − P)`).
+    /// Per batch, the flat f32 scores of every edge (sign: `Σ g·(S − P)`). The Q, K and V
+    /// modules of a block read the same sources, so they share one contraction: the source
+    /// differences are read once per block (the contraction is memory-bound).
     fn scores(&self, delta: &Tensor) -> Vec<Vec<f32>> {
         let nb = self.pass.n_batches();
         let modules = self.graph.modules();
-        let mut pieces: Vec<Vec<Tensor>> = (0..nb).map(|_| Vec::with_capacity(modules.len())).collect();
-        for m in &modules {
-            let g = self.dest_grad(m); // [Hx, C, T, d]
+        let token_axis = i64::from(self.graph.seq_len.is_some());
+        let mut pieces: Vec<Vec<Tensor>> =
+            (0..nb).map(|_| Vec::with_capacity(modules.len())).collect();
+        let mut i = 0;
+        while i < modules.len() {
+            let m = &modules[i];
+            let group: Vec<&DestModule> = if m.kind.is_attention() {
+                modules[i..]
+                    .iter()
+                    .take_while(|x| x.kind.is_attention() && x.block == m.block)
+                    .collect()
+            } else {
+                vec![m]
+            };
+            let g = if m.kind.is_attention() {
+                self.head_grads(m.block, &group.iter().map(|x| x.kind).collect::<Vec<_>>())
+            } else {
+                self.dest_grad(m)
+            }; // [rows, C, T, d]
+            let rows_per_module = g.size()[0] / group.len() as i64;
             for (n, piece) in pieces.iter_mut().enumerate() {
-                piece.push(self.contract(&g, delta, m.n_in, n).reshape([-1]));
+                let c = self.contract(&g, delta, m.n_in, n); // [rows, n_in] or [T, rows, n_in]
+                for k in 0..group.len() as i64 {
+                    piece.push(
+                        c.narrow(token_axis, k * rows_per_module, rows_per_module)
+                            .reshape([-1]),
+                    );
+                }
             }
+            i += group.len();
         }
-        pieces.into_iter().map(|p| Vec::<f32>::try_from(Tensor::cat(&p, 0).to_device(tch::Device::Cpu)).expect("f32 scores")).collect()
+        pieces
+            .into_iter()
+            .map(|p| {
+                Vec::<f32>::try_from(Tensor::cat(&p, 0).to_device(tch::Device::Cpu))
+                    .expect("f32 scores")
+            })
+            .collect()
     }
 
-    /// `∂loss/∂x̃_D` `[Hx, C, T, d]` (Hx = heads for attention inputs, else 1).
+    /// `∂loss/∂x̃_D` `[1, C, T, d]` of an MLP input or the final residual.
     fn dest_grad(&self, m: &DestModule) -> Tensor {
         let l = self.graph.n_layers;
-        let b = m.block;
-        let qkv = |i: usize| &self.grads[3 * b + i];
         match m.kind {
-            DestKind::Q => self.head_grad(b, &[(qkv(0), 0)]),
-            DestKind::K => self.head_grad(b, &[(qkv(1), 1)]),
-            DestKind::V => self.head_grad(b, &[(qkv(2), 2)]),
-            DestKind::HeadInput => self.head_grad(b, &[(qkv(0), 0), (qkv(1), 1), (qkv(2), 2)]),
-            DestKind::Mlp => self.grads[3 * l + b].unsqueeze(0),
+            DestKind::Mlp => self.grads[3 * l + m.block].unsqueeze(0),
             DestKind::ResidEnd => self.grads[4 * l].unsqueeze(0),
+            _ => unreachable!("head inputs go through head_grads"),
         }
     }
 
-    /// Per-head gradient at the head inputs of block `b` from the gradients of the projected
-    /// q/k/v (`[C, H, T, dh]`): `J_LN(x̃)ᵀ · (W[h] · g[h])`, summed over the given projections.
-    fn head_grad(&self, b: usize, parts: &[(&Tensor, usize)]) -> Tensor {
+    /// Per-head gradients at block `b`'s head inputs, stacked over `kinds`: `[kinds·H, C, T, d]`.
+    /// From the gradient of each projection (`[C, H, T, dh]`): `J_LN(x̃)ᵀ · (W[h] · g[h])`; the
+    /// shared head input (`HeadInput`) sums the Q, K and V parts.
+    fn head_grads(&self, b: usize, kinds: &[DestKind]) -> Tensor {
         let cfg = &self.model.cfg;
         let w = &self.model.w.blocks[b];
         let x = &self.attn_inputs[b]; // [C, T, d]
         let s = x.size();
         let (h, dh) = (cfg.n_heads as i64, cfg.d_head as i64);
-        let mut u: Option<Tensor> = None;
-        for &(g, which) in parts {
+        let u_of = |which: usize| {
             let wm = [&w.w_q, &w.w_k, &w.w_v][which]; // [H, d, dh]
-            let gh = g.permute([1, 0, 2, 3]).reshape([h, s[0] * s[1], dh]); // [H, C·T, dh]
-            let part = gh.bmm(&wm.transpose(1, 2)).view([h, s[0], s[1], s[2]]); // [H, C, T, d]
-            u = Some(match u {
-                Some(acc) => acc + part,
-                None => part,
-            });
-        }
-        let u = u.expect("at least one projection");
+            let gh = self.grads[3 * b + which]
+                .permute([1, 0, 2, 3])
+                .reshape([h, s[0] * s[1], dh]); // [H, C·T, dh]
+            gh.bmm(&wm.transpose(1, 2)).view([h, s[0], s[1], s[2]]) // [H, C, T, d]
+        };
+        let u: Vec<Tensor> = kinds
+            .iter()
+            .map(|k| match k {
+                DestKind::Q => u_of(0),
+                DestKind::K => u_of(1),
+                DestKind::V => u_of(2),
+                DestKind::HeadInput => u_of(0) + u_of(1) + u_of(2),
+                _ => unreachable!("not a head input"),
+            })
+            .collect();
+        let mut g = Tensor::cat(&u, 0); // [kinds·H, C, T, d]
+        drop(u);
         let c = x - x.mean_dim(-1, true, Kind::Float);
         let sigma = (c.square().mean_dim(-1, true, Kind::Float) + cfg.eps).sqrt(); // [C, T, 1]
         let y = ln_pre(x, cfg.eps); // [C, T, d]
-        let uy = (&u * &y).mean_dim(-1, true, Kind::Float);
-        (&u - u.mean_dim(-1, true, Kind::Float) - y * uy) / sigma
+                                    // In place: fresh memory is the expensive resource here (see host_tuning).
+        let uy = (&g * &y).mean_dim(-1, true, Kind::Float); // [kinds·H, C, T, 1]
+        g -= g.mean_dim(-1, true, Kind::Float);
+        g -= y * uy;
+        g /= sigma;
+        g
     }
 
-    /// Batch `n`'s contraction of `g` `[Hx, C, T, d]` with `delta` `[n_src, nb, T, B, d]`:
-    /// `[Hx, n_in]`, or `[T, Hx, n_in]` with token positions.
+    /// Batch `n`'s contraction of `g` `[rows, C, T, d]` with `delta` `[n_src, nb, T, B, d]`:
+    /// `[rows, n_in]`, or `[T, rows, n_in]` with token positions.
     fn contract(&self, g: &Tensor, delta: &Tensor, n_in: usize, n: usize) -> Tensor {
         let bs = self.pass.batch_size as i64;
-        let gn = g.narrow(1, n as i64 * bs, bs).permute([0, 2, 1, 3]); // [Hx, T, B, d]
+        let gn = g.narrow(1, n as i64 * bs, bs).permute([0, 2, 1, 3]); // [rows, T, B, d]
         let s = gn.size();
         let dn = delta.narrow(0, 0, n_in as i64).select(1, n as i64); // [n_in, T, B, d]
         let n_in = n_in as i64;
         if self.graph.seq_len.is_some() {
-            let a = gn.permute([1, 0, 2, 3]).reshape([s[1], s[0], s[2] * s[3]]); // [T, Hx, B·d]
+            let a = gn.permute([1, 0, 2, 3]).reshape([s[1], s[0], s[2] * s[3]]); // [T, rows, B·d]
             let bm = dn.reshape([n_in, s[1], s[2] * s[3]]).permute([1, 2, 0]); // [T, B·d, n_in]
             a.bmm(&bm)
         } else {
-            gn.reshape([s[0], -1]).matmul(&dn.reshape([n_in, -1]).tr()) // [Hx, n_in]
+            gn.reshape([s[0], -1]).matmul(&dn.reshape([n_in, -1]).tr()) // [rows, n_in]
         }
     }
 }
 
 /// Batches `batches` into one pass input on the model's device.
-pub fn pass_input(model: &Gpt2, batches: &[attrib_datasets::Batch], pad_id: i64, prepend_bos: bool) -> Result<PassInput> {
+pub fn pass_input(
+    model: &Gpt2,
+    batches: &[attrib_datasets::Batch],
+    pad_id: i64,
+    prepend_bos: bool,
+) -> Result<PassInput> {
     let first = batches.first().expect("a pass has at least one batch");
     let (bs, width) = (first.batch_size, first.width);
     let rows = batches.len() * bs;
-    let clean: Vec<i64> = batches.iter().flat_map(|b| b.clean.iter().copied()).collect();
-    let corrupt: Vec<i64> = batches.iter().flat_map(|b| b.corrupt.iter().copied()).collect();
+    let clean: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.clean.iter().copied())
+        .collect();
+    let corrupt: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.corrupt.iter().copied())
+        .collect();
     Ok(PassInput {
-        clean: TokenBatch::new(&clean, rows, width, pad_id, prepend_bos, &model.cfg, model.device)?,
-        corrupt: TokenBatch::new(&corrupt, rows, width, pad_id, prepend_bos, &model.cfg, model.device)?,
-        answers: batches.iter().map(|b| BatchAnswers::new(&b.answers, &b.wrong_answers, model.device)).collect(),
+        clean: TokenBatch::new(
+            &clean,
+            rows,
+            width,
+            pad_id,
+            prepend_bos,
+            &model.cfg,
+            model.device,
+        )?,
+        corrupt: TokenBatch::new(
+            &corrupt,
+            rows,
+            width,
+            pad_id,
+            prepend_bos,
+            &model.cfg,
+            model.device,
+        )?,
+        answers: batches
+            .iter()
+            .map(|b| BatchAnswers::new(&b.answers, &b.wrong_answers, model.device))
+            .collect(),
         batch_size: bs,
     })
 }

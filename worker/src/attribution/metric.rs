@@ -33,7 +33,11 @@ impl AnswerIndex {
         for a in answers {
             for j in 0..n {
                 idx.push(*a.get(j).unwrap_or(&a[0]));
-                weight.push(if j < a.len() { 1.0 / a.len() as f32 } else { 0.0 });
+                weight.push(if j < a.len() {
+                    1.0 / a.len() as f32
+                } else {
+                    0.0
+                });
             }
         }
         let shape = [answers.len() as i64, n as i64];
@@ -57,13 +61,18 @@ pub struct BatchAnswers {
 
 impl BatchAnswers {
     pub fn new(answers: &[Vec<i64>], wrong: &[Vec<i64>], device: Device) -> Self {
-        BatchAnswers { answers: AnswerIndex::new(answers, device), wrong: AnswerIndex::new(wrong, device) }
+        BatchAnswers {
+            answers: AnswerIndex::new(answers, device),
+            wrong: AnswerIndex::new(wrong, device),
+        }
     }
 
     /// The answer function's value on `v` `[B, V]` (a scalar).
     pub fn value(&self, v: &Tensor, f: AnswerFunction) -> Tensor {
         match f {
-            AnswerFunction::AvgDiff => (self.answers.per_prompt_mean(v) - self.wrong.per_prompt_mean(v)).mean(Kind::Float),
+            AnswerFunction::AvgDiff => {
+                (self.answers.per_prompt_mean(v) - self.wrong.per_prompt_mean(v)).mean(Kind::Float)
+            }
             AnswerFunction::AvgVal => self.answers.per_prompt_mean(v).mean(Kind::Float),
         }
     }

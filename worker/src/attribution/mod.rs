@@ -9,6 +9,10 @@ pub mod metric;
 pub mod run;
 
 pub use eap::eap_batch_scores;
-pub use mask_gradient::{pass_input, pass_scores, BatchScores, PassInput};
+pub use mask_gradient::{
+    pass_input, pass_scores, pass_scores_timed, BatchScores, PassInput, StageTimes,
+};
 pub use metric::{apply_grad_function, AnswerIndex, BatchAnswers};
-pub use run::{attribute_batches, catch_torch, graph_for, reduce, PassOptions, Reduced};
+pub use run::{
+    attribute_batches, catch_torch, graph_for, reduce, Attributed, PassOptions, Reduced,
+};

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use attrib_datasets::Batch;
 use attrib_proto::{sum_in_batch_order, AttributionSettings, GraphShape};
 
-use super::mask_gradient::{pass_input, pass_scores, BatchScores};
+use super::mask_gradient::{pass_input, pass_scores_timed, BatchScores, StageTimes};
 use crate::model::Gpt2;
 use crate::{Error, Result};
 
@@ -23,7 +23,11 @@ pub struct PassOptions {
 
 impl Default for PassOptions {
     fn default() -> Self {
-        PassOptions { batches_per_pass: 2, pad_id: 50256, prepend_bos: true }
+        PassOptions {
+            batches_per_pass: 1,
+            pad_id: 50256,
+            prepend_bos: true,
+        }
     }
 }
 
@@ -37,6 +41,13 @@ pub fn graph_for(model: &Gpt2, settings: &AttributionSettings, width: usize) -> 
     }
 }
 
+/// Per-batch score sums in batch order, and where the time went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attributed {
+    pub batches: Vec<BatchScores>,
+    pub times: StageTimes,
+}
+
 /// Per-batch score sums for `batches`, in their order. `progress(done, total)` after each pass.
 pub fn attribute_batches(
     model: &Gpt2,
@@ -45,21 +56,32 @@ pub fn attribute_batches(
     settings: &AttributionSettings,
     opts: &PassOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<BatchScores>> {
+) -> Result<Attributed> {
     let first = batches.first().ok_or(Error::NoBatches)?;
-    if batches.iter().any(|b| b.batch_size != first.batch_size || b.width != first.width) {
+    if batches
+        .iter()
+        .any(|b| b.batch_size != first.batch_size || b.width != first.width)
+    {
         return Err(Error::UnevenBatches);
     }
     if let Some(t) = graph.seq_len {
         if t != first.width {
-            return Err(Error::SeqLenMismatch { width: first.width, seq_len: t });
+            return Err(Error::SeqLenMismatch {
+                width: first.width,
+                seq_len: t,
+            });
         }
     }
-    let mut out = Vec::with_capacity(batches.len());
+    let mut out = Attributed {
+        batches: Vec::with_capacity(batches.len()),
+        times: StageTimes::default(),
+    };
     for group in batches.chunks(opts.batches_per_pass.max(1)) {
         let pass = pass_input(model, group, opts.pad_id, opts.prepend_bos)?;
-        out.extend(catch_torch(|| pass_scores(model, graph, &pass, settings))??);
-        progress(out.len(), batches.len());
+        let (scores, times) = catch_torch(|| pass_scores_timed(model, graph, &pass, settings))??;
+        out.batches.extend(scores);
+        out.times += times;
+        progress(out.batches.len(), batches.len());
     }
     Ok(out)
 }
@@ -72,10 +94,18 @@ pub struct Reduced {
 }
 
 pub fn reduce(batches: &[BatchScores]) -> Reduced {
-    let scores = sum_in_batch_order(batches.iter().enumerate().map(|(i, b)| (i, b.scores.as_slice())));
+    let scores = sum_in_batch_order(
+        batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i, b.scores.as_slice())),
+    );
     let n: usize = batches.iter().map(|b| b.n_prompts).sum();
     let ld: f64 = batches.iter().map(|b| b.clean_logit_diff_sum).sum();
-    Reduced { scores, clean_logit_diff: ld / n.max(1) as f64 }
+    Reduced {
+        scores,
+        clean_logit_diff: ld / n.max(1) as f64,
+    }
 }
 
 /// Runs `f`, turning a libtorch panic (tch's non-`f_` ops panic on C++ errors) into an error.

@@ -54,29 +54,50 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
-        let hf: HfGpt2Config =
-            serde_json::from_str(&text).map_err(|e| Error::BadConfig { path: path.into(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let hf: HfGpt2Config = serde_json::from_str(&text).map_err(|e| Error::BadConfig {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
         Self::from_hf(&hf, path)
     }
 
     pub fn from_hf(hf: &HfGpt2Config, path: &Path) -> Result<Self> {
-        let bad = |reason: String| Error::BadConfig { path: path.into(), reason };
+        let bad = |reason: String| Error::BadConfig {
+            path: path.into(),
+            reason,
+        };
         if let Some(t) = &hf.model_type {
             if t != "gpt2" {
-                return Err(Error::Unsupported(format!("model_type {t:?}; attrib runs GPT-2 models")));
+                return Err(Error::Unsupported(format!(
+                    "model_type {t:?}; attrib runs GPT-2 models"
+                )));
             }
         }
         if !["gelu_new", "gelu_pytorch_tanh"].contains(&hf.activation_function.as_str()) {
-            return Err(Error::Unsupported(format!("activation {:?} (GPT-2 uses gelu_new)", hf.activation_function)));
+            return Err(Error::Unsupported(format!(
+                "activation {:?} (GPT-2 uses gelu_new)",
+                hf.activation_function
+            )));
         }
         if hf.scale_attn_by_inverse_layer_idx || hf.reorder_and_upcast_attn {
-            return Err(Error::Unsupported("scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn".into()));
+            return Err(Error::Unsupported(
+                "scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn".into(),
+            ));
         }
         if hf.n_layer == 0 || hf.n_head == 0 || hf.n_embd == 0 || hf.n_embd % hf.n_head != 0 {
-            return Err(bad(format!("n_embd {} must be a positive multiple of n_head {}", hf.n_embd, hf.n_head)));
+            return Err(bad(format!(
+                "n_embd {} must be a positive multiple of n_head {}",
+                hf.n_embd, hf.n_head
+            )));
         }
-        let n_ctx = hf.n_positions.or(hf.n_ctx).ok_or_else(|| bad("no n_positions".into()))?;
+        let n_ctx = hf
+            .n_positions
+            .or(hf.n_ctx)
+            .ok_or_else(|| bad("no n_positions".into()))?;
         Ok(ModelConfig {
             n_layers: hf.n_layer,
             n_heads: hf.n_head,

@@ -58,19 +58,41 @@ pub struct TokenBatch {
 impl TokenBatch {
     /// `ids` row-major `[batch, width]`. Leading `pad_id` tokens are padding, except the last
     /// of them when BOS is prepended (the BOS shares the pad id), as TransformerLens decides.
-    pub fn new(ids: &[i64], batch: usize, width: usize, pad_id: i64, prepend_bos: bool, cfg: &ModelConfig, device: Device) -> Result<Self> {
-        assert_eq!(ids.len(), batch * width, "token buffer does not match its shape");
+    pub fn new(
+        ids: &[i64],
+        batch: usize,
+        width: usize,
+        pad_id: i64,
+        prepend_bos: bool,
+        cfg: &ModelConfig,
+        device: Device,
+    ) -> Result<Self> {
+        assert_eq!(
+            ids.len(),
+            batch * width,
+            "token buffer does not match its shape"
+        );
         if width > cfg.n_ctx {
-            return Err(Error::ContextTooLong { width, n_ctx: cfg.n_ctx });
+            return Err(Error::ContextTooLong {
+                width,
+                n_ctx: cfg.n_ctx,
+            });
         }
         if let Some(&id) = ids.iter().find(|&&id| id < 0 || id as usize >= cfg.d_vocab) {
-            return Err(Error::TokenOutOfVocab { id, vocab: cfg.d_vocab });
+            return Err(Error::TokenOutOfVocab {
+                id,
+                vocab: cfg.d_vocab,
+            });
         }
         let mut keep = vec![true; ids.len()];
         let mut pos = vec![0i64; ids.len()];
         for (row, toks) in ids.chunks(width).enumerate() {
             let lead = toks.iter().take_while(|&&t| t == pad_id).count();
-            let n_pad = if prepend_bos { lead.saturating_sub(1) } else { lead };
+            let n_pad = if prepend_bos {
+                lead.saturating_sub(1)
+            } else {
+                lead
+            };
             for p in 0..width {
                 keep[row * width + p] = p >= n_pad;
                 pos[row * width + p] = p.saturating_sub(n_pad) as i64;
@@ -107,9 +129,13 @@ pub fn ln_pre(x: &Tensor, eps: f64) -> Tensor {
 
 impl Gpt2 {
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        crate::host_tuning::tune_host();
         let cfg_path = dir.join("config.json");
         if !cfg_path.exists() {
-            return Err(Error::MissingModelFile { dir: dir.into(), file: "config.json" });
+            return Err(Error::MissingModelFile {
+                dir: dir.into(),
+                file: "config.json",
+            });
         }
         let cfg = ModelConfig::read(&cfg_path)?;
         let w = load_processed(dir, &cfg, device)?;
@@ -119,9 +145,32 @@ impl Gpt2 {
     pub fn from_weights(cfg: ModelConfig, w: Weights, device: Device) -> Self {
         let (d, hd) = (cfg.d_model as i64, (cfg.n_heads * cfg.d_head) as i64);
         let flat = |t: &Tensor| t.permute([1, 0, 2]).reshape([d, hd]); // [H, d, dh] -> [d, H·dh]
-        let w_qkv = w.blocks.iter().map(|b| Tensor::cat(&[flat(&b.w_q), flat(&b.w_k), flat(&b.w_v)], 1)).collect();
-        let b_qkv = w.blocks.iter().map(|b| Tensor::cat(&[b.b_q.reshape([hd]), b.b_k.reshape([hd]), b.b_v.reshape([hd])], 0)).collect();
-        Gpt2 { cfg, w, device, w_qkv, b_qkv }
+        let w_qkv = w
+            .blocks
+            .iter()
+            .map(|b| Tensor::cat(&[flat(&b.w_q), flat(&b.w_k), flat(&b.w_v)], 1))
+            .collect();
+        let b_qkv = w
+            .blocks
+            .iter()
+            .map(|b| {
+                Tensor::cat(
+                    &[
+                        b.b_q.reshape([hd]),
+                        b.b_k.reshape([hd]),
+                        b.b_v.reshape([hd]),
+                    ],
+                    0,
+                )
+            })
+            .collect();
+        Gpt2 {
+            cfg,
+            w,
+            device,
+            w_qkv,
+            b_qkv,
+        }
     }
 
     /// `Resid Start`: token plus position embeddings `[B, T, d]`.
@@ -157,9 +206,14 @@ impl Gpt2 {
                 HeadInputs::PerHead { q, k, v } => {
                     let proj = |x: &Tensor, wm: &Tensor, bias: &Tensor| {
                         let y = ln_pre(x, eps).permute([2, 0, 1, 3]).reshape([h, b * t, -1]); // [H, B·T, d]
-                        (y.bmm(wm).view([h, b, t, dh]) + bias.view([h, 1, 1, dh])).permute([1, 0, 2, 3]) // [B, H, T, dh]
+                        (y.bmm(wm).view([h, b, t, dh]) + bias.view([h, 1, 1, dh]))
+                            .permute([1, 0, 2, 3]) // [B, H, T, dh]
                     };
-                    (proj(&q, &w.w_q, &w.b_q), proj(&k, &w.w_k, &w.b_k), proj(&v, &w.w_v, &w.b_v))
+                    (
+                        proj(&q, &w.w_q, &w.b_q),
+                        proj(&k, &w.w_k, &w.b_k),
+                        proj(&v, &w.w_v, &w.b_v),
+                    )
                 }
             };
             let (q, k, v) = patcher.qkv(bi, q, k, v);

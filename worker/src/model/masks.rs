@@ -22,11 +22,21 @@ pub struct MaskPatcher<'a> {
 impl<'a> MaskPatcher<'a> {
     pub fn new(graph: GraphShape, masks: &'a [Tensor], patch: &'a Tensor) -> Self {
         let module_of = graph.modules().iter().map(|m| (m.kind, m.block)).collect();
-        MaskPatcher { graph, masks, patch, current: Vec::new(), module_of }
+        MaskPatcher {
+            graph,
+            masks,
+            patch,
+            current: Vec::new(),
+            module_of,
+        }
     }
 
     fn mask(&self, kind: DestKind, block: usize) -> &Tensor {
-        let i = self.module_of.iter().position(|&m| m == (kind, block)).expect("graph has this module");
+        let i = self
+            .module_of
+            .iter()
+            .position(|&m| m == (kind, block))
+            .expect("graph has this module");
         &self.masks[i]
     }
 
@@ -65,17 +75,31 @@ impl Patcher for MaskPatcher<'_> {
             }
         } else {
             let x = self.head_input(DestKind::HeadInput, block, resid);
-            HeadInputs::PerHead { q: x.shallow_clone(), k: x.shallow_clone(), v: x }
+            HeadInputs::PerHead {
+                q: x.shallow_clone(),
+                k: x.shallow_clone(),
+                v: x,
+            }
         }
     }
 
     fn mlp_input(&mut self, block: usize, resid_mid: &Tensor) -> Tensor {
-        resid_mid + self.delta(self.mask(DestKind::Mlp, block), self.graph.mlp_n_in(block), false)
+        resid_mid
+            + self.delta(
+                self.mask(DestKind::Mlp, block),
+                self.graph.mlp_n_in(block),
+                false,
+            )
     }
 
     fn final_input(&mut self, resid: &Tensor) -> Tensor {
         let end = self.graph.n_layers - 1;
-        resid + self.delta(self.mask(DestKind::ResidEnd, end), self.graph.n_src(), false)
+        resid
+            + self.delta(
+                self.mask(DestKind::ResidEnd, end),
+                self.graph.n_src(),
+                false,
+            )
     }
 }
 

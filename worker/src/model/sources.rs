@@ -22,7 +22,14 @@ pub struct SourceBuffer {
 }
 
 impl SourceBuffer {
-    pub fn new(n_src: usize, batch: usize, width: usize, d_model: usize, layout: SourceLayout, device: Device) -> Self {
+    pub fn new(
+        n_src: usize,
+        batch: usize,
+        width: usize,
+        d_model: usize,
+        layout: SourceLayout,
+        device: Device,
+    ) -> Self {
         let (n, b, t, d) = (n_src as i64, batch as i64, width as i64, d_model as i64);
         let shape = match layout {
             SourceLayout::Plain => vec![n, b, t, d],
@@ -31,7 +38,11 @@ impl SourceBuffer {
                 vec![n, nb, t, b / nb, d]
             }
         };
-        SourceBuffer { buf: Tensor::zeros(shape, (Kind::Float, device)), layout }
+        // Every entry is written by the forward pass before it is read.
+        SourceBuffer {
+            buf: Tensor::empty(shape, (Kind::Float, device)),
+            layout,
+        }
     }
 
     /// Stores `outs` `[n, B, T, d]` as sources `first..first+n`.
@@ -47,7 +58,9 @@ impl SourceBuffer {
             SourceLayout::BatchMajor { n_batches } => {
                 let s = outs.size();
                 let nb = n_batches as i64;
-                let v = outs.view([n, nb, s[1] / nb, s[2], s[3]]).permute([0, 1, 3, 2, 4]); // [n, nb, T, B, d]
+                let v = outs
+                    .view([n, nb, s[1] / nb, s[2], s[3]])
+                    .permute([0, 1, 3, 2, 4]); // [n, nb, T, B, d]
                 let mut dst = dst;
                 dst.copy_(&v);
             }

@@ -44,23 +44,34 @@ impl HfTensors {
     fn read(path: &Path) -> Result<Self> {
         if !path.exists() {
             let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            return Err(Error::MissingModelFile { dir, file: "model.safetensors" });
+            return Err(Error::MissingModelFile {
+                dir,
+                file: "model.safetensors",
+            });
         }
         let map = Tensor::read_safetensors(path)?
             .into_iter()
             .map(|(k, v)| (k.strip_prefix("transformer.").unwrap_or(&k).to_string(), v))
             .collect();
-        Ok(HfTensors { path: path.to_path_buf(), map })
+        Ok(HfTensors {
+            path: path.to_path_buf(),
+            map,
+        })
     }
 
     fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self
-            .map
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor { path: self.path.clone(), name: name.to_string() })?;
+        let t = self.map.get(name).ok_or_else(|| Error::MissingTensor {
+            path: self.path.clone(),
+            name: name.to_string(),
+        })?;
         let expected: Vec<i64> = shape.iter().map(|&s| s as i64).collect();
         if t.size() != expected {
-            return Err(Error::TensorShape { path: self.path.clone(), name: name.into(), expected, got: t.size() });
+            return Err(Error::TensorShape {
+                path: self.path.clone(),
+                name: name.into(),
+                expected,
+                got: t.size(),
+            });
         }
         Ok(t.to_kind(Kind::Float))
     }
@@ -84,17 +95,39 @@ fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
         let c_attn = hf.get(&p("attn.c_attn.weight"), &[d, 3 * d])?;
         let c_attn_b = hf.get(&p("attn.c_attn.bias"), &[3 * d])?;
         // Column block i of c_attn is Q, K or V; head j owns columns j*dh..(j+1)*dh of it.
-        let split_w = |i: i64| c_attn.narrow(1, i * d as i64, d as i64).reshape([d as i64, h as i64, dh as i64]).permute([1, 0, 2]);
-        let split_b = |i: i64| c_attn_b.narrow(0, i * d as i64, d as i64).reshape([h as i64, dh as i64]);
-        let (ln1_w, ln1_b) = (hf.get(&p("ln_1.weight"), &[d])?, hf.get(&p("ln_1.bias"), &[d])?);
-        let (ln2_w, ln2_b) = (hf.get(&p("ln_2.weight"), &[d])?, hf.get(&p("ln_2.bias"), &[d])?);
+        let split_w = |i: i64| {
+            c_attn
+                .narrow(1, i * d as i64, d as i64)
+                .reshape([d as i64, h as i64, dh as i64])
+                .permute([1, 0, 2])
+        };
+        let split_b = |i: i64| {
+            c_attn_b
+                .narrow(0, i * d as i64, d as i64)
+                .reshape([h as i64, dh as i64])
+        };
+        let (ln1_w, ln1_b) = (
+            hf.get(&p("ln_1.weight"), &[d])?,
+            hf.get(&p("ln_1.bias"), &[d])?,
+        );
+        let (ln2_w, ln2_b) = (
+            hf.get(&p("ln_2.weight"), &[d])?,
+            hf.get(&p("ln_2.bias"), &[d])?,
+        );
         let fold_head = |w: Tensor, bias: Tensor| fold_ln(w, bias, &ln1_w, &ln1_b);
         let (w_q, b_q) = fold_head(split_w(0), split_b(0));
         let (w_k, b_k) = fold_head(split_w(1), split_b(1));
         let (w_v, b_v) = fold_head(split_w(2), split_b(2));
-        let w_o = hf.get(&p("attn.c_proj.weight"), &[d, d])?.reshape([h as i64, dh as i64, d as i64]);
+        let w_o = hf
+            .get(&p("attn.c_proj.weight"), &[d, d])?
+            .reshape([h as i64, dh as i64, d as i64]);
         let b_o = hf.get(&p("attn.c_proj.bias"), &[d])?;
-        let (w_in, b_in) = fold_ln(hf.get(&p("mlp.c_fc.weight"), &[d, dm])?, hf.get(&p("mlp.c_fc.bias"), &[dm])?, &ln2_w, &ln2_b);
+        let (w_in, b_in) = fold_ln(
+            hf.get(&p("mlp.c_fc.weight"), &[d, dm])?,
+            hf.get(&p("mlp.c_fc.bias"), &[dm])?,
+            &ln2_w,
+            &ln2_b,
+        );
         let w_out = hf.get(&p("mlp.c_proj.weight"), &[dm, d])?;
         let b_out = hf.get(&p("mlp.c_proj.bias"), &[d])?;
         // center_writing_weights: every write into the residual stream loses its mean over d.
@@ -103,7 +136,20 @@ fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
         // fold_value_biases: b_V's contribution is the same for every position; move it to b_O.
         let b_o = b_o + Tensor::einsum("hk,hkd->d", &[&b_v, &w_o], None::<i64>);
         let b_v = b_v.zeros_like();
-        blocks.push(BlockWeights { w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o, w_in, b_in, w_out, b_out });
+        blocks.push(BlockWeights {
+            w_q,
+            w_k,
+            w_v,
+            b_q,
+            b_k,
+            b_v,
+            w_o,
+            b_o,
+            w_in,
+            b_in,
+            w_out,
+            b_out,
+        });
     }
     let (lnf_w, lnf_b) = (hf.get("ln_f.weight", &[d])?, hf.get("ln_f.bias", &[d])?);
     let b_u = Tensor::zeros([v as i64], (Kind::Float, Device::Cpu));
@@ -113,7 +159,13 @@ fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
     // center_unembed: logits move by a per-position constant; differences are unchanged.
     let w_u = &w_u - w_u.mean_dim(-1, true, Kind::Float);
     let b_u = &b_u - b_u.mean(Kind::Float);
-    Ok(Weights { w_e, w_pos, blocks, w_u, b_u })
+    Ok(Weights {
+        w_e,
+        w_pos,
+        blocks,
+        w_u,
+        b_u,
+    })
 }
 
 /// Folds a LayerNorm (gain `g`, bias `beta`) into the linear map `x·W + c` that reads it:

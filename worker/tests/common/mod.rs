@@ -24,7 +24,8 @@ pub fn ioi_vanilla() -> PathBuf {
 
 pub fn golden(name: &str) -> Value {
     let path = tiny_dir().join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn tiny_model() -> Gpt2 {
@@ -35,9 +36,21 @@ pub fn tiny_model() -> Gpt2 {
 pub fn settings_of(g: &Value) -> AttributionSettings {
     let s = &g["settings"];
     AttributionSettings {
-        grad_function: s["grad_function"].as_str().unwrap_or("logit").parse::<GradFunction>().unwrap(),
-        answer_function: s["answer_function"].as_str().unwrap_or("avg_diff").parse::<AnswerFunction>().unwrap(),
-        points: MaskPoints::from_options(s["mask_val"].as_f64(), s["integrated_grad_samples"].as_u64().map(|n| n as usize)).unwrap(),
+        grad_function: s["grad_function"]
+            .as_str()
+            .unwrap_or("logit")
+            .parse::<GradFunction>()
+            .unwrap(),
+        answer_function: s["answer_function"]
+            .as_str()
+            .unwrap_or("avg_diff")
+            .parse::<AnswerFunction>()
+            .unwrap(),
+        points: MaskPoints::from_options(
+            s["mask_val"].as_f64(),
+            s["integrated_grad_samples"].as_u64().map(|n| n as usize),
+        )
+        .unwrap(),
         separate_qkv: s["separate_qkv"].as_bool().unwrap(),
         token_positions: s["tokenwise"].as_bool().unwrap(),
     }
@@ -63,7 +76,10 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "same number of scores");
     let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     assert!(scale > 0.0, "reference has a non-zero score");
-    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
 }
 
 /// The golden file's scores in its (= our) flat edge order, checking names on the way.
