@@ -15,6 +15,8 @@ pub enum Error {
     BadConfig { path: PathBuf, reason: String },
     #[error("unsupported model: {0}")]
     Unsupported(String),
+    #[error("cannot read model weights {path}: {reason}")]
+    BadWeights { path: PathBuf, reason: String },
     #[error("model weights {path} lack tensor {name}")]
     MissingTensor { path: PathBuf, name: String },
     #[error("tensor {name} in {path} has shape {got:?}, expected {expected:?}")]

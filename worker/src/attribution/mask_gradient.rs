@@ -408,33 +408,24 @@ pub fn pass_input(
     let first = batches.first().expect("a pass has at least one batch");
     let (bs, width) = (first.batch_size, first.width);
     let rows = batches.len() * bs;
-    let clean: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| b.clean.iter().copied())
-        .collect();
-    let corrupt: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| b.corrupt.iter().copied())
-        .collect();
+    let tokens = |side: fn(&attrib_datasets::Batch) -> &[i64]| {
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| side(b).iter().copied())
+            .collect();
+        TokenBatch::new(
+            &ids,
+            rows,
+            width,
+            pad_id,
+            prepend_bos,
+            &model.cfg,
+            model.device,
+        )
+    };
     Ok(PassInput {
-        clean: TokenBatch::new(
-            &clean,
-            rows,
-            width,
-            pad_id,
-            prepend_bos,
-            &model.cfg,
-            model.device,
-        )?,
-        corrupt: TokenBatch::new(
-            &corrupt,
-            rows,
-            width,
-            pad_id,
-            prepend_bos,
-            &model.cfg,
-            model.device,
-        )?,
+        clean: tokens(|b| &b.clean)?,
+        corrupt: tokens(|b| &b.corrupt)?,
         answers: batches
             .iter()
             .map(|b| BatchAnswers::new(&b.answers, &b.wrong_answers, model.device))

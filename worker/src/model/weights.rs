@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use safetensors::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
 use super::config::ModelConfig;
@@ -41,6 +42,9 @@ struct HfTensors {
 }
 
 impl HfTensors {
+    /// Maps the file and copies each floating-point tensor out of it once (reading the file
+    /// into memory first would touch every byte twice). Other tensors (old checkpoints'
+    /// boolean attention-mask buffers) are not weights and are skipped.
     fn read(path: &Path) -> Result<Self> {
         if !path.exists() {
             let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -49,10 +53,35 @@ impl HfTensors {
                 file: "model.safetensors",
             });
         }
-        let map = Tensor::read_safetensors(path)?
-            .into_iter()
-            .map(|(k, v)| (k.strip_prefix("transformer.").unwrap_or(&k).to_string(), v))
-            .collect();
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: a read-only mapping of a weights file; nothing in this process writes it.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::BadWeights {
+            path: path.to_path_buf(),
+            reason: format!("{e:?}"),
+        })?;
+        let mut map = HashMap::new();
+        for (name, view) in st.tensors() {
+            let kind = match view.dtype() {
+                Dtype::F32 => Kind::Float,
+                Dtype::F16 => Kind::Half,
+                Dtype::BF16 => Kind::BFloat16,
+                Dtype::F64 => Kind::Double,
+                _ => continue,
+            };
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+            map.insert(
+                name.strip_prefix("transformer.")
+                    .unwrap_or(&name)
+                    .to_string(),
+                t,
+            );
+        }
         Ok(HfTensors {
             path: path.to_path_buf(),
             map,
@@ -88,7 +117,6 @@ fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
     let (d, h, dh, dm, v) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp, cfg.d_vocab);
     let w_e = hf.get("wte.weight", &[v, d])?;
     let w_pos = hf.get("wpe.weight", &[cfg.n_ctx, d])?;
-    let mut w_u = w_e.tr().contiguous(); // tied unembedding [d, V]
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for b in 0..cfg.n_layers {
         let p = |n: &str| format!("h.{b}.{n}");
@@ -131,8 +159,8 @@ fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
         let w_out = hf.get(&p("mlp.c_proj.weight"), &[dm, d])?;
         let b_out = hf.get(&p("mlp.c_proj.bias"), &[d])?;
         // center_writing_weights: every write into the residual stream loses its mean over d.
-        let (w_o, b_o) = (center_last(&w_o), &b_o - b_o.mean(Kind::Float));
-        let (w_out, b_out) = (center_last(&w_out), &b_out - b_out.mean(Kind::Float));
+        let (w_o, b_o) = (center_last(w_o), &b_o - b_o.mean(Kind::Float));
+        let (w_out, b_out) = (center_last(w_out), &b_out - b_out.mean(Kind::Float));
         // fold_value_biases: b_V's contribution is the same for every position; move it to b_O.
         let b_o = b_o + Tensor::einsum("hk,hkd->d", &[&b_v, &w_o], None::<i64>);
         let b_v = b_v.zeros_like();
@@ -153,11 +181,11 @@ fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
     }
     let (lnf_w, lnf_b) = (hf.get("ln_f.weight", &[d])?, hf.get("ln_f.bias", &[d])?);
     let b_u = Tensor::zeros([v as i64], (Kind::Float, Device::Cpu));
-    let (w_u_folded, b_u) = fold_ln(w_u, b_u, &lnf_w, &lnf_b);
-    w_u = w_u_folded;
-    let (w_e, w_pos) = (center_last(&w_e), center_last(&w_pos));
+    let w_u = w_e.tr().contiguous(); // tied unembedding [d, V], copied before W_E is centred
+    let (w_u, b_u) = fold_ln(w_u, b_u, &lnf_w, &lnf_b);
+    let (w_e, w_pos) = (center_last(w_e), center_last(w_pos));
     // center_unembed: logits move by a per-position constant; differences are unchanged.
-    let w_u = &w_u - w_u.mean_dim(-1, true, Kind::Float);
+    let w_u = center_last(w_u);
     let b_u = &b_u - b_u.mean(Kind::Float);
     Ok(Weights {
         w_e,
@@ -170,16 +198,17 @@ fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
 
 /// Folds a LayerNorm (gain `g`, bias `beta`) into the linear map `x·W + c` that reads it:
 /// `c += beta·W`, `W = diag(g)·W`, then each output column is centred over the d input rows.
-/// `w` is `[.., d, out]`, `c` is `[.., out]`.
-fn fold_ln(w: Tensor, c: Tensor, g: &Tensor, beta: &Tensor) -> (Tensor, Tensor) {
-    let c = c + (beta.unsqueeze(-1) * &w).sum_dim_intlist(-2, false, Kind::Float);
-    let w = w * g.unsqueeze(-1);
-    let w = &w - w.mean_dim(-2, true, Kind::Float);
+/// `w` is `[.., d, out]`, `c` is `[.., out]`. In place where it can be: W_U is 150 MB.
+fn fold_ln(mut w: Tensor, c: Tensor, g: &Tensor, beta: &Tensor) -> (Tensor, Tensor) {
+    let c = c + beta.matmul(&w); // [d]·[.., d, out] → [.., out]
+    w *= g.unsqueeze(-1);
+    w -= w.mean_dim(-2, true, Kind::Float);
     (w.contiguous(), c.contiguous())
 }
 
-fn center_last(t: &Tensor) -> Tensor {
-    (t - t.mean_dim(-1, true, Kind::Float)).contiguous()
+fn center_last(mut t: Tensor) -> Tensor {
+    t -= t.mean_dim(-1, true, Kind::Float);
+    t.contiguous()
 }
 
 impl Weights {
