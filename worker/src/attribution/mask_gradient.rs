@@ -251,6 +251,22 @@ pub fn pass_scores_timed(
     Ok((out, times))
 }
 
+/// The modules at the head of `rest` that share one contraction: a block's head inputs, or
+/// an MLP input with the next block's head inputs (or with `Resid End` after the last block).
+fn contraction_group(rest: &[DestModule]) -> Vec<&DestModule> {
+    let first = &rest[0];
+    let next_block = if first.kind.is_attention() {
+        first.block
+    } else {
+        first.block + 1
+    };
+    let followers = rest[1..].iter().take_while(|m| {
+        (m.kind.is_attention() && m.block == next_block)
+            || (m.kind == DestKind::ResidEnd && first.kind == DestKind::Mlp)
+    });
+    std::iter::once(first).chain(followers).collect()
+}
+
 /// Σ P over the sources each destination reads, `[C, T, d]` each, from a batch-major buffer.
 fn checkpoint_sums(p: &Tensor, graph: &GraphShape, nb: usize, bs: usize) -> Vec<Tensor> {
     let s = p.size(); // [n_src, nb, T, B, d]
@@ -285,39 +301,55 @@ struct Contraction<'a> {
 }
 
 impl Contraction<'_> {
-    /// Per batch, the flat f32 scores of every edge (sign: `Σ g·(S − P)`). The Q, K and V
-    /// modules of a block read the same sources, so they share one contraction: the source
-    /// differences are read once per block (the contraction is memory-bound).
+    /// Per batch, the flat f32 scores of every edge (sign: `Σ g·(S − P)`).
+    ///
+    /// The contraction is memory-bound (every source difference is a `[B, T, d]` slab), so
+    /// modules that read (almost) the same sources share one GEMM and the slabs are read
+    /// once per group: `MLP b` reads sources `0..13(b+1)`, block b+1's Q, K and V read those
+    /// plus `MLP b` itself, and `Resid End` reads everything. Each module then keeps its own
+    /// rows and its first `n_in` columns.
     fn scores(&self, delta: &Tensor) -> Vec<Vec<f32>> {
         let nb = self.pass.n_batches();
         let modules = self.graph.modules();
         let token_axis = i64::from(self.graph.seq_len.is_some());
+        let heads = self.model.cfg.n_heads as i64;
         let mut pieces: Vec<Vec<Tensor>> =
             (0..nb).map(|_| Vec::with_capacity(modules.len())).collect();
         let mut i = 0;
         while i < modules.len() {
-            let m = &modules[i];
-            let group: Vec<&DestModule> = if m.kind.is_attention() {
-                modules[i..]
-                    .iter()
-                    .take_while(|x| x.kind.is_attention() && x.block == m.block)
-                    .collect()
+            let group = contraction_group(&modules[i..]);
+            let n_max = group.iter().map(|m| m.n_in).max().expect("non-empty group");
+            // Gradients in module order; a block's head inputs come from one call.
+            let mut grads = Vec::with_capacity(2);
+            let mut j = 0;
+            while j < group.len() {
+                if group[j].kind.is_attention() {
+                    let kinds: Vec<DestKind> = group[j..]
+                        .iter()
+                        .take_while(|m| m.kind.is_attention())
+                        .map(|m| m.kind)
+                        .collect();
+                    grads.push(self.head_grads(group[j].block, &kinds));
+                    j += kinds.len();
+                } else {
+                    grads.push(self.dest_grad(group[j]));
+                    j += 1;
+                }
+            }
+            let g = if grads.len() == 1 {
+                grads.pop().expect("one")
             } else {
-                vec![m]
-            };
-            let g = if m.kind.is_attention() {
-                self.head_grads(m.block, &group.iter().map(|x| x.kind).collect::<Vec<_>>())
-            } else {
-                self.dest_grad(m)
+                Tensor::cat(&grads, 0)
             }; // [rows, C, T, d]
-            let rows_per_module = g.size()[0] / group.len() as i64;
+            drop(grads);
             for (n, piece) in pieces.iter_mut().enumerate() {
-                let c = self.contract(&g, delta, m.n_in, n); // [rows, n_in] or [T, rows, n_in]
-                for k in 0..group.len() as i64 {
-                    piece.push(
-                        c.narrow(token_axis, k * rows_per_module, rows_per_module)
-                            .reshape([-1]),
-                    );
+                let c = self.contract(&g, delta, n_max, n); // [rows, n_max] or [T, rows, n_max]
+                let mut row = 0;
+                for m in &group {
+                    let rows = if m.kind.is_attention() { heads } else { 1 };
+                    let mine = c.narrow(token_axis, row, rows).narrow(-1, 0, m.n_in as i64);
+                    piece.push(mine.reshape([-1]));
+                    row += rows;
                 }
             }
             i += group.len();
