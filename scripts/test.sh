@@ -4,4 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Only the worker may depend on tch: the shared crates must build without libtorch.
+for crate in attrib-proto attrib-datasets; do
+    if cargo tree -p "$crate" -e normal --prefix none | grep -qE '^(tch|torch-sys) '; then
+        echo "test.sh: $crate depends on tch; only attrib-worker may" >&2
+        exit 1
+    fi
+done
 cargo test --release --workspace "$@"

@@ -39,7 +39,7 @@ impl Default for InitOptions {
 }
 
 pub fn write_random_model(opts: &InitOptions, out: &Path) -> Result<ModelConfig> {
-    if opts.n_heads == 0 || opts.d_model % opts.n_heads != 0 || opts.n_layers == 0 {
+    if opts.n_heads == 0 || !opts.d_model.is_multiple_of(opts.n_heads) || opts.n_layers == 0 {
         return Err(Error::Unsupported(format!(
             "d_model {} must be a positive multiple of n_heads {}",
             opts.d_model, opts.n_heads

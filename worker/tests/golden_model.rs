@@ -45,7 +45,7 @@ fn shuffle_split_and_batches_match_autocircuit() {
             g[k].as_array()
                 .unwrap()
                 .iter()
-                .flat_map(|r| ints(r))
+                .flat_map(ints)
                 .collect::<Vec<_>>()
         };
         assert_eq!(o.clean, rows("clean"));

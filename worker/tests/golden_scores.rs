@@ -17,6 +17,10 @@ fn check_variant(name: &str) {
     let ours = run(&model, &job);
     let gold = golden_scores_checked(&g, &ours);
     let err = rel_err(&scores_of(&ours), &gold);
+    eprintln!(
+        "{name}: {} edges, max|diff|/max|score| = {err:.2e}",
+        gold.len()
+    );
     assert!(err < TOL, "{name}: max|diff|/max|score| = {err:.2e}");
     let ld = g["clean_logit_diff"].as_f64().unwrap();
     assert!(
@@ -126,5 +130,6 @@ fn eap_reference_matches_golden_eap() {
         .map(|e| e["score"].as_f64().unwrap())
         .collect();
     let err = rel_err(&ours, &gold);
+    eprintln!("eap reference: max|diff|/max|score| = {err:.2e}");
     assert!(err < TOL, "eap: {err:.2e}");
 }

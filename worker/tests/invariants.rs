@@ -147,8 +147,8 @@ fn finite_difference_agrees_with_the_largest_edge_gradient() {
             .find(|(_, m)| m.offset <= e)
             .unwrap();
         let loss_at = |eps: f64| {
-            let mut masks = uniform_masks(&graph, 0.0, model.device);
-            let mut flat = masks[mi].view([-1]);
+            let masks = uniform_masks(&graph, 0.0, model.device);
+            let flat = masks[mi].view([-1]);
             let _ = flat.get((e - m.offset) as i64).fill_(eps);
             tch::no_grad(|| {
                 masked_loss(

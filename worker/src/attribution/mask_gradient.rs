@@ -188,14 +188,11 @@ pub fn pass_scores_timed(
             end_tap: None,
         };
         let logits = model.unembed(&model.forward_last(&pass.clean, &mut p)); // [C, V]
-        let mut loss = Tensor::zeros([], (Kind::Float, model.device));
+        let mut terms = Vec::with_capacity(pass.n_batches());
         for (n, ans) in pass.answers.iter().enumerate() {
             let z = logits.narrow(0, (n * bs) as i64, bs as i64);
-            loss = loss
-                - ans.value(
-                    &apply_grad_function(settings.grad_function, &z),
-                    settings.answer_function,
-                );
+            let v = apply_grad_function(settings.grad_function, &z);
+            terms.push(ans.value(&v, settings.answer_function));
             if alpha == 0.0 {
                 out[n].clean_logit_diff_sum = ans
                     .logit_diff(&z.detach())
@@ -203,6 +200,8 @@ pub fn pass_scores_timed(
                     .double_value(&[]);
             }
         }
+        // The loss is a sum of per-batch means (AutoCircuit sums gradients over batches).
+        let loss = -Tensor::stack(&terms, 0).sum(Kind::Float);
         have_clean |= alpha == 0.0;
         times.clean_forward += lap();
         let UniformPatcher {
@@ -282,11 +281,11 @@ fn checkpoint_sums(p: &Tensor, graph: &GraphShape, nb: usize, bs: usize) -> Vec<
     let mut running = p.get(0).zeros_like();
     let mut done = 0;
     for n in bounds {
-        running = running
-            + p.narrow(0, done as i64, (n - done) as i64)
+        running +=
+            p.narrow(0, done as i64, (n - done) as i64)
                 .sum_dim_intlist(0, false, Kind::Float);
         done = n;
-        out.push(to_ctd(running.shallow_clone()));
+        out.push(to_ctd(running.copy())); // a copy: `running` keeps changing in place
     }
     out
 }

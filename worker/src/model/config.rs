@@ -88,7 +88,11 @@ impl ModelConfig {
                 "scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn".into(),
             ));
         }
-        if hf.n_layer == 0 || hf.n_head == 0 || hf.n_embd == 0 || hf.n_embd % hf.n_head != 0 {
+        if hf.n_layer == 0
+            || hf.n_head == 0
+            || hf.n_embd == 0
+            || !hf.n_embd.is_multiple_of(hf.n_head)
+        {
             return Err(bad(format!(
                 "n_embd {} must be a positive multiple of n_head {}",
                 hf.n_embd, hf.n_head

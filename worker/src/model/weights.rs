@@ -110,7 +110,7 @@ impl HfTensors {
 pub fn load_processed(dir: &Path, cfg: &ModelConfig, device: Device) -> Result<Weights> {
     let hf = HfTensors::read(&dir.join("model.safetensors"))?;
     let w = tch::no_grad(|| convert_and_process(&hf, cfg))?;
-    Ok(w.to_device(device))
+    Ok(w.into_device(device))
 }
 
 fn convert_and_process(hf: &HfTensors, cfg: &ModelConfig) -> Result<Weights> {
@@ -212,7 +212,7 @@ fn center_last(mut t: Tensor) -> Tensor {
 }
 
 impl Weights {
-    fn to_device(self, device: Device) -> Self {
+    fn into_device(self, device: Device) -> Self {
         let mv = |t: Tensor| t.to_device(device);
         Weights {
             w_e: mv(self.w_e),
