@@ -7,12 +7,15 @@ use crate::{Error, Result};
 /// Resolves `--model`: an existing folder, else `models--{name}` (and `models--openai-community--{name}`)
 /// snapshots in the HuggingFace hub cache (`$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`).
 pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
+    resolve_with_caches(model, &hub_caches())
+}
+
+fn resolve_with_caches(model: &str, caches: &[PathBuf]) -> Result<PathBuf> {
     let p = Path::new(model);
     if p.is_dir() {
         return Ok(p.to_path_buf());
     }
-    let caches = hub_caches();
-    for cache in &caches {
+    for cache in caches {
         for repo in [
             model.replace('/', "--"),
             format!("openai-community--{model}"),
@@ -55,4 +58,28 @@ fn hub_caches() -> Vec<PathBuf> {
         out.push(PathBuf::from(h).join(".cache/huggingface/hub"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_cached_snapshot_by_name_and_explains_a_miss() {
+        let tmp = tempfile::tempdir().unwrap();
+        let snap = tmp
+            .path()
+            .join("models--openai-community--gpt2/snapshots/abc123");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("model.safetensors"), b"").unwrap();
+        let caches = vec![tmp.path().to_path_buf()];
+        assert_eq!(resolve_with_caches("gpt2", &caches).unwrap(), snap);
+        let e = resolve_with_caches("gpt2-xl", &caches)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"gpt2-xl\" is neither a folder nor in the local HuggingFace cache"),
+            "{e}"
+        );
+    }
 }
