@@ -226,7 +226,7 @@ pub fn pass_scores_timed(
             attn_inputs: &attn_inputs,
             grads: &grads,
         };
-        // Δ' = S − P in place; scores are then negated, saving a second buffer.
+        // Δ' = S − P in place in the S buffer (no third buffer); scores are negated below.
         tch::no_grad(|| {
             let mut d = s_buf.buf.shallow_clone();
             d -= &p_buf.buf;
