@@ -173,3 +173,23 @@ fn finite_difference_agrees_with_the_largest_edge_gradient() {
         );
     }
 }
+
+/// Left padding changes nothing: TransformerLens masks the leading pad tokens (keeping the
+/// BOS) and counts positions from the BOS, so a padded prompt's logits equal the unpadded ones.
+#[test]
+fn left_padding_leaves_logits_unchanged() {
+    use attrib_worker::model::TokenBatch;
+    let model = tiny_model();
+    let prompt = [50256i64, 2215, 5335, 290, 1757, 1816, 284];
+    let plain = TokenBatch::new(&prompt, 1, 7, 50256, true, &model.cfg, model.device).unwrap();
+    let mut padded_ids = vec![50256i64; 3];
+    padded_ids.extend(prompt);
+    let padded =
+        TokenBatch::new(&padded_ids, 1, 10, 50256, true, &model.cfg, model.device).unwrap();
+    let (a, b) = (model.logits(&plain), model.logits(&padded));
+    let err = max_abs(&(&a - &b)) / max_abs(&a);
+    assert!(err < 1e-5, "padded vs unpadded logits: {err:.2e}");
+    // without the mask the pads would be attended to: the check has teeth
+    let unmasked = TokenBatch::new(&padded_ids, 1, 10, -1, true, &model.cfg, model.device).unwrap();
+    assert!(max_abs(&(&a - &model.logits(&unmasked))) / max_abs(&a) > 1e-3);
+}
