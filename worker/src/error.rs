@@ -42,8 +42,6 @@ pub enum Error {
     UnevenBatches,
     #[error("no batch to attribute")]
     NoBatches,
-    #[error(transparent)]
-    Settings(#[from] attrib_proto::SettingsError),
     #[error("libtorch failed: {0}")]
     TorchPanic(String),
     #[error(transparent)]

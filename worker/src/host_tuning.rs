@@ -1,11 +1,11 @@
 //! Host-side settings that decide libtorch's CPU speed on the machines attrib runs on.
 //!
 //! * libtorch's MKL picks its generic GEMM kernels on CPUs whose vendor is not Intel (AMD
-//!   EPYC here: 25 GFLOP/s instead of 60 on 2 cores). MKL asks `mkl_serv_intel_cpu_true`
+//!   EPYC here: 26-27 GFLOP/s instead of 55-68 on 2 cores, by `attrib-worker host-check`). MKL asks `mkl_serv_intel_cpu_true`
 //!   whether the CPU is Intel; the binaries export their own answer (build.rs adds
 //!   `--export-dynamic-symbol`), so MKL then selects kernels by the CPU's feature flags, as it
 //!   does on Intel. Results stay IEEE float32 GEMMs; the golden tests run with it.
-//! * Fresh pages are expensive in the VMs we run on (each first touch is a host fault), and
+//! * Fresh pages are expensive in the VMs we run on (5-7 µs each by host-check), and
 //!   glibc returns large freed blocks to the kernel. Keeping freed memory in the heap makes
 //!   every pass after the first reuse its pages.
 

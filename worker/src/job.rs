@@ -14,6 +14,8 @@ use crate::Result;
 pub struct AttributeJob {
     pub model_dir: PathBuf,
     pub datasets: Vec<PathBuf>,
+    /// Prompt selection and batching; its `n_ctx` and `token_positions` are taken from the
+    /// model and from `settings`, so there is one source of truth for each.
     pub data: DatasetOptions,
     pub settings: AttributionSettings,
     pub batches_per_pass: usize,

@@ -4,6 +4,7 @@
 pub mod attribution;
 pub mod device;
 pub mod error;
+pub mod host_check;
 pub mod host_tuning;
 pub mod init_model;
 pub mod job;

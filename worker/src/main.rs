@@ -32,6 +32,12 @@ enum Command {
     Attribute(AttributeArgs),
     /// Write an HF-format GPT-2 folder with random weights and the GPT-2 tokenizer.
     InitModel(InitArgs),
+    /// Measure the machine rates that bound CPU attribution: fp32 GEMM and fresh memory.
+    HostCheck {
+        /// auto | cpu | cuda:N
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
 #[derive(Args)]
@@ -120,6 +126,14 @@ struct InitArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Attribute(a) => attribute(a),
+        Command::HostCheck { device } => {
+            let r = attrib_worker::host_check::measure_host(parse_device(&device)?);
+            println!(
+                "fp32 GEMM [240x768]x[768x3072]: {:.1} GFLOP/s ({} threads); fresh memory: {:.1} us per 4 KiB page",
+                r.gemm_gflops, r.threads, r.fresh_page_us
+            );
+            Ok(())
+        }
         Command::InitModel(a) => {
             let opts = InitOptions {
                 n_layers: a.layers,

@@ -6,6 +6,8 @@
 use attrib_proto::{AnswerFunction, DestKind, GradFunction, GraphShape};
 use tch::{Kind, Tensor};
 
+use super::autograd_reference::corrupt_sources;
+use super::mask_gradient::tap;
 use super::metric::{apply_grad_function, BatchAnswers};
 use crate::model::{Gpt2, HeadInputs, Patcher, SourceBuffer, SourceLayout, TokenBatch};
 
@@ -18,9 +20,9 @@ struct Taps {
 
 impl Taps {
     fn leaf(&mut self, x: Tensor) -> Tensor {
-        let leaf = x.zeros_like().set_requires_grad(true);
-        self.leaves.push(leaf.shallow_clone());
-        x + leaf
+        let (x, leaf) = tap(x);
+        self.leaves.push(leaf);
+        x
     }
 
     /// A private copy of the residual per head: `[B, T, H, d]`.
@@ -76,20 +78,17 @@ pub fn eap_batch_scores(
 ) -> Vec<f64> {
     assert!(graph.seq_len.is_none(), "EAP ignores positions");
     let cfg = &model.cfg;
-    let buffer = || {
-        SourceBuffer::new(
-            graph.n_src(),
-            clean.batch,
-            clean.width,
-            cfg.d_model,
-            SourceLayout::Plain,
-            model.device,
-        )
-    };
-    let mut corrupt_src = buffer();
-    let _ = tch::no_grad(|| model.forward_last(corrupt, &mut corrupt_src));
+    let corrupt_src = corrupt_sources(model, graph, corrupt); // [n_src, B, T, d]
+    let sources = SourceBuffer::new(
+        graph.n_src(),
+        clean.batch,
+        clean.width,
+        cfg.d_model,
+        SourceLayout::Plain,
+        model.device,
+    );
     let mut taps = Taps {
-        sources: buffer(),
+        sources,
         leaves: Vec::new(),
         separate_qkv: graph.separate_qkv,
         n_heads: cfg.n_heads as i64,
@@ -100,7 +99,7 @@ pub fn eap_batch_scores(
         answer_function,
     );
     let grads = Tensor::run_backward(&[loss], &taps.leaves, false, false);
-    let diff = &corrupt_src.buf - &taps.sources.buf; // [n_src, B, T, d]
+    let diff = corrupt_src - &taps.sources.buf; // [n_src, B, T, d]
     let mut out = Vec::new();
     for (m, g) in graph.modules().iter().zip(&grads) {
         let d = diff.narrow(0, 0, m.n_in as i64);

@@ -69,7 +69,8 @@ struct UniformPatcher<'a> {
     end_tap: Option<Tensor>,
 }
 
-fn tap(x: Tensor) -> (Tensor, Tensor) {
+/// `x + 0` through a fresh leaf: the leaf's gradient is `∂loss/∂x`. Returns `(x + leaf, leaf)`.
+pub(crate) fn tap(x: Tensor) -> (Tensor, Tensor) {
     let leaf = x.zeros_like().set_requires_grad(true);
     (x + &leaf, leaf)
 }
@@ -163,10 +164,15 @@ pub fn pass_scores_timed(
     // Patch values: every source's output on the corrupt prompts.
     let mut p_buf = new_buffer();
     let _ = tch::no_grad(|| model.forward_last(&pass.corrupt, &mut p_buf));
-    let cum_p = tch::no_grad(|| checkpoint_sums(&p_buf.buf, graph, nb, bs));
+    let alphas = settings.points.alphas();
+    // Σ P per destination is only read when some mask value is non-zero.
+    let cum_p = if alphas.iter().any(|&a| a != 0.0) {
+        tch::no_grad(|| checkpoint_sums(&p_buf.buf, graph, nb, bs))
+    } else {
+        Vec::new()
+    };
     times.corrupt_forward += lap();
 
-    let alphas = settings.points.alphas();
     let mut out: Vec<BatchScores> = (0..nb)
         .map(|_| BatchScores {
             scores: vec![0.0; graph.n_edges()],
@@ -194,10 +200,7 @@ pub fn pass_scores_timed(
             let v = apply_grad_function(settings.grad_function, &z);
             terms.push(ans.value(&v, settings.answer_function));
             if alpha == 0.0 {
-                out[n].clean_logit_diff_sum = ans
-                    .logit_diff(&z.detach())
-                    .sum(Kind::Double)
-                    .double_value(&[]);
+                out[n].clean_logit_diff_sum = logit_diff_sum(ans, &z.detach());
             }
         }
         // The loss is a sum of per-batch means (AutoCircuit sums gradients over batches).
@@ -243,11 +246,16 @@ pub fn pass_scores_timed(
         let logits = model.logits(&pass.clean);
         for (n, ans) in pass.answers.iter().enumerate() {
             let z = logits.narrow(0, (n * bs) as i64, bs as i64);
-            out[n].clean_logit_diff_sum = ans.logit_diff(&z).sum(Kind::Double).double_value(&[]);
+            out[n].clean_logit_diff_sum = logit_diff_sum(ans, &z);
         }
         times.clean_forward += lap();
     }
     Ok((out, times))
+}
+
+/// Σ over a batch's prompts of logit(answer) − logit(wrong answer).
+fn logit_diff_sum(ans: &BatchAnswers, logits: &Tensor) -> f64 {
+    ans.logit_diff(logits).sum(Kind::Double).double_value(&[])
 }
 
 /// The modules at the head of `rest` that share one contraction: a block's head inputs, or
