@@ -59,10 +59,20 @@ impl PromptFile {
     /// AutoCircuit's rule for several files: the first is read in full, only the `prompts` of
     /// the others are appended.
     pub fn read_many(paths: &[PathBuf]) -> Result<Self> {
-        let (first, rest) = paths.split_first().ok_or(Error::NoDatasetFiles)?;
-        let mut file = Self::read(first)?;
-        for p in rest {
-            file.prompts.extend(Self::read(p)?.prompts);
+        Self::merge(
+            paths
+                .iter()
+                .map(|p| Self::read(p))
+                .collect::<Result<Vec<_>>>()?,
+        )
+    }
+
+    /// Merges parsed files by AutoCircuit's rule (see `read_many`).
+    pub fn merge(files: Vec<PromptFile>) -> Result<Self> {
+        let mut files = files.into_iter();
+        let mut file = files.next().ok_or(Error::NoDatasetFiles)?;
+        for f in files {
+            file.prompts.extend(f.prompts);
         }
         Ok(file)
     }

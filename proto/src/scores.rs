@@ -4,24 +4,69 @@
 use serde::{Deserialize, Serialize};
 
 use crate::settings::AttributionSettings;
+use crate::topology::GraphShape;
 
 /// Sums per-batch score vectors in batch order, in f64. Every path that produces final
-/// scores (one process or a cluster) reduces through here, so they agree bit for bit.
+/// scores (one process or a cluster) reduces through `BatchOrderSum`, so they agree bit for bit.
 pub fn sum_in_batch_order<'a>(batches: impl IntoIterator<Item = (usize, &'a [f64])>) -> Vec<f64> {
     let mut sorted: Vec<(usize, &[f64])> = batches.into_iter().collect();
     sorted.sort_by_key(|&(i, _)| i);
-    let mut total = vec![0.0; sorted.first().map_or(0, |(_, s)| s.len())];
-    for (_, s) in sorted {
-        assert_eq!(
-            s.len(),
-            total.len(),
-            "score vectors of one job have one length"
+    let mut sum = BatchOrderSum::default();
+    for (i, s) in sorted {
+        sum.add(i, s, 0.0, 0);
+    }
+    sum.finish().scores
+}
+
+/// Final scores and the mean clean logit difference of the summed batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reduced {
+    pub scores: Vec<f64>,
+    pub clean_logit_diff: f64,
+    pub n_prompts: usize,
+}
+
+/// The one reduction, fed one batch at a time so results too large to hold at once can be
+/// streamed from a store: batches must arrive in increasing batch order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchOrderSum {
+    scores: Vec<f64>,
+    clean_logit_diff_sum: f64,
+    n_prompts: usize,
+    last: Option<usize>,
+}
+
+impl BatchOrderSum {
+    /// Adds batch `index`: its per-edge gradient sums, the sum of its prompts' clean logit
+    /// differences, and its prompt count.
+    pub fn add(&mut self, index: usize, scores: &[f64], clean_logit_diff_sum: f64, n_prompts: usize) {
+        assert!(
+            self.last.is_none_or(|l| l < index),
+            "batches are added in increasing order"
         );
-        for (t, x) in total.iter_mut().zip(s) {
+        if self.last.is_none() {
+            self.scores = vec![0.0; scores.len()];
+        }
+        assert_eq!(scores.len(), self.scores.len(), "score vectors of one job have one length");
+        for (t, x) in self.scores.iter_mut().zip(scores) {
             *t += x;
         }
+        self.clean_logit_diff_sum += clean_logit_diff_sum;
+        self.n_prompts += n_prompts;
+        self.last = Some(index);
     }
-    total
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
+
+    pub fn finish(self) -> Reduced {
+        Reduced {
+            scores: self.scores,
+            clean_logit_diff: self.clean_logit_diff_sum / self.n_prompts.max(1) as f64,
+            n_prompts: self.n_prompts,
+        }
+    }
 }
 
 /// One edge's prune score, named as AutoCircuit names it.
@@ -48,6 +93,17 @@ pub struct DataSettings {
     pub seq_labels: Option<Vec<String>>,
 }
 
+/// `scores.json` without its edges: what the cluster sends ahead of the score vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoresMetadata {
+    pub n_edges: usize,
+    /// Mean over the train prompts of logit(answer) − logit(wrong answer), unpatched model.
+    pub clean_logit_diff: f64,
+    pub settings: AttributionSettings,
+    pub data: DataSettings,
+    pub model: ModelRecord,
+}
+
 /// `scores.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoresFile {
@@ -70,6 +126,29 @@ pub struct ModelRecord {
 }
 
 impl ScoresFile {
+    /// Names a flat score vector (in `graph`'s edge order) and joins it to its metadata.
+    pub fn from_parts(meta: ScoresMetadata, graph: &GraphShape, scores: &[f64]) -> Self {
+        let edges = graph
+            .named_edges()
+            .into_iter()
+            .zip(scores)
+            .map(|(e, &score)| EdgeScore {
+                src: e.src,
+                dest: e.dest,
+                seq: e.seq,
+                score,
+            })
+            .collect::<Vec<_>>();
+        ScoresFile {
+            n_edges: edges.len(),
+            clean_logit_diff: meta.clean_logit_diff,
+            settings: meta.settings,
+            data: meta.data,
+            model: meta.model,
+            edges,
+        }
+    }
+
     /// Edges sorted by |score|, largest first (ties keep file order).
     pub fn top(&self, k: usize) -> Vec<&EdgeScore> {
         let mut v: Vec<&EdgeScore> = self.edges.iter().collect();
@@ -92,5 +171,12 @@ mod tests {
         let two = sum_in_batch_order([(2, &c[..]), (0, &a[..]), (1, &b[..])]);
         assert_eq!(one, two);
         assert_eq!(one[1], 1.0); // (1e16 − 1e16) + 1, in batch order
+        let mut streamed = BatchOrderSum::default();
+        for (i, s) in [(0, &a), (1, &b), (2, &c)] {
+            streamed.add(i, s, 1.0, 2);
+        }
+        let r = streamed.finish();
+        assert_eq!(r.scores, one);
+        assert_eq!((r.clean_logit_diff, r.n_prompts), (0.5, 6));
     }
 }

@@ -42,6 +42,8 @@ pub enum Error {
     UnevenBatches,
     #[error("no batch to attribute")]
     NoBatches,
+    #[error("bad batch from the coordinator: {0}")]
+    BadBatch(String),
     #[error("libtorch failed: {0}")]
     TorchPanic(String),
     #[error(transparent)]
@@ -53,6 +55,17 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl From<attrib_proto::model_config::ConfigError> for Error {
+    fn from(e: attrib_proto::model_config::ConfigError) -> Self {
+        use attrib_proto::model_config::ConfigError as C;
+        match e {
+            C::Io { path, source } => Error::Io { path, source },
+            C::Bad { path, reason } => Error::BadConfig { path, reason },
+            C::Unsupported(what) => Error::Unsupported(what),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

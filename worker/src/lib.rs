@@ -11,5 +11,6 @@ pub mod job;
 pub mod model;
 pub mod model_dir;
 pub mod rss;
+pub mod service;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
-//! `attrib-worker`: the engine's command line. `attribute` runs a whole job in this process;
-//! `init-model` writes a random GPT-2 folder for demos and benchmarks.
+//! `attrib-worker`: the engine's command line. `serve` joins a coordinator; `attribute` runs a
+//! whole job in this process; `init-model` writes a random GPT-2 folder for demos and
+//! benchmarks.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use attrib_worker::job::{run_attribute_timed, AttributeJob};
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
+use attrib_worker::service::{serve as serve_batches, Engine, EngineConfig, ServeConfig};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -28,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Join a coordinator and compute the batches it hands out, until SIGTERM.
+    Serve(ServeArgs),
     /// Mask-gradient prune scores of every edge for a prompt dataset, in this process.
     Attribute(AttributeArgs),
     /// Write an HF-format GPT-2 folder with random weights and the GPT-2 tokenizer.
@@ -107,6 +111,34 @@ struct AttributeArgs {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    /// HF GPT-2 folder or local HuggingFace cache name; must be the coordinator's model.
+    #[arg(long, env = "ATTRIB_MODEL")]
+    model: String,
+    /// The coordinator's URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "ATTRIB_COORDINATOR")]
+    coordinator: String,
+    /// auto | cpu | cuda:N
+    #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
+    device: String,
+    /// Shared token, when the coordinator requires one.
+    #[arg(long, env = "ATTRIB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Name in the coordinator's logs and worker list (default: host:pid).
+    #[arg(long, env = "ATTRIB_WORKER_NAME")]
+    name: Option<String>,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, env = "ATTRIB_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Largest gRPC message in MiB (a token-specific batch result is 8 bytes per edge).
+    #[arg(long, default_value_t = 256, env = "ATTRIB_MAX_MESSAGE_MIB")]
+    max_message_mib: usize,
+    /// Sleep this long before each batch (tests and demos of failover only).
+    #[arg(long, default_value_t = 0, hide = true, env = "ATTRIB_BATCH_DELAY_MS")]
+    batch_delay_ms: u64,
+}
+
+#[derive(Args)]
 struct InitArgs {
     #[arg(long, default_value_t = 12)]
     layers: usize,
@@ -125,6 +157,7 @@ struct InitArgs {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Serve(a) => serve(a),
         Command::Attribute(a) => attribute(a),
         Command::HostCheck { device } => {
             let r = attrib_worker::host_check::measure_host(parse_device(&device)?);
@@ -154,6 +187,63 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let model_dir = resolve_model_dir(&a.model)?;
+    let t0 = Instant::now();
+    let engine = Engine::start(EngineConfig {
+        model_dir: model_dir.clone(),
+        device: parse_device(&a.device)?,
+        batch_delay: std::time::Duration::from_millis(a.batch_delay_ms),
+    })
+    .with_context(|| format!("loading model {}", model_dir.display()))?;
+    tracing::info!(model = %model_dir.display(), device = %engine.device, seconds = t0.elapsed().as_secs_f64(), "model loaded");
+    let cfg = ServeConfig {
+        coordinator: a.coordinator,
+        token: a.token,
+        name: a.name.unwrap_or_else(default_worker_name),
+        max_message_bytes: a.max_message_mib << 20,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        if let Some(addr) = a.metrics_listen {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .install()
+                .map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))?;
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutting down after the batch in flight");
+            let _ = stop_tx.send(true);
+        });
+        serve_batches(&engine, &cfg, stop_rx).await?;
+        Ok(())
+    })
+}
+
+fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}:{}", std::process::id())
 }
 
 fn attribute(a: AttributeArgs) -> anyhow::Result<()> {

@@ -4,7 +4,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use attrib_datasets::Batch;
-use attrib_proto::{sum_in_batch_order, AttributionSettings, GraphShape};
+use attrib_proto::{AttributionSettings, BatchOrderSum, GraphShape};
+pub use attrib_proto::Reduced;
 
 use super::mask_gradient::{pass_input, pass_scores_timed, BatchScores, StageTimes};
 use crate::model::Gpt2;
@@ -86,26 +87,13 @@ pub fn attribute_batches(
     Ok(out)
 }
 
-/// Final scores and the mean clean logit difference.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reduced {
-    pub scores: Vec<f64>,
-    pub clean_logit_diff: f64,
-}
-
+/// Final scores and the mean clean logit difference, through the reduction the cluster uses.
 pub fn reduce(batches: &[BatchScores]) -> Reduced {
-    let scores = sum_in_batch_order(
-        batches
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (i, b.scores.as_slice())),
-    );
-    let n: usize = batches.iter().map(|b| b.n_prompts).sum();
-    let ld: f64 = batches.iter().map(|b| b.clean_logit_diff_sum).sum();
-    Reduced {
-        scores,
-        clean_logit_diff: ld / n.max(1) as f64,
+    let mut sum = BatchOrderSum::default();
+    for (i, b) in batches.iter().enumerate() {
+        sum.add(i, &b.scores, b.clean_logit_diff_sum, b.n_prompts);
     }
+    sum.finish()
 }
 
 /// Runs `f`, turning a libtorch panic (tch's non-`f_` ops panic on C++ errors) into an error.

@@ -1,0 +1,115 @@
+//! The `attrib` command line (clap). Flags mirror `attrib-worker attribute`, so a job means
+//! the same thing on either path.
+
+use std::path::PathBuf;
+
+use attrib_proto::{AnswerFunction, GradFunction};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "attrib's client: submit attribution jobs to a coordinator, follow them, fetch scores",
+    after_help = "Exit codes: 0 ok; 1 the job failed or was cancelled; 2 bad usage; 3 the coordinator refused the input (invalid argument); 4 unknown job; 5 coordinator unreachable; 6 wrong or missing token; 7 any other error."
+)]
+pub struct Cli {
+    /// Coordinator URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:50051", env = "ATTRIB_COORDINATOR")]
+    pub coordinator: String,
+    /// Shared token, when the coordinator requires one.
+    #[arg(long, global = true, env = "ATTRIB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Queue a job; prints its id (with --wait: follows it and prints the final status).
+    Submit(SubmitArgs),
+    /// Every job the coordinator knows.
+    Jobs,
+    /// One job's state and progress.
+    Status { job: String },
+    /// Follow a job until it is done, failed or cancelled.
+    Watch { job: String },
+    /// Cancel a queued or running job.
+    Cancel { job: String },
+    /// Fetch a done job's scores as the same JSON `attrib-worker attribute` writes.
+    Scores(ScoresArgs),
+    /// The workers connected to the coordinator.
+    Workers,
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// AutoCircuit prompt file; repeat for several datasets (scored per dataset and combined).
+    #[arg(long = "dataset", required = true, value_delimiter = ',')]
+    pub datasets: Vec<PathBuf>,
+    /// Merge all files into one dataset, as `attrib-worker attribute --dataset a,b` does.
+    #[arg(long)]
+    pub merge: bool,
+    /// A label shown in listings.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Follow the job with a progress bar until it ends; exit 1 if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// What to compute; defaults are AutoCircuit's quickstart.
+#[derive(Args)]
+pub struct JobArgs {
+    /// Prompts per batch.
+    #[arg(long, default_value_t = 16, env = "ATTRIB_BATCH_SIZE")]
+    pub batch_size: u32,
+    /// Train prompts per dataset (scores use these).
+    #[arg(long, default_value_t = 128, env = "ATTRIB_TRAIN_SIZE")]
+    pub train_size: u32,
+    /// Test prompts per dataset (kept out of the scores).
+    #[arg(long, default_value_t = 128, env = "ATTRIB_TEST_SIZE")]
+    pub test_size: u32,
+    /// Seed of Python's `random.shuffle` over the prompts.
+    #[arg(long, default_value_t = 42, env = "ATTRIB_SEED")]
+    pub seed: u64,
+    /// Do not prepend `<|endoftext|>`.
+    #[arg(long, env = "ATTRIB_NO_PREPEND_BOS")]
+    pub no_prepend_bos: bool,
+    /// logit | prob | logprob | logit_exp
+    #[arg(long, default_value = "logit", env = "ATTRIB_GRAD_FUNCTION")]
+    pub grad_function: GradFunction,
+    /// avg_diff | avg_val
+    #[arg(long, default_value = "avg_diff", env = "ATTRIB_ANSWER_FUNCTION")]
+    pub answer_function: AnswerFunction,
+    /// Every mask at this value (default 0: edge attribution patching).
+    #[arg(long, env = "ATTRIB_MASK_VAL", conflicts_with = "integrated_grad_samples")]
+    pub mask_val: Option<f64>,
+    /// Integrated gradients over masks 0, 1/N, ..., 1.
+    #[arg(long, env = "ATTRIB_INTEGRATED_GRAD_SAMPLES")]
+    pub integrated_grad_samples: Option<usize>,
+    /// One edge per token position.
+    #[arg(long, env = "ATTRIB_TOKEN_POSITIONS")]
+    pub token_positions: bool,
+    /// One input per head shared by Q, K and V.
+    #[arg(long, env = "ATTRIB_NO_SEPARATE_QKV")]
+    pub no_separate_qkv: bool,
+}
+
+#[derive(Args)]
+pub struct ScoresArgs {
+    pub job: String,
+    /// Output file.
+    #[arg(long, default_value = "scores.json")]
+    pub out: PathBuf,
+    /// One dataset's scores (its index in the job); default: all datasets combined.
+    #[arg(long)]
+    pub dataset: Option<u32>,
+    /// Top edges to print.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}

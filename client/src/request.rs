@@ -1,0 +1,64 @@
+//! Builds a SubmitJob request from files on disk and the command-line settings.
+
+use std::path::Path;
+
+use anyhow::Context;
+use attrib_proto::{v1, AttributionSettings, MaskPoints};
+
+use crate::cli::{JobArgs, SubmitArgs};
+
+pub fn submit_request(a: &SubmitArgs) -> anyhow::Result<v1::SubmitJobRequest> {
+    let files = a
+        .datasets
+        .iter()
+        .map(|p| read_file(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let datasets = if a.merge {
+        vec![v1::DatasetSpec {
+            name: String::new(),
+            files,
+        }]
+    } else {
+        files
+            .into_iter()
+            .map(|f| v1::DatasetSpec {
+                name: String::new(),
+                files: vec![f],
+            })
+            .collect()
+    };
+    Ok(v1::SubmitJobRequest {
+        datasets,
+        data: Some(data_options(&a.job)),
+        settings: Some((&settings(&a.job)?).into()),
+        label: a.label.clone(),
+    })
+}
+
+fn read_file(p: &Path) -> anyhow::Result<v1::PromptFileText> {
+    let json = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(v1::PromptFileText {
+        name: p.display().to_string(),
+        json,
+    })
+}
+
+fn data_options(j: &JobArgs) -> v1::DataOptions {
+    v1::DataOptions {
+        batch_size: j.batch_size,
+        train_size: j.train_size,
+        test_size: j.test_size,
+        prepend_bos: !j.no_prepend_bos,
+        seed: j.seed,
+    }
+}
+
+fn settings(j: &JobArgs) -> anyhow::Result<AttributionSettings> {
+    Ok(AttributionSettings {
+        grad_function: j.grad_function,
+        answer_function: j.answer_function,
+        points: MaskPoints::from_options(j.mask_val, j.integrated_grad_samples)?,
+        separate_qkv: !j.no_separate_qkv,
+        token_positions: j.token_positions,
+    })
+}

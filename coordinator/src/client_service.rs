@@ -1,0 +1,149 @@
+//! The client-facing `attrib.v1.Attrib` service: converts messages and calls the
+//! coordinator; no job logic here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use attrib_proto::v1;
+use attrib_proto::v1::attrib_server::Attrib;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::coordinator::Coordinator;
+
+/// Default and largest scores per GetScores chunk (8 bytes each: 512 KiB and 2 MiB).
+const DEFAULT_CHUNK: usize = 65_536;
+const MAX_CHUNK: usize = 262_144;
+
+pub struct ClientService {
+    pub coord: Arc<Coordinator>,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn job_id(id: &str) -> Result<&str, Status> {
+    if id.is_empty() {
+        return Err(Status::invalid_argument("job_id is empty"));
+    }
+    Ok(id)
+}
+
+#[tonic::async_trait]
+impl Attrib for ClientService {
+    async fn submit_job(
+        &self,
+        req: Request<v1::SubmitJobRequest>,
+    ) -> Result<Response<v1::SubmitJobResponse>, Status> {
+        let (job_id, batches_total) = self.coord.submit(req.into_inner()).await?;
+        Ok(Response::new(v1::SubmitJobResponse {
+            job_id,
+            batches_total,
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        req: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::GetJobResponse>, Status> {
+        let job = self.coord.status(job_id(&req.get_ref().job_id)?).await?;
+        Ok(Response::new(v1::GetJobResponse { job: Some(job) }))
+    }
+
+    async fn list_jobs(
+        &self,
+        _req: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        let jobs = self.coord.list().await?;
+        Ok(Response::new(v1::ListJobsResponse { jobs }))
+    }
+
+    type WatchJobStream = BoxStream<v1::WatchJobResponse>;
+
+    async fn watch_job(
+        &self,
+        req: Request<v1::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = job_id(&req.get_ref().job_id)?.to_string();
+        let first = self.coord.status(&id).await?; // NOT_FOUND before the stream starts
+        let coord = self.coord.clone();
+        let mut changes = coord.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut status = first;
+            let mut last_sent = None;
+            loop {
+                if last_sent.as_ref() != Some(&status) {
+                    let msg = v1::WatchJobResponse { job: Some(status.clone()) };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return; // the client went away
+                    }
+                    last_sent = Some(status.clone());
+                }
+                if status.state().is_terminal() || changes.changed().await.is_err() {
+                    return;
+                }
+                status = match coord.status(&id).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<v1::CancelJobRequest>,
+    ) -> Result<Response<v1::CancelJobResponse>, Status> {
+        let job = self.coord.cancel(job_id(&req.get_ref().job_id)?).await?;
+        Ok(Response::new(v1::CancelJobResponse { job: Some(job) }))
+    }
+
+    type GetScoresStream = BoxStream<v1::GetScoresResponse>;
+
+    async fn get_scores(
+        &self,
+        req: Request<v1::GetScoresRequest>,
+    ) -> Result<Response<Self::GetScoresStream>, Status> {
+        let r = req.into_inner();
+        let stored = self.coord.scores(job_id(&r.job_id)?, r.dataset).await?;
+        let chunk = match r.chunk_size as usize {
+            0 => DEFAULT_CHUNK,
+            n => n.min(MAX_CHUNK),
+        };
+        let header = v1::GetScoresResponse {
+            part: Some(v1::get_scores_response::Part::Header(v1::ScoresHeader {
+                job_id: r.job_id.clone(),
+                graph: Some((&stored.graph).into()),
+                n_edges: stored.scores.len() as u64,
+                metadata_json: serde_json::to_string(&stored.metadata)
+                    .map_err(|e| Status::internal(e.to_string()))?,
+            })),
+        };
+        let chunks = stored
+            .scores
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, c)| v1::GetScoresResponse {
+                part: Some(v1::get_scores_response::Part::Chunk(v1::ScoresChunk {
+                    offset: (i * chunk) as u64,
+                    scores: c.to_vec(),
+                })),
+            })
+            .collect::<Vec<_>>();
+        let all = std::iter::once(header).chain(chunks).map(Ok);
+        Ok(Response::new(Box::pin(tokio_stream::iter(all))))
+    }
+
+    async fn list_workers(
+        &self,
+        _req: Request<v1::ListWorkersRequest>,
+    ) -> Result<Response<v1::ListWorkersResponse>, Status> {
+        Ok(Response::new(v1::ListWorkersResponse {
+            workers: self.coord.workers(),
+        }))
+    }
+}

@@ -1,0 +1,83 @@
+//! The coordinator's errors, and the one table that turns them into gRPC statuses.
+
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown job {0:?}")]
+    UnknownJob(String),
+    #[error("job {job} is {state}; scores exist once it is done")]
+    NotDone { job: String, state: &'static str },
+    #[error("job {job} has {n} datasets; there is no dataset {index}")]
+    NoSuchDataset { job: String, index: u32, n: usize },
+    #[error("{field}: {reason}")]
+    InvalidRequest { field: &'static str, reason: String },
+    #[error("dataset {dataset:?}: {source}")]
+    Dataset {
+        dataset: String,
+        source: attrib_datasets::Error,
+    },
+    #[error(transparent)]
+    Wire(#[from] attrib_proto::convert::WireError),
+    #[error("worker refused: its {what} is {worker} but the coordinator's is {coordinator}; start the worker with the coordinator's model folder")]
+    ModelMismatch {
+        what: &'static str,
+        worker: String,
+        coordinator: String,
+    },
+    #[error("worker refused: it speaks protocol {got}, this coordinator speaks {expected}")]
+    Protocol { got: i32, expected: i32 },
+    #[error("worker session: {0}")]
+    Session(&'static str),
+    #[error("batch result for job {job} batch {batch} has {got} scores, the graph has {expected} edges")]
+    ResultLength {
+        job: String,
+        batch: u32,
+        got: usize,
+        expected: usize,
+    },
+    #[error("the job was made with model {stored}, but this coordinator serves {current}")]
+    ModelChanged { stored: String, current: String },
+    #[error(transparent)]
+    Model(#[from] attrib_proto::model_config::ConfigError),
+    #[error("cannot fingerprint the model: {0}")]
+    Fingerprint(std::io::Error),
+    #[error("database: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("stored job {job} cannot be decoded: {reason}")]
+    Corrupt { job: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the database task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let msg = e.to_string();
+        match e {
+            Error::UnknownJob(_) => Status::not_found(msg),
+            Error::NotDone { .. } | Error::ModelMismatch { .. } | Error::Protocol { .. } => {
+                Status::failed_precondition(msg)
+            }
+            Error::NoSuchDataset { .. }
+            | Error::InvalidRequest { .. }
+            | Error::Dataset { .. }
+            | Error::Wire(_)
+            | Error::Session(_)
+            | Error::ResultLength { .. } => Status::invalid_argument(msg),
+            Error::ModelChanged { .. }
+            | Error::Model(_)
+            | Error::Fingerprint(_)
+            | Error::Store(_)
+            | Error::Corrupt { .. }
+            | Error::Bind { .. }
+            | Error::Join(_) => Status::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `attrib-coordinator`: serve jobs to clients and batches to workers; with `--spawn-workers N`
+//! also start N local workers, which makes one machine a whole cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use attrib_coordinator::spawn::{default_worker_binary, LocalWorkers};
+use attrib_coordinator::{start, CoordinatorConfig};
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Parser)]
+#[command(version, about = "attrib's coordinator: jobs in, batches out to workers, scores reduced in batch order")]
+struct Args {
+    /// HF GPT-2 folder (config.json, model.safetensors, tokenizer.json); workers must hold the same model.
+    #[arg(long, env = "ATTRIB_MODEL")]
+    model: PathBuf,
+    /// gRPC listen address (port 0: any free port; see --ready-file).
+    #[arg(long, default_value = "127.0.0.1:50051", env = "ATTRIB_LISTEN")]
+    listen: SocketAddr,
+    /// SQLite database for jobs, batch results and scores (created if missing).
+    #[arg(long, default_value = "attrib.db", env = "ATTRIB_DB")]
+    db: PathBuf,
+    /// Shared token every RPC must carry (constant-time compared); unset = no token.
+    #[arg(long, env = "ATTRIB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Seconds a worker may hold one batch before it counts as hung and the batch moves on.
+    #[arg(long, default_value_t = 600, env = "ATTRIB_BATCH_TIMEOUT_SECS")]
+    batch_timeout_secs: u64,
+    /// Attempts per batch (worker errors) before its job fails.
+    #[arg(long, default_value_t = 3, env = "ATTRIB_MAX_ATTEMPTS")]
+    max_attempts: u32,
+    /// Largest client request in MiB (SubmitJob carries the prompt files).
+    #[arg(long, default_value_t = 64, env = "ATTRIB_MAX_REQUEST_MIB")]
+    max_request_mib: usize,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "ATTRIB_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Write the gRPC URL (http://host:port) to this file once listening.
+    #[arg(long, env = "ATTRIB_READY_FILE")]
+    ready_file: Option<PathBuf>,
+    /// Start this many local `attrib-worker serve` processes.
+    #[arg(long, default_value_t = 0, env = "ATTRIB_SPAWN_WORKERS")]
+    spawn_workers: usize,
+    /// Devices for the local workers, handed out in turn (e.g. cuda:0,cuda:1).
+    #[arg(long, default_value = "auto", value_delimiter = ',', env = "ATTRIB_WORKER_DEVICES")]
+    worker_devices: Vec<String>,
+    /// The attrib-worker binary for --spawn-workers (default: next to this binary).
+    #[arg(long, env = "ATTRIB_WORKER_BIN")]
+    worker_bin: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let a = Args::parse();
+    if let Some(addr) = a.metrics_listen {
+        attrib_coordinator::metrics::install(addr)
+            .map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))?;
+    }
+    let mut config = CoordinatorConfig::new(&a.model, &a.db)
+        .with_listen(a.listen)
+        .with_token(a.token.clone())
+        .with_batch_timeout(Duration::from_secs(a.batch_timeout_secs.max(1)))
+        .with_max_request_bytes(a.max_request_mib << 20);
+    config.max_attempts = a.max_attempts;
+    let server = start(config)
+        .await
+        .with_context(|| format!("starting the coordinator for {}", a.model.display()))?;
+    let url = server.url();
+    eprintln!("[attrib] coordinator listening on {url} (db {})", a.db.display());
+    if let Some(f) = &a.ready_file {
+        std::fs::write(f, &url).with_context(|| format!("writing {}", f.display()))?;
+    }
+    let mut children = Vec::new();
+    if a.spawn_workers > 0 {
+        let local = LocalWorkers {
+            count: a.spawn_workers,
+            binary: a.worker_bin.clone().unwrap_or_else(default_worker_binary),
+            model_dir: a.model.clone(),
+            devices: a.worker_devices.clone(),
+            token: a.token.clone(),
+        };
+        children = attrib_coordinator::spawn::spawn(&local, &url)?;
+        eprintln!("[attrib] started {} local worker(s)", children.len());
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let ended = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+        r = server.wait() => Some(r),
+    };
+    attrib_coordinator::spawn::stop(&mut children).await;
+    match ended {
+        Some(Err(e)) => anyhow::bail!("server stopped: {e}"),
+        _ => {
+            eprintln!("[attrib] coordinator stopped");
+            Ok(())
+        }
+    }
+}

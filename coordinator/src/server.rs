@@ -1,0 +1,86 @@
+//! Puts the coordinator on the network: both services, gRPC health, the token check, message
+//! size limits and HTTP/2 keepalive on one listener. `start` binds (port 0 works) and returns
+//! a handle, so tests run a real server on loopback.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use attrib_proto::auth::RequireToken;
+use attrib_proto::v1::attrib_server::AttribServer;
+use attrib_proto::v1::worker_gateway_server::WorkerGatewayServer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::client_service::ClientService;
+use crate::config::CoordinatorConfig;
+use crate::coordinator::Coordinator;
+use crate::worker_service::WorkerService;
+use crate::Result;
+
+/// A coordinator serving on `addr` until `stop` is called.
+pub struct RunningCoordinator {
+    pub addr: SocketAddr,
+    pub coord: Arc<Coordinator>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+}
+
+impl RunningCoordinator {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting calls and waits for the server to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server ends by itself (an accept error).
+    pub async fn wait(mut self) -> std::result::Result<(), String> {
+        match (&mut self.task).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Opens the coordinator (resuming stored jobs) and serves it.
+pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| crate::Error::Bind { addr: config.listen, source: e })?;
+    let addr = listener.local_addr().map_err(|e| crate::Error::Bind { addr: config.listen, source: e })?;
+    let coord = Coordinator::open(config.clone()).await?;
+    let auth = RequireToken::new(config.token.as_deref());
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AttribServer<ClientService>>().await;
+    health_reporter.set_serving::<WorkerGatewayServer<WorkerService>>().await;
+    let client = AttribServer::new(ClientService { coord: coord.clone() })
+        .max_decoding_message_size(config.max_request_bytes);
+    let workers = WorkerGatewayServer::new(WorkerService { coord: coord.clone() })
+        .max_decoding_message_size(config.max_result_bytes);
+    let (tx, rx) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(config.keepalive / 2))
+        .http2_keepalive_timeout(Some(config.keepalive))
+        // Health stays open without the token: load balancers and probes cannot send one,
+        // and it reveals nothing but "serving".
+        .add_service(health)
+        .add_service(InterceptedService::new(client, auth.clone()))
+        .add_service(InterceptedService::new(workers, auth));
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = rx.await;
+    }));
+    tracing::info!(%addr, model = %coord.model.dir.display(), "coordinator listening");
+    Ok(RunningCoordinator {
+        addr,
+        coord,
+        shutdown: Some(tx),
+        task,
+    })
+}

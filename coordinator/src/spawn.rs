@@ -1,0 +1,88 @@
+//! `--spawn-workers N`: local `attrib-worker serve` processes for one machine. They die with
+//! the coordinator (SIGTERM on its exit, and the kernel's parent-death signal if it crashes).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+/// How to start the local workers.
+#[derive(Debug, Clone)]
+pub struct LocalWorkers {
+    pub count: usize,
+    /// `attrib-worker` binary (default: next to this one).
+    pub binary: PathBuf,
+    pub model_dir: PathBuf,
+    /// Devices handed out round-robin (`cpu`, `cuda:0`, ...; `auto` lets each worker choose).
+    pub devices: Vec<String>,
+    pub token: Option<String>,
+}
+
+/// `attrib-worker` next to the running executable, else on PATH.
+pub fn default_worker_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("attrib-worker")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("attrib-worker"))
+}
+
+pub fn spawn(workers: &LocalWorkers, url: &str) -> std::io::Result<Vec<Child>> {
+    (0..workers.count)
+        .map(|i| {
+            let device = workers
+                .devices
+                .get(i % workers.devices.len().max(1))
+                .map_or("auto", String::as_str);
+            spawn_one(&workers.binary, &workers.model_dir, url, device, i, workers.token.as_deref())
+        })
+        .collect()
+}
+
+fn spawn_one(
+    binary: &Path,
+    model: &Path,
+    url: &str,
+    device: &str,
+    i: usize,
+    token: Option<&str>,
+) -> std::io::Result<Child> {
+    let mut cmd = Command::new(binary);
+    cmd.arg("serve")
+        .arg("--model")
+        .arg(model)
+        .arg("--coordinator")
+        .arg(url)
+        .arg("--device")
+        .arg(device)
+        .arg("--name")
+        .arg(format!("local-{i}"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(t) = token {
+        cmd.env("ATTRIB_TOKEN", t);
+    }
+    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot start {}: {e}", binary.display()))
+    })
+}
+
+/// Asks the workers to finish their batch and stop, then waits for them.
+pub async fn stop(children: &mut [Child]) {
+    for c in children.iter() {
+        if let Some(pid) = c.id() {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+    for c in children.iter_mut() {
+        let _ = c.wait().await;
+    }
+}

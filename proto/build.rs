@@ -1,0 +1,12 @@
+//! Generates the attrib.v1 gRPC code with a vendored protoc, so a plain `cargo build` needs
+//! no system package.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() {
+        // SAFETY: build scripts are single-threaded.
+        unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    }
+    println!("cargo:rerun-if-changed=attrib/v1/attrib.proto");
+    tonic_prost_build::configure().compile_protos(&["attrib/v1/attrib.proto"], &["."])?;
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Conversions between the wire messages (`v1`) and the plain types every role computes
+//! with. Wire input is untrusted: conversions from `v1` check it and say what is wrong.
+
+use crate::settings::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints};
+use crate::topology::GraphShape;
+use crate::v1;
+
+/// A wire message that does not describe a valid value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    #[error("{field} is missing")]
+    Missing { field: &'static str },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl From<&AttributionSettings> for v1::AttributionSettings {
+    fn from(s: &AttributionSettings) -> Self {
+        let grad_function = match s.grad_function {
+            GradFunction::Logit => v1::GradFunction::Logit,
+            GradFunction::Prob => v1::GradFunction::Prob,
+            GradFunction::Logprob => v1::GradFunction::Logprob,
+            GradFunction::LogitExp => v1::GradFunction::LogitExp,
+        };
+        let answer_function = match s.answer_function {
+            AnswerFunction::AvgDiff => v1::AnswerFunction::AvgDiff,
+            AnswerFunction::AvgVal => v1::AnswerFunction::AvgVal,
+        };
+        let points = match s.points {
+            MaskPoints::Value(v) => v1::attribution_settings::Points::MaskVal(v),
+            MaskPoints::Integrated(n) => {
+                v1::attribution_settings::Points::IntegratedGradSamples(n as u32)
+            }
+        };
+        v1::AttributionSettings {
+            grad_function: grad_function as i32,
+            answer_function: answer_function as i32,
+            points: Some(points),
+            separate_qkv: s.separate_qkv,
+            token_positions: s.token_positions,
+        }
+    }
+}
+
+impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
+    type Error = WireError;
+
+    fn try_from(s: &v1::AttributionSettings) -> Result<Self, WireError> {
+        let grad_function = match v1::GradFunction::try_from(s.grad_function) {
+            Ok(v1::GradFunction::Logit) => GradFunction::Logit,
+            Ok(v1::GradFunction::Prob) => GradFunction::Prob,
+            Ok(v1::GradFunction::Logprob) => GradFunction::Logprob,
+            Ok(v1::GradFunction::LogitExp) => GradFunction::LogitExp,
+            _ => return Err(unknown("settings.grad_function", s.grad_function)),
+        };
+        let answer_function = match v1::AnswerFunction::try_from(s.answer_function) {
+            Ok(v1::AnswerFunction::AvgDiff) => AnswerFunction::AvgDiff,
+            Ok(v1::AnswerFunction::AvgVal) => AnswerFunction::AvgVal,
+            _ => return Err(unknown("settings.answer_function", s.answer_function)),
+        };
+        let points = match s.points {
+            None => return Err(WireError::Missing { field: "settings.points (mask_val or integrated_grad_samples)" }),
+            Some(v1::attribution_settings::Points::MaskVal(v)) if v.is_finite() => {
+                MaskPoints::Value(v)
+            }
+            Some(v1::attribution_settings::Points::IntegratedGradSamples(n)) if n > 0 => {
+                MaskPoints::Integrated(n as usize)
+            }
+            Some(_) => {
+                return Err(WireError::Invalid {
+                    field: "settings.points",
+                    reason: "mask_val must be finite and integrated_grad_samples at least 1".into(),
+                })
+            }
+        };
+        Ok(AttributionSettings {
+            grad_function,
+            answer_function,
+            points,
+            separate_qkv: s.separate_qkv,
+            token_positions: s.token_positions,
+        })
+    }
+}
+
+fn unknown(field: &'static str, value: i32) -> WireError {
+    WireError::Invalid {
+        field,
+        reason: format!("{value} is not a known value"),
+    }
+}
+
+impl From<&GraphShape> for v1::GraphShape {
+    fn from(g: &GraphShape) -> Self {
+        v1::GraphShape {
+            n_layers: g.n_layers as u32,
+            n_heads: g.n_heads as u32,
+            separate_qkv: g.separate_qkv,
+            seq_len: g.seq_len.unwrap_or(0) as u32,
+        }
+    }
+}
+
+impl From<&v1::GraphShape> for GraphShape {
+    fn from(g: &v1::GraphShape) -> Self {
+        GraphShape {
+            n_layers: g.n_layers as usize,
+            n_heads: g.n_heads as usize,
+            separate_qkv: g.separate_qkv,
+            seq_len: (g.seq_len > 0).then_some(g.seq_len as usize),
+        }
+    }
+}
+
+impl v1::JobState {
+    /// Done, failed or cancelled: nothing will change any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            v1::JobState::Done | v1::JobState::Failed | v1::JobState::Cancelled
+        )
+    }
+
+    /// Lower-case name for people and JSON output.
+    pub fn label(self) -> &'static str {
+        match self {
+            v1::JobState::Unspecified => "unspecified",
+            v1::JobState::Queued => "queued",
+            v1::JobState::Running => "running",
+            v1::JobState::Done => "done",
+            v1::JobState::Failed => "failed",
+            v1::JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_and_bad_ones_are_named() {
+        let s = AttributionSettings {
+            grad_function: GradFunction::LogitExp,
+            answer_function: AnswerFunction::AvgVal,
+            points: MaskPoints::Integrated(5),
+            separate_qkv: false,
+            token_positions: true,
+        };
+        let wire = v1::AttributionSettings::from(&s);
+        assert_eq!(AttributionSettings::try_from(&wire).unwrap(), s);
+        let bad = v1::AttributionSettings { grad_function: 0, ..wire };
+        let e = AttributionSettings::try_from(&bad).unwrap_err().to_string();
+        assert!(e.contains("grad_function"), "{e}");
+        let no_points = v1::AttributionSettings { points: None, ..wire };
+        assert!(AttributionSettings::try_from(&no_points).is_err());
+    }
+
+    #[test]
+    fn graph_shape_round_trips() {
+        let g = GraphShape { n_layers: 2, n_heads: 3, separate_qkv: true, seq_len: Some(7) };
+        assert_eq!(GraphShape::from(&v1::GraphShape::from(&g)), g);
+    }
+}

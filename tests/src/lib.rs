@@ -1,0 +1,284 @@
+//! Helpers for the end-to-end tests: real `attrib-coordinator`, `attrib-worker` and `attrib`
+//! processes on 127.0.0.1, and a gRPC client. The binaries come from the same target
+//! directory as the test (`scripts/test.sh` builds them first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use attrib_proto::auth::AttachToken;
+use attrib_proto::v1;
+use attrib_proto::v1::attrib_client::AttribClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub type Client = AttribClient<InterceptedService<Channel, AttachToken>>;
+
+/// A built binary of this workspace.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build --release --workspace --bins)",
+        p.display()
+    );
+    p
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The golden tiny GPT-2 (2 layers, 4 heads, d_model 32).
+pub fn tiny_model() -> PathBuf {
+    repo().join("tests/fixtures/golden-tiny")
+}
+
+pub fn ioi() -> PathBuf {
+    repo().join("datasets/ioi/ioi_vanilla_template_prompts.json")
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the process to exit (at most `limit`) and returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(t0.elapsed() < limit, "{} did not exit within {limit:?}", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A coordinator process with its URL.
+pub struct Coordinator {
+    pub proc: Proc,
+    pub url: String,
+    pub port: u16,
+}
+
+/// Starts `attrib-coordinator` on the tiny model; `listen` `None` = a free port.
+pub fn coordinator(db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator {
+    let ready = db.with_extension(format!("ready-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
+    let child = Command::new(bin("attrib-coordinator"))
+        .args(["--model"])
+        .arg(tiny_model())
+        .args(["--listen", &listen, "--db"])
+        .arg(db)
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start attrib-coordinator");
+    let mut proc = Proc { child, name: "coordinator".into() };
+    let t0 = Instant::now();
+    let url = loop {
+        if let Ok(u) = std::fs::read_to_string(&ready) {
+            if !u.is_empty() {
+                break u;
+            }
+        }
+        if let Some(s) = proc.child.try_wait().unwrap() {
+            panic!("the coordinator exited early: {s}");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "coordinator not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let port = url.rsplit(':').next().unwrap().parse().unwrap();
+    Coordinator { proc, url, port }
+}
+
+/// Starts `attrib-worker serve` for `url` on the CPU.
+pub fn worker(url: &str, name: &str, model: &Path, extra: &[&str]) -> Proc {
+    let child = Command::new(bin("attrib-worker"))
+        .arg("serve")
+        .arg("--model")
+        .arg(model)
+        .args(["--coordinator", url, "--device", "cpu", "--name", name])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start attrib-worker");
+    Proc { child, name: name.to_string() }
+}
+
+/// Runs the `attrib` client CLI to completion.
+pub fn cli(url: &str, args: &[&str]) -> Output {
+    Command::new(bin("attrib"))
+        .args(["--coordinator", url])
+        .args(args)
+        .output()
+        .expect("run attrib")
+}
+
+pub async fn client(url: &str, token: Option<&str>) -> Client {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the coordinator");
+    AttribClient::with_interceptor(ch, AttachToken::new(token).unwrap())
+        .max_decoding_message_size(64 << 20)
+}
+
+/// The quickstart settings on `files` as one dataset each, with `train` train prompts.
+pub fn request(files: &[PathBuf], batch_size: u32, train: u32, seed: u64) -> v1::SubmitJobRequest {
+    v1::SubmitJobRequest {
+        datasets: files
+            .iter()
+            .map(|f| v1::DatasetSpec {
+                name: String::new(),
+                files: vec![v1::PromptFileText {
+                    name: f.display().to_string(),
+                    json: std::fs::read_to_string(f).unwrap(),
+                }],
+            })
+            .collect(),
+        data: Some(v1::DataOptions { batch_size, train_size: train, test_size: 128, prepend_bos: true, seed }),
+        settings: Some((&attrib_proto::AttributionSettings::default()).into()),
+        label: String::new(),
+    }
+}
+
+pub async fn submit(c: &mut Client, req: v1::SubmitJobRequest) -> String {
+    c.submit_job(req).await.expect("submit").into_inner().job_id
+}
+
+/// Follows the job to its end and returns the final status.
+pub async fn wait_end(c: &mut Client, job: &str) -> v1::JobStatus {
+    let fut = async {
+        let mut s = c
+            .watch_job(v1::WatchJobRequest { job_id: job.to_string() })
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut last = None;
+        while let Some(m) = s.message().await.expect("watch stream") {
+            last = m.job;
+        }
+        last.expect("a status")
+    };
+    tokio::time::timeout(Duration::from_secs(300), fut).await.expect("job ends in time")
+}
+
+/// Polls the job until `pred` holds (for waiting on progress mid-job).
+pub async fn wait_for(c: &mut Client, job: &str, pred: impl Fn(&v1::JobStatus) -> bool) -> v1::JobStatus {
+    let t0 = Instant::now();
+    loop {
+        let s = c.get_job(v1::GetJobRequest { job_id: job.to_string() }).await.unwrap().into_inner().job.unwrap();
+        if pred(&s) {
+            return s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "condition not reached: {s:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A done job's scores: (header, values).
+pub async fn scores(c: &mut Client, job: &str, dataset: Option<u32>) -> (v1::ScoresHeader, Vec<f64>) {
+    let mut s = c
+        .get_scores(v1::GetScoresRequest { job_id: job.to_string(), dataset, chunk_size: 1000 })
+        .await
+        .expect("get scores")
+        .into_inner();
+    let mut header = None;
+    let mut values = Vec::new();
+    while let Some(m) = s.message().await.unwrap() {
+        match m.part.unwrap() {
+            v1::get_scores_response::Part::Header(h) => header = Some(h),
+            v1::get_scores_response::Part::Chunk(c) => {
+                assert_eq!(c.offset as usize, values.len());
+                values.extend(c.scores)
+            }
+        }
+    }
+    (header.expect("header"), values)
+}
+
+/// The scores of a scores.json file exactly as written (shortest round-trip text per f64),
+/// so two files or a file and received values compare bit for bit without parsing floats.
+pub fn score_texts(json: &str) -> Vec<String> {
+    json.split("\"score\":")
+        .skip(1)
+        .map(|rest| rest.split(['}', ',']).next().unwrap().to_string())
+        .collect()
+}
+
+/// Received scores as scores.json writes them (see `score_texts`).
+pub fn as_texts(v: &[f64]) -> Vec<String> {
+    v.iter().map(|x| serde_json::to_string(x).unwrap()).collect()
+}
+
+/// `attrib-worker attribute` on the tiny model, the in-process reference: its scores as
+/// written (`score_texts`) and the parsed file.
+pub fn attribute_in_process(files: &[PathBuf], out: &Path, batch_size: u32, train: u32, seed: u64) -> (Vec<String>, attrib_proto::ScoresFile) {
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let st = Command::new(bin("attrib-worker"))
+        .arg("attribute")
+        .arg("--model")
+        .arg(tiny_model())
+        .args(["--device", "cpu", "--dataset", &files.join(",")])
+        .args(["--batch-size", &batch_size.to_string(), "--train-size", &train.to_string()])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "attrib-worker attribute failed");
+    let text = std::fs::read_to_string(out).unwrap();
+    (score_texts(&text), serde_json::from_str(&text).unwrap())
+}
+
+/// The workers the coordinator lists now.
+pub async fn workers(c: &mut Client) -> Vec<v1::WorkerInfo> {
+    c.list_workers(v1::ListWorkersRequest {}).await.unwrap().into_inner().workers
+}
+
+/// Waits until `n` workers are connected.
+pub async fn wait_workers(c: &mut Client, n: usize) {
+    let t0 = Instant::now();
+    while workers(c).await.len() < n {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{n} workers did not join");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Coordinator {
+    /// The process is still running.
+    pub fn proc_alive(&mut self) -> bool {
+        self.proc.child.try_wait().expect("try_wait").is_none()
+    }
+}
