@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 REPEATS=${1:-3}
 shift || true
 scripts/setup.sh
-cargo build --release --quiet -p attrib-worker
+cargo build --release --quiet --workspace --bins
 BIN=target/release/attrib-worker
 MODEL=target/attrib-demo/gpt2-small-random
 [[ -f "$MODEL/model.safetensors" ]] || "$BIN" init-model --layers 12 --heads 12 --d-model 768 --seed 0 --out "$MODEL"

@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -p attrib-worker -p attrib-coordinator -p attrib-client
+# The same build as scripts/test.sh (one feature set, so switching scripts rebuilds nothing).
+cargo build --release --workspace --bins
 BIN=target/release
 
 hub=${HF_HUB_CACHE:-${HF_HOME:-$HOME/.cache/huggingface}/hub}
