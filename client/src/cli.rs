@@ -14,7 +14,12 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Coordinator URL.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:50051", env = "ATTRIB_COORDINATOR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:50051",
+        env = "ATTRIB_COORDINATOR"
+    )]
     pub coordinator: String,
     /// Shared token, when the coordinator requires one.
     #[arg(long, global = true, env = "ATTRIB_TOKEN", hide_env_values = true)]
@@ -87,7 +92,11 @@ pub struct JobArgs {
     #[arg(long, default_value = "avg_diff", env = "ATTRIB_ANSWER_FUNCTION")]
     pub answer_function: AnswerFunction,
     /// Every mask at this value (default 0: edge attribution patching).
-    #[arg(long, env = "ATTRIB_MASK_VAL", conflicts_with = "integrated_grad_samples")]
+    #[arg(
+        long,
+        env = "ATTRIB_MASK_VAL",
+        conflicts_with = "integrated_grad_samples"
+    )]
     pub mask_val: Option<f64>,
     /// Integrated gradients over masks 0, 1/N, ..., 1.
     #[arg(long, env = "ATTRIB_INTEGRATED_GRAD_SAMPLES")]

@@ -14,7 +14,10 @@ pub const OTHER: u8 = 7;
 pub fn code_for(e: &anyhow::Error) -> u8 {
     if let Some(s) = e.downcast_ref::<tonic::Status>() {
         return match s.code() {
-            Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted | Code::FailedPrecondition => INVALID,
+            Code::InvalidArgument
+            | Code::OutOfRange
+            | Code::ResourceExhausted
+            | Code::FailedPrecondition => INVALID,
             Code::NotFound => NOT_FOUND,
             Code::Unavailable => UNREACHABLE,
             Code::Unauthenticated | Code::PermissionDenied => UNAUTHENTICATED,

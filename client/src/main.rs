@@ -24,7 +24,10 @@ type Client = AttribClient<InterceptedService<Channel, AttachToken>>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -49,9 +52,12 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
         .with_context(|| format!("bad coordinator URL {:?}", cli.coordinator))?
         .connect()
         .await
-        .map_err(|e| anyhow::Error::new(tonic::Status::unavailable(format!(
-            "cannot reach the coordinator at {}: {e}", cli.coordinator
-        ))))?;
+        .map_err(|e| {
+            anyhow::Error::new(tonic::Status::unavailable(format!(
+                "cannot reach the coordinator at {}: {e}",
+                cli.coordinator
+            )))
+        })?;
     let token = AttachToken::new(cli.token.as_deref())?;
     // Scores arrive in chunks well under this; the limit only guards against a rogue server.
     Ok(AttribClient::with_interceptor(channel, token).max_decoding_message_size(64 << 20))
@@ -66,43 +72,65 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let r = client.submit_job(req).await?.into_inner();
             if !a.wait {
                 if json {
-                    println!("{}", serde_json::json!({"job_id": r.job_id, "batches_total": r.batches_total}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"job_id": r.job_id, "batches_total": r.batches_total})
+                    );
                 } else {
                     println!("{}", r.job_id);
                 }
                 return Ok(exit::OK);
             }
-            eprintln!("[attrib] submitted {} ({} batches)", r.job_id, r.batches_total);
+            eprintln!(
+                "[attrib] submitted {} ({} batches)",
+                r.job_id, r.batches_total
+            );
             follow(&mut client, &r.job_id, json).await
         }
         Command::Watch { job } => follow(&mut client, &job, json).await,
         Command::Status { job } => {
-            let s = client.get_job(v1::GetJobRequest { job_id: job }).await?.into_inner();
+            let s = client
+                .get_job(v1::GetJobRequest { job_id: job })
+                .await?
+                .into_inner();
             print_status(s.job.as_ref(), json);
             Ok(exit::OK)
         }
         Command::Cancel { job } => {
-            let s = client.cancel_job(v1::CancelJobRequest { job_id: job }).await?.into_inner();
+            let s = client
+                .cancel_job(v1::CancelJobRequest { job_id: job })
+                .await?
+                .into_inner();
             print_status(s.job.as_ref(), json);
             Ok(exit::OK)
         }
         Command::Jobs => {
-            let jobs = client.list_jobs(v1::ListJobsRequest {}).await?.into_inner().jobs;
+            let jobs = client
+                .list_jobs(v1::ListJobsRequest {})
+                .await?
+                .into_inner()
+                .jobs;
             if json {
                 let all: Vec<_> = jobs.iter().map(output::status_json).collect();
                 println!("{}", serde_json::Value::Array(all));
             } else {
-                jobs.iter().for_each(|s| println!("{}", output::status_line(s)));
+                jobs.iter()
+                    .for_each(|s| println!("{}", output::status_line(s)));
             }
             Ok(exit::OK)
         }
         Command::Workers => {
-            let ws = client.list_workers(v1::ListWorkersRequest {}).await?.into_inner().workers;
+            let ws = client
+                .list_workers(v1::ListWorkersRequest {})
+                .await?
+                .into_inner()
+                .workers;
             if json {
                 let all: Vec<_> = ws.iter().map(output::worker_json).collect();
                 println!("{}", serde_json::Value::Array(all));
             } else {
-                ws.iter().for_each(|w| println!("{}", output::worker_line(w)));
+                ws.iter()
+                    .for_each(|w| println!("{}", output::worker_line(w)));
             }
             Ok(exit::OK)
         }
@@ -122,7 +150,9 @@ fn print_status(s: Option<&v1::JobStatus>, json: bool) {
 /// Shows progress until the job ends; exit 1 unless it is done.
 async fn follow(client: &mut Client, job: &str, json: bool) -> anyhow::Result<u8> {
     let mut stream = client
-        .watch_job(v1::WatchJobRequest { job_id: job.to_string() })
+        .watch_job(v1::WatchJobRequest {
+            job_id: job.to_string(),
+        })
         .await?
         .into_inner();
     let mut bar = progress::Progress::new();
@@ -135,10 +165,18 @@ async fn follow(client: &mut Client, job: &str, json: bool) -> anyhow::Result<u8
     }
     let s = last.context("the coordinator closed the watch without a status")?;
     if !s.state().is_terminal() {
-        anyhow::bail!("the watch ended while {} was {}", s.job_id, s.state().label());
+        anyhow::bail!(
+            "the watch ended while {} was {}",
+            s.job_id,
+            s.state().label()
+        );
     }
     print_status(Some(&s), json);
-    Ok(if s.state() == v1::JobState::Done { exit::OK } else { exit::JOB_FAILED })
+    Ok(if s.state() == v1::JobState::Done {
+        exit::OK
+    } else {
+        exit::JOB_FAILED
+    })
 }
 
 async fn scores(client: &mut Client, a: &ScoresArgs, json: bool) -> anyhow::Result<u8> {
@@ -146,15 +184,22 @@ async fn scores(client: &mut Client, a: &ScoresArgs, json: bool) -> anyhow::Resu
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let f = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let f =
+        std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut w = std::io::BufWriter::new(f);
     serde_json::to_writer(&mut w, &file)?;
     w.flush()?;
     if json {
-        println!("{}", serde_json::json!({"out": a.out, "n_edges": file.n_edges, "clean_logit_diff": file.clean_logit_diff}));
+        println!(
+            "{}",
+            serde_json::json!({"out": a.out, "n_edges": file.n_edges, "clean_logit_diff": file.clean_logit_diff})
+        );
         return Ok(exit::OK);
     }
-    println!("{} edges, clean logit diff {:.4}", file.n_edges, file.clean_logit_diff);
+    println!(
+        "{} edges, clean logit diff {:.4}",
+        file.n_edges, file.clean_logit_diff
+    );
     println!("top {} edges by |score|:", a.top.min(file.n_edges));
     for e in file.top(a.top) {
         let seq = e.seq.map(|s| format!(" @{s}")).unwrap_or_default();
@@ -165,8 +210,16 @@ async fn scores(client: &mut Client, a: &ScoresArgs, json: bool) -> anyhow::Resu
 }
 
 /// Reads the header and every chunk, checking that the chunks tile the vector.
-async fn fetch_scores(client: &mut Client, job: &str, dataset: Option<u32>) -> anyhow::Result<ScoresFile> {
-    let req = v1::GetScoresRequest { job_id: job.to_string(), dataset, chunk_size: 0 };
+async fn fetch_scores(
+    client: &mut Client,
+    job: &str,
+    dataset: Option<u32>,
+) -> anyhow::Result<ScoresFile> {
+    let req = v1::GetScoresRequest {
+        job_id: job.to_string(),
+        dataset,
+        chunk_size: 0,
+    };
     let mut stream = client.get_scores(req).await?.into_inner();
     let mut header = None;
     let mut values: Vec<f64> = Vec::new();
@@ -177,14 +230,21 @@ async fn fetch_scores(client: &mut Client, job: &str, dataset: Option<u32>) -> a
                 header = Some(h);
             }
             Some(v1::get_scores_response::Part::Chunk(c)) => {
-                anyhow::ensure!(c.offset as usize == values.len(), "scores chunk out of order");
+                anyhow::ensure!(
+                    c.offset as usize == values.len(),
+                    "scores chunk out of order"
+                );
                 values.extend(c.scores);
             }
             None => {}
         }
     }
     let h = header.context("the coordinator sent no scores header")?;
-    let graph: GraphShape = h.graph.as_ref().context("scores header without a graph")?.into();
+    let graph: GraphShape = h
+        .graph
+        .as_ref()
+        .context("scores header without a graph")?
+        .into();
     anyhow::ensure!(
         values.len() == h.n_edges as usize && values.len() == graph.n_edges(),
         "got {} scores for a graph of {} edges",

@@ -24,7 +24,9 @@ impl Progress {
     pub fn show(&mut self, s: &v1::JobStatus) {
         let terminal = s.state().is_terminal();
         if !self.tty {
-            let due = self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+            let due = self
+                .last_line
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
             if !(due || terminal) {
                 return;
             }

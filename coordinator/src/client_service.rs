@@ -73,7 +73,9 @@ impl Attrib for ClientService {
             let mut last_sent = None;
             loop {
                 if last_sent.as_ref() != Some(&status) {
-                    let msg = v1::WatchJobResponse { job: Some(status.clone()) };
+                    let msg = v1::WatchJobResponse {
+                        job: Some(status.clone()),
+                    };
                     if tx.send(Ok(msg)).await.is_err() {
                         return; // the client went away
                     }
@@ -91,7 +93,9 @@ impl Attrib for ClientService {
                 };
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn cancel_job(

@@ -68,7 +68,8 @@ impl Coordinator {
                     stored: job.model_fingerprint.clone(),
                     current: self.model.fingerprint.clone(),
                 };
-                self.finish_unreduced(&mut status, v1::JobState::Failed, e.to_string()).await?;
+                self.finish_unreduced(&mut status, v1::JobState::Failed, e.to_string())
+                    .await?;
                 continue;
             }
             let model = self.model.clone();
@@ -77,13 +78,21 @@ impl Coordinator {
             let planned = match planned {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
-                    self.finish_unreduced(&mut status, v1::JobState::Failed, e.to_string()).await?;
+                    self.finish_unreduced(&mut status, v1::JobState::Failed, e.to_string())
+                        .await?;
                     continue;
                 }
             };
             let id = job.id.clone();
             let done = self.store.run(move |s| s.done_batches(&id)).await?;
-            let run = JobRun::new(job.id.clone(), job.label, job.created_ms, planned, &done, job.retried);
+            let run = JobRun::new(
+                job.id.clone(),
+                job.label,
+                job.created_ms,
+                planned,
+                &done,
+                job.retried,
+            );
             let complete = run.is_complete();
             tracing::info!(job = %job.id, resumed = done.len(), total = run.plan.n_batches(), "resuming job");
             self.lock().add_job(run);
@@ -123,8 +132,14 @@ impl Coordinator {
             .store
             .run(move |s| s.insert_job(&req.label, &req, &fp, created))
             .await?;
-        self.lock()
-            .add_job(JobRun::new(id.clone(), label, created, Arc::new(planned), &[], 0));
+        self.lock().add_job(JobRun::new(
+            id.clone(),
+            label,
+            created,
+            Arc::new(planned),
+            &[],
+            0,
+        ));
         metrics::job_submitted();
         tracing::info!(job = %id, batches = total, "job queued");
         self.work.notify_waiters();
@@ -155,7 +170,8 @@ impl Coordinator {
             return self.status(id).await;
         };
         let mut status = run.status();
-        self.finish_unreduced(&mut status, v1::JobState::Cancelled, String::new()).await?;
+        self.finish_unreduced(&mut status, v1::JobState::Cancelled, String::new())
+            .await?;
         tracing::info!(job = %id, "job cancelled");
         Ok(status)
     }
@@ -172,7 +188,11 @@ impl Coordinator {
         let n = status.datasets.len();
         let key = match dataset {
             Some(i) if i as usize >= n => {
-                return Err(Error::NoSuchDataset { job: id.to_string(), index: i, n })
+                return Err(Error::NoSuchDataset {
+                    job: id.to_string(),
+                    index: i,
+                    n,
+                })
             }
             // One dataset: its scores are the combined ones (stored once).
             Some(i) if n > 1 => i as i64,
@@ -202,9 +222,12 @@ impl Coordinator {
                 expected: attrib_proto::PROTOCOL_VERSION as i32,
             });
         }
-        let model = hello.model.as_ref().ok_or(attrib_proto::convert::WireError::Missing {
-            field: "hello.model",
-        })?;
+        let model = hello
+            .model
+            .as_ref()
+            .ok_or(attrib_proto::convert::WireError::Missing {
+                field: "hello.model",
+            })?;
         self.model.check_worker(model)?;
         let mut s = self.lock();
         let id = s.register_worker(&hello.name, &hello.device, now_ms());
@@ -222,7 +245,9 @@ impl Coordinator {
             let leased = self.lock().assign(worker);
             if let Some((job, batch, plan)) = leased {
                 self.changed();
-                return plan.assignment(&job, batch).expect("leased batches are in the plan");
+                return plan
+                    .assignment(&job, batch)
+                    .expect("leased batches are in the plan");
             }
             notified.await;
         }
@@ -232,7 +257,8 @@ impl Coordinator {
     pub async fn complete(&self, worker: &str, r: v1::BatchResult, seconds: f64) -> Result<()> {
         let expected = self.lock().job(&r.job_id).map(|j| j.plan.graph.n_edges());
         let Some(expected) = expected else {
-            self.lock().record_result(worker, &r.job_id, r.batch, r.n_prompts);
+            self.lock()
+                .record_result(worker, &r.job_id, r.batch, r.n_prompts);
             return Ok(()); // cancelled or finished meanwhile
         };
         if r.scores.len() != expected {
@@ -242,7 +268,9 @@ impl Coordinator {
                 got: r.scores.len(),
                 expected,
             };
-            return self.fail_batch(worker, &r.job_id, r.batch, &e.to_string()).await;
+            return self
+                .fail_batch(worker, &r.job_id, r.batch, &e.to_string())
+                .await;
         }
         let (job, batch, prompts) = (r.job_id.clone(), r.batch, r.n_prompts);
         let row = BatchRow {
@@ -277,7 +305,8 @@ impl Coordinator {
                 let removed = self.lock().remove(job);
                 if let Some(run) = removed {
                     let mut status = run.status();
-                    self.finish_unreduced(&mut status, v1::JobState::Failed, msg).await?;
+                    self.finish_unreduced(&mut status, v1::JobState::Failed, msg)
+                        .await?;
                 }
             }
             FailureOutcome::Ignored => {}
@@ -333,7 +362,12 @@ impl Coordinator {
                 let meta = |d: Option<usize>, r: &attrib_proto::Reduced| -> ScoresMetadata {
                     plan.metadata(d, &model, r)
                 };
-                let mut rows = vec![(COMBINED, meta(None, &scores.combined), plan.graph, scores.combined.scores.clone())];
+                let mut rows = vec![(
+                    COMBINED,
+                    meta(None, &scores.combined),
+                    plan.graph,
+                    scores.combined.scores.clone(),
+                )];
                 if plan.datasets.len() > 1 {
                     for (i, r) in scores.per_dataset.iter().enumerate() {
                         rows.push((i as i64, meta(Some(i), r), plan.graph, r.scores.clone()));
@@ -350,7 +384,12 @@ impl Coordinator {
     }
 
     /// Ends a job without scores (failed or cancelled), keeping a failed job's batch results.
-    async fn finish_unreduced(&self, status: &mut v1::JobStatus, state: v1::JobState, error: String) -> Result<()> {
+    async fn finish_unreduced(
+        &self,
+        status: &mut v1::JobStatus,
+        state: v1::JobState,
+        error: String,
+    ) -> Result<()> {
         status.state = state as i32;
         status.error = error;
         status.finished_unix_ms = now_ms();

@@ -29,7 +29,9 @@ pub enum Error {
     Protocol { got: i32, expected: i32 },
     #[error("worker session: {0}")]
     Session(&'static str),
-    #[error("batch result for job {job} batch {batch} has {got} scores, the graph has {expected} edges")]
+    #[error(
+        "batch result for job {job} batch {batch} has {got} scores, the graph has {expected} edges"
+    )]
     ResultLength {
         job: String,
         batch: u32,

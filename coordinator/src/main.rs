@@ -12,7 +12,10 @@ use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
-#[command(version, about = "attrib's coordinator: jobs in, batches out to workers, scores reduced in batch order")]
+#[command(
+    version,
+    about = "attrib's coordinator: jobs in, batches out to workers, scores reduced in batch order"
+)]
 struct Args {
     /// HF GPT-2 folder (config.json, model.safetensors, tokenizer.json); workers must hold the same model.
     #[arg(long, env = "ATTRIB_MODEL")]
@@ -45,7 +48,12 @@ struct Args {
     #[arg(long, default_value_t = 0, env = "ATTRIB_SPAWN_WORKERS")]
     spawn_workers: usize,
     /// Devices for the local workers, handed out in turn (e.g. cuda:0,cuda:1).
-    #[arg(long, default_value = "auto", value_delimiter = ',', env = "ATTRIB_WORKER_DEVICES")]
+    #[arg(
+        long,
+        default_value = "auto",
+        value_delimiter = ',',
+        env = "ATTRIB_WORKER_DEVICES"
+    )]
     worker_devices: Vec<String>,
     /// The attrib-worker binary for --spawn-workers (default: next to this binary).
     #[arg(long, env = "ATTRIB_WORKER_BIN")]
@@ -56,8 +64,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -76,7 +83,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the coordinator for {}", a.model.display()))?;
     let url = server.url();
-    eprintln!("[attrib] coordinator listening on {url} (db {})", a.db.display());
+    eprintln!(
+        "[attrib] coordinator listening on {url} (db {})",
+        a.db.display()
+    );
     if let Some(f) = &a.ready_file {
         std::fs::write(f, &url).with_context(|| format!("writing {}", f.display()))?;
     }

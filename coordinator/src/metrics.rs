@@ -12,18 +12,32 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         .with_http_listener(addr)
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full("attrib_batch_seconds".into()),
-            &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+            &[
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ],
         )
         .map_err(|e| e.to_string())?
         .install()
         .map_err(|e| e.to_string())?;
     describe_gauge!("attrib_jobs", "active jobs by state (queued, running)");
-    describe_counter!("attrib_jobs_finished_total", "jobs that reached done, failed or cancelled, by state");
+    describe_counter!(
+        "attrib_jobs_finished_total",
+        "jobs that reached done, failed or cancelled, by state"
+    );
     describe_counter!("attrib_jobs_submitted_total", "jobs accepted");
     describe_counter!("attrib_batches_done_total", "batch results accepted");
-    describe_counter!("attrib_batches_failed_total", "batches a worker reported as failed");
-    describe_counter!("attrib_batches_retried_total", "batches handed out again (worker died, hung or failed)");
-    describe_histogram!("attrib_batch_seconds", "seconds from handing a batch out to its result");
+    describe_counter!(
+        "attrib_batches_failed_total",
+        "batches a worker reported as failed"
+    );
+    describe_counter!(
+        "attrib_batches_retried_total",
+        "batches handed out again (worker died, hung or failed)"
+    );
+    describe_histogram!(
+        "attrib_batch_seconds",
+        "seconds from handing a batch out to its result"
+    );
     describe_counter!("attrib_prompts_total", "train prompts attributed");
     describe_gauge!("attrib_workers_connected", "workers with an open session");
     Ok(())

@@ -38,16 +38,21 @@ pub struct JobPlan {
 }
 
 pub fn plan(req: &v1::SubmitJobRequest, model: &ModelInfo) -> Result<JobPlan> {
-    let settings = AttributionSettings::try_from(req.settings.as_ref().ok_or(
-        attrib_proto::convert::WireError::Missing { field: "settings" },
-    )?)?;
+    let settings = AttributionSettings::try_from(
+        req.settings
+            .as_ref()
+            .ok_or(attrib_proto::convert::WireError::Missing { field: "settings" })?,
+    )?;
     let data = req
         .data
         .ok_or(attrib_proto::convert::WireError::Missing { field: "data" })?;
     if req.datasets.is_empty() || req.datasets.len() > MAX_DATASETS {
         return Err(Error::InvalidRequest {
             field: "datasets",
-            reason: format!("give 1 to {MAX_DATASETS} datasets, not {}", req.datasets.len()),
+            reason: format!(
+                "give 1 to {MAX_DATASETS} datasets, not {}",
+                req.datasets.len()
+            ),
         });
     }
     let opts = DatasetOptions {
@@ -153,7 +158,12 @@ impl JobPlan {
 
     /// Metadata of one dataset's scores (`Some(i)`) or of all datasets combined (`None`:
     /// every file, the widest width, the first dataset's labels).
-    pub fn metadata(&self, dataset: Option<usize>, model: &ModelInfo, r: &Reduced) -> ScoresMetadata {
+    pub fn metadata(
+        &self,
+        dataset: Option<usize>,
+        model: &ModelInfo,
+        r: &Reduced,
+    ) -> ScoresMetadata {
         let chosen: Vec<&PlannedDataset> = match dataset {
             Some(i) => vec![&self.datasets[i]],
             None => self.datasets.iter().collect(),
@@ -197,14 +207,22 @@ pub(crate) mod tests {
         std::fs::read_to_string(p).unwrap()
     }
 
-    pub fn request(batch_size: u32, train_size: u32, token_positions: bool, texts: &[String]) -> v1::SubmitJobRequest {
+    pub fn request(
+        batch_size: u32,
+        train_size: u32,
+        token_positions: bool,
+        texts: &[String],
+    ) -> v1::SubmitJobRequest {
         v1::SubmitJobRequest {
             datasets: texts
                 .iter()
                 .enumerate()
                 .map(|(i, t)| v1::DatasetSpec {
                     name: String::new(),
-                    files: vec![v1::PromptFileText { name: format!("f{i}.json"), json: t.clone() }],
+                    files: vec![v1::PromptFileText {
+                        name: format!("f{i}.json"),
+                        json: t.clone(),
+                    }],
                 })
                 .collect(),
             data: Some(v1::DataOptions {
@@ -214,14 +232,24 @@ pub(crate) mod tests {
                 prepend_bos: true,
                 seed: 42,
             }),
-            settings: Some((&AttributionSettings { token_positions, ..Default::default() }).into()),
+            settings: Some(
+                (&AttributionSettings {
+                    token_positions,
+                    ..Default::default()
+                })
+                    .into(),
+            ),
             label: String::new(),
         }
     }
 
     /// Quickstart-like plan on the golden tiny model: 16 prompts in batches of `batch_size`.
     pub fn tiny_plan(batch_size: u32) -> JobPlan {
-        plan(&request(batch_size, 16, false, &[ioi_text()]), &tiny_model()).unwrap()
+        plan(
+            &request(batch_size, 16, false, &[ioi_text()]),
+            &tiny_model(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -249,7 +277,10 @@ pub(crate) mod tests {
         assert!(e.to_string().contains("datasets"), "{e}");
         let mut r = request(4, 16, false, &[ioi_text()]);
         r.settings = None;
-        assert!(plan(&r, &m).unwrap_err().to_string().contains("settings is missing"));
+        assert!(plan(&r, &m)
+            .unwrap_err()
+            .to_string()
+            .contains("settings is missing"));
         let e = plan(&request(0, 16, false, &[ioi_text()]), &m).unwrap_err();
         assert!(e.to_string().contains("batch size"), "{e}");
     }

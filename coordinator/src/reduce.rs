@@ -30,15 +30,23 @@ impl<'a> JobReducer<'a> {
     }
 
     pub fn add(&mut self, row: &BatchRow) {
-        let (d, _) = self.plan.locate(row.batch).expect("stored batches belong to the plan");
+        let (d, _) = self
+            .plan
+            .locate(row.batch)
+            .expect("stored batches belong to the plan");
         let n = row.n_prompts as usize;
         self.per_dataset[d].add(row.batch as usize, &row.scores, row.clean_logit_diff_sum, n);
-        self.combined.add(row.batch as usize, &row.scores, row.clean_logit_diff_sum, n);
+        self.combined
+            .add(row.batch as usize, &row.scores, row.clean_logit_diff_sum, n);
     }
 
     pub fn finish(self) -> JobScores {
         JobScores {
-            per_dataset: self.per_dataset.into_iter().map(BatchOrderSum::finish).collect(),
+            per_dataset: self
+                .per_dataset
+                .into_iter()
+                .map(BatchOrderSum::finish)
+                .collect(),
             combined: self.combined.finish(),
         }
     }
@@ -52,11 +60,18 @@ mod tests {
 
     #[test]
     fn per_dataset_and_combined_sums_follow_batch_order() {
-        let plan = crate::plan::plan(&request(8, 16, false, &[ioi_text(), ioi_text()]), &tiny_model()).unwrap();
+        let plan = crate::plan::plan(
+            &request(8, 16, false, &[ioi_text(), ioi_text()]),
+            &tiny_model(),
+        )
+        .unwrap();
         let rows: Vec<BatchRow> = (0..4)
             .map(|b| BatchRow {
                 batch: b,
-                scores: vec![0.1 * (b + 1) as f64, 1e16 * if b % 2 == 0 { 1.0 } else { -1.0 }],
+                scores: vec![
+                    0.1 * (b + 1) as f64,
+                    1e16 * if b % 2 == 0 { 1.0 } else { -1.0 },
+                ],
                 clean_logit_diff_sum: b as f64,
                 n_prompts: 8,
             })
@@ -64,7 +79,8 @@ mod tests {
         let mut r = JobReducer::new(&plan);
         rows.iter().for_each(|row| r.add(row));
         let s = r.finish();
-        let expect = |bs: &[usize]| sum_in_batch_order(bs.iter().map(|&b| (b, rows[b].scores.as_slice())));
+        let expect =
+            |bs: &[usize]| sum_in_batch_order(bs.iter().map(|&b| (b, rows[b].scores.as_slice())));
         assert_eq!(s.per_dataset[0].scores, expect(&[0, 1]));
         assert_eq!(s.per_dataset[1].scores, expect(&[2, 3]));
         assert_eq!(s.combined.scores, expect(&[0, 1, 2, 3]));

@@ -243,7 +243,13 @@ impl Scheduler {
     }
 
     /// A worker could not compute `batch` of `job`.
-    pub fn record_failure(&mut self, worker: &str, job: &str, batch: u32, error: &str) -> FailureOutcome {
+    pub fn record_failure(
+        &mut self,
+        worker: &str,
+        job: &str,
+        batch: u32,
+        error: &str,
+    ) -> FailureOutcome {
         if let Some(w) = self.workers.get_mut(worker) {
             w.current = None;
         }
@@ -328,28 +334,55 @@ mod tests {
         assert_eq!(s.assign(&b).unwrap().1, 1);
         assert!(s.assign(&a).is_none(), "one batch per worker at a time");
         assert_eq!(s.release_worker(&a).as_deref(), Some("j"));
-        assert_eq!(s.record_result(&b, "j", 1, 4), Recorded::New { job_complete: false });
+        assert_eq!(
+            s.record_result(&b, "j", 1, 4),
+            Recorded::New {
+                job_complete: false
+            }
+        );
         assert_eq!(s.assign(&b).unwrap().1, 0, "the released batch comes first");
         let st = s.job("j").unwrap().status();
-        assert_eq!((st.batches_done, st.batches_retried, st.prompts_done), (1, 1, 4));
-        assert_eq!(s.record_result(&b, "j", 1, 4), Recorded::Ignored, "duplicates count once");
+        assert_eq!(
+            (st.batches_done, st.batches_retried, st.prompts_done),
+            (1, 1, 4)
+        );
+        assert_eq!(
+            s.record_result(&b, "j", 1, 4),
+            Recorded::Ignored,
+            "duplicates count once"
+        );
     }
 
     #[test]
     fn resumed_batches_are_not_handed_out_and_failures_are_bounded() {
         let plan = Arc::new(tiny_plan(4));
         let mut s = Scheduler::new(2);
-        s.add_job(JobRun::new("j".into(), String::new(), 0, plan, &[(0, 4), (2, 4)], 0));
+        s.add_job(JobRun::new(
+            "j".into(),
+            String::new(),
+            0,
+            plan,
+            &[(0, 4), (2, 4)],
+            0,
+        ));
         let w = s.register_worker("w", "cpu", 0);
         assert_eq!(s.job("j").unwrap().status().batches_resumed, 2);
         assert_eq!(s.assign(&w).unwrap().1, 1);
         assert_eq!(s.record_failure(&w, "j", 1, "oom"), FailureOutcome::Retry);
         assert_eq!(s.assign(&w).unwrap().1, 1);
         match s.record_failure(&w, "j", 1, "oom") {
-            FailureOutcome::JobFailed(m) => assert!(m.contains("batch 1 failed 2 times") && m.contains("oom"), "{m}"),
+            FailureOutcome::JobFailed(m) => assert!(
+                m.contains("batch 1 failed 2 times") && m.contains("oom"),
+                "{m}"
+            ),
             other => panic!("{other:?}"),
         }
         assert_eq!(s.assign(&w).unwrap().1, 3);
-        assert_eq!(s.record_result(&w, "j", 3, 4), Recorded::New { job_complete: false });
+        assert_eq!(
+            s.record_result(&w, "j", 3, 4),
+            Recorded::New {
+                job_complete: false
+            }
+        );
     }
 }

@@ -52,17 +52,31 @@ impl RunningCoordinator {
 pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| crate::Error::Bind { addr: config.listen, source: e })?;
-    let addr = listener.local_addr().map_err(|e| crate::Error::Bind { addr: config.listen, source: e })?;
+        .map_err(|e| crate::Error::Bind {
+            addr: config.listen,
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(|e| crate::Error::Bind {
+        addr: config.listen,
+        source: e,
+    })?;
     let coord = Coordinator::open(config.clone()).await?;
     let auth = RequireToken::new(config.token.as_deref());
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<AttribServer<ClientService>>().await;
-    health_reporter.set_serving::<WorkerGatewayServer<WorkerService>>().await;
-    let client = AttribServer::new(ClientService { coord: coord.clone() })
-        .max_decoding_message_size(config.max_request_bytes);
-    let workers = WorkerGatewayServer::new(WorkerService { coord: coord.clone() })
-        .max_decoding_message_size(config.max_result_bytes);
+    health_reporter
+        .set_serving::<AttribServer<ClientService>>()
+        .await;
+    health_reporter
+        .set_serving::<WorkerGatewayServer<WorkerService>>()
+        .await;
+    let client = AttribServer::new(ClientService {
+        coord: coord.clone(),
+    })
+    .max_decoding_message_size(config.max_request_bytes);
+    let workers = WorkerGatewayServer::new(WorkerService {
+        coord: coord.clone(),
+    })
+    .max_decoding_message_size(config.max_result_bytes);
     let (tx, rx) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(config.keepalive / 2))

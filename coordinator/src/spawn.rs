@@ -34,7 +34,14 @@ pub fn spawn(workers: &LocalWorkers, url: &str) -> std::io::Result<Vec<Child>> {
                 .devices
                 .get(i % workers.devices.len().max(1))
                 .map_or("auto", String::as_str);
-            spawn_one(&workers.binary, &workers.model_dir, url, device, i, workers.token.as_deref())
+            spawn_one(
+                &workers.binary,
+                &workers.model_dir,
+                url,
+                device,
+                i,
+                workers.token.as_deref(),
+            )
         })
         .collect()
 }

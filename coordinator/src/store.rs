@@ -199,7 +199,8 @@ impl Store {
     /// (batch, prompts) of every stored result of `job`.
     pub fn done_batches(&self, job: &str) -> Result<Vec<(u32, u32)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT batch, n_prompts FROM batch_results WHERE job_id = ?1")?;
+        let mut stmt =
+            conn.prepare("SELECT batch, n_prompts FROM batch_results WHERE job_id = ?1")?;
         let rows = stmt.query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -249,11 +250,7 @@ impl Store {
         tx.execute("DELETE FROM batch_results WHERE job_id = ?1", [job])?;
         tx.execute(
             "UPDATE jobs SET state = ?1, final_status = ?2 WHERE id = ?3",
-            params![
-                status.state().label(),
-                status.encode_to_vec(),
-                job
-            ],
+            params![status.state().label(), status.encode_to_vec(), job],
         )?;
         tx.commit()?;
         Ok(())
@@ -272,32 +269,38 @@ impl Store {
     pub fn final_status(&self, job: &str) -> Result<Option<v1::JobStatus>> {
         let blob: Option<Option<Vec<u8>>> = self
             .conn()
-            .query_row("SELECT final_status FROM jobs WHERE id = ?1", [job], |r| r.get(0))
+            .query_row("SELECT final_status FROM jobs WHERE id = ?1", [job], |r| {
+                r.get(0)
+            })
             .optional()?;
         match blob {
             None => Err(Error::UnknownJob(job.to_string())),
             Some(None) => Ok(None),
-            Some(Some(b)) => v1::JobStatus::decode(b.as_slice())
-                .map(Some)
-                .map_err(|e| Error::Corrupt {
-                    job: job.to_string(),
-                    reason: e.to_string(),
-                }),
+            Some(Some(b)) => {
+                v1::JobStatus::decode(b.as_slice())
+                    .map(Some)
+                    .map_err(|e| Error::Corrupt {
+                        job: job.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 
     /// Every finished job's final status, oldest first.
     pub fn final_statuses(&self) -> Result<Vec<v1::JobStatus>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT final_status FROM jobs WHERE final_status IS NOT NULL ORDER BY seq")?;
+        let mut stmt = conn
+            .prepare("SELECT final_status FROM jobs WHERE final_status IS NOT NULL ORDER BY seq")?;
         let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for b in rows {
-            out.push(v1::JobStatus::decode(b?.as_slice()).map_err(|e| Error::Corrupt {
-                job: "(listing)".into(),
-                reason: e.to_string(),
-            })?);
+            out.push(
+                v1::JobStatus::decode(b?.as_slice()).map_err(|e| Error::Corrupt {
+                    job: "(listing)".into(),
+                    reason: e.to_string(),
+                })?,
+            );
         }
         Ok(out)
     }
@@ -320,7 +323,8 @@ impl Store {
         };
         Ok(Some(StoredScores {
             metadata: serde_json::from_str(&meta).map_err(|e| corrupt(e.to_string()))?,
-            graph: (&v1::GraphShape::decode(graph.as_slice()).map_err(|e| corrupt(e.to_string()))?)
+            graph: (&v1::GraphShape::decode(graph.as_slice())
+                .map_err(|e| corrupt(e.to_string()))?)
                 .into(),
             scores: bytes_f64(&scores),
         }))
@@ -377,11 +381,17 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         let jobs = store.jobs().unwrap();
-        assert_eq!((jobs[0].id.as_str(), jobs[0].state), (id.as_str(), v1::JobState::Queued));
+        assert_eq!(
+            (jobs[0].id.as_str(), jobs[0].state),
+            (id.as_str(), v1::JobState::Queued)
+        );
         let mut seen = Vec::new();
         store.for_each_batch(&id, |r| seen.push(r)).unwrap();
         assert_eq!(seen, vec![row(0, 1.0 / 3.0), row(1, 0.25)]);
-        assert!(matches!(store.final_status("nope"), Err(Error::UnknownJob(_))));
+        assert!(matches!(
+            store.final_status("nope"),
+            Err(Error::UnknownJob(_))
+        ));
         assert_eq!(store.final_status(&id).unwrap(), None);
     }
 }

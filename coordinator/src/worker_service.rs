@@ -33,8 +33,14 @@ impl WorkerGateway for WorkerService {
     ) -> Result<Response<Self::OpenSessionStream>, Status> {
         let mut inbound = req.into_inner();
         let hello = match inbound.message().await? {
-            Some(v1::WorkerMessage { msg: Some(In::Hello(h)) }) => h,
-            _ => return Err(Status::invalid_argument("a worker session starts with WorkerHello")),
+            Some(v1::WorkerMessage {
+                msg: Some(In::Hello(h)),
+            }) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a worker session starts with WorkerHello",
+                ))
+            }
         };
         let worker = match self.coord.register_worker(&hello) {
             Ok(w) => w,
@@ -46,16 +52,22 @@ impl WorkerGateway for WorkerService {
         tracing::info!(%worker, name = %hello.name, device = %hello.device, "worker joined");
         let (tx, rx) = mpsc::channel(2);
         let welcome = v1::CoordinatorMessage {
-            msg: Some(Out::Welcome(v1::Welcome { worker_id: worker.clone() })),
+            msg: Some(Out::Welcome(v1::Welcome {
+                worker_id: worker.clone(),
+            })),
         };
-        tx.send(Ok(welcome)).await.map_err(|_| Status::cancelled("worker left"))?;
+        tx.send(Ok(welcome))
+            .await
+            .map_err(|_| Status::cancelled("worker left"))?;
         let coord = self.coord.clone();
         tokio::spawn(async move {
             let why = serve_worker(&coord, &worker, &mut inbound, &tx).await;
             tracing::info!(%worker, reason = why, "worker session ended");
             coord.release_worker(&worker).await;
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -83,7 +95,13 @@ async fn serve_worker(
         };
         let (job, index) = (batch.job_id.clone(), batch.batch);
         let sent = Instant::now();
-        if tx.send(Ok(v1::CoordinatorMessage { msg: Some(Out::Batch(batch)) })).await.is_err() {
+        if tx
+            .send(Ok(v1::CoordinatorMessage {
+                msg: Some(Out::Batch(batch)),
+            }))
+            .await
+            .is_err()
+        {
             return "worker disconnected";
         }
         // Busy: wait for the answer, at most the batch timeout.
@@ -99,21 +117,30 @@ async fn serve_worker(
                 }
             };
             match msg {
-                Ok(Some(v1::WorkerMessage { msg: Some(In::Result(r)) })) if r.job_id == job && r.batch == index => {
-                    if let Err(e) = coord.complete(worker, r, sent.elapsed().as_secs_f64()).await {
+                Ok(Some(v1::WorkerMessage {
+                    msg: Some(In::Result(r)),
+                })) if r.job_id == job && r.batch == index => {
+                    if let Err(e) = coord
+                        .complete(worker, r, sent.elapsed().as_secs_f64())
+                        .await
+                    {
                         tracing::error!(%worker, %job, batch = index, error = %e, "cannot record a result");
                         return "result not recorded";
                     }
                     break;
                 }
-                Ok(Some(v1::WorkerMessage { msg: Some(In::Failure(f)) })) if f.job_id == job && f.batch == index => {
+                Ok(Some(v1::WorkerMessage {
+                    msg: Some(In::Failure(f)),
+                })) if f.job_id == job && f.batch == index => {
                     if let Err(e) = coord.fail_batch(worker, &job, index, &f.error).await {
                         tracing::error!(%worker, error = %e, "cannot record a failure");
                         return "failure not recorded";
                     }
                     break;
                 }
-                Ok(Some(v1::WorkerMessage { msg: Some(In::Draining(_)) })) => draining = true,
+                Ok(Some(v1::WorkerMessage {
+                    msg: Some(In::Draining(_)),
+                })) => draining = true,
                 Ok(Some(_)) => return "protocol error: an answer to another batch",
                 Ok(None) | Err(_) => return "worker disconnected mid-batch",
             }

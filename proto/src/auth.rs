@@ -31,7 +31,9 @@ impl RequireToken {
         let presented = req
             .metadata()
             .get(AUTH_HEADER)
-            .ok_or_else(|| Status::unauthenticated("this server needs a token (--token / ATTRIB_TOKEN)"))?
+            .ok_or_else(|| {
+                Status::unauthenticated("this server needs a token (--token / ATTRIB_TOKEN)")
+            })?
             .to_str()
             .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
         let token = presented.strip_prefix("Bearer ").unwrap_or(presented);

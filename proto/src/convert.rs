@@ -59,7 +59,11 @@ impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
             _ => return Err(unknown("settings.answer_function", s.answer_function)),
         };
         let points = match s.points {
-            None => return Err(WireError::Missing { field: "settings.points (mask_val or integrated_grad_samples)" }),
+            None => {
+                return Err(WireError::Missing {
+                    field: "settings.points (mask_val or integrated_grad_samples)",
+                })
+            }
             Some(v1::attribution_settings::Points::MaskVal(v)) if v.is_finite() => {
                 MaskPoints::Value(v)
             }
@@ -149,16 +153,27 @@ mod tests {
         };
         let wire = v1::AttributionSettings::from(&s);
         assert_eq!(AttributionSettings::try_from(&wire).unwrap(), s);
-        let bad = v1::AttributionSettings { grad_function: 0, ..wire };
+        let bad = v1::AttributionSettings {
+            grad_function: 0,
+            ..wire
+        };
         let e = AttributionSettings::try_from(&bad).unwrap_err().to_string();
         assert!(e.contains("grad_function"), "{e}");
-        let no_points = v1::AttributionSettings { points: None, ..wire };
+        let no_points = v1::AttributionSettings {
+            points: None,
+            ..wire
+        };
         assert!(AttributionSettings::try_from(&no_points).is_err());
     }
 
     #[test]
     fn graph_shape_round_trips() {
-        let g = GraphShape { n_layers: 2, n_heads: 3, separate_qkv: true, seq_len: Some(7) };
+        let g = GraphShape {
+            n_layers: 2,
+            n_heads: 3,
+            separate_qkv: true,
+            seq_len: Some(7),
+        };
         assert_eq!(GraphShape::from(&v1::GraphShape::from(&g)), g);
     }
 }

@@ -16,9 +16,8 @@ pub fn model_fingerprint(dir: &Path) -> std::io::Result<String> {
     let mut buf = vec![0u8; 1 << 20];
     for name in FINGERPRINTED_FILES {
         let path = dir.join(name);
-        let mut f = std::fs::File::open(&path).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-        })?;
+        let mut f = std::fs::File::open(&path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         h.update(name.as_bytes());
         h.update(f.metadata()?.len().to_le_bytes());
         loop {

@@ -39,7 +39,13 @@ pub struct BatchOrderSum {
 impl BatchOrderSum {
     /// Adds batch `index`: its per-edge gradient sums, the sum of its prompts' clean logit
     /// differences, and its prompt count.
-    pub fn add(&mut self, index: usize, scores: &[f64], clean_logit_diff_sum: f64, n_prompts: usize) {
+    pub fn add(
+        &mut self,
+        index: usize,
+        scores: &[f64],
+        clean_logit_diff_sum: f64,
+        n_prompts: usize,
+    ) {
         assert!(
             self.last.is_none_or(|l| l < index),
             "batches are added in increasing order"
@@ -47,7 +53,11 @@ impl BatchOrderSum {
         if self.last.is_none() {
             self.scores = vec![0.0; scores.len()];
         }
-        assert_eq!(scores.len(), self.scores.len(), "score vectors of one job have one length");
+        assert_eq!(
+            scores.len(),
+            self.scores.len(),
+            "score vectors of one job have one length"
+        );
         for (t, x) in self.scores.iter_mut().zip(scores) {
             *t += x;
         }

@@ -17,7 +17,10 @@ pub type Client = AttribClient<InterceptedService<Channel, AttachToken>>;
 /// A built binary of this workspace.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let p = dir.join(name);
     assert!(
         p.exists(),
@@ -63,7 +66,11 @@ impl Proc {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
                 return s;
             }
-            assert!(t0.elapsed() < limit, "{} did not exit within {limit:?}", self.name);
+            assert!(
+                t0.elapsed() < limit,
+                "{} did not exit within {limit:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -100,7 +107,10 @@ pub fn coordinator(db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator 
         .stdin(Stdio::null())
         .spawn()
         .expect("start attrib-coordinator");
-    let mut proc = Proc { child, name: "coordinator".into() };
+    let mut proc = Proc {
+        child,
+        name: "coordinator".into(),
+    };
     let t0 = Instant::now();
     let url = loop {
         if let Ok(u) = std::fs::read_to_string(&ready) {
@@ -111,7 +121,10 @@ pub fn coordinator(db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator 
         if let Some(s) = proc.child.try_wait().unwrap() {
             panic!("the coordinator exited early: {s}");
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "coordinator not ready");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "coordinator not ready"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let port = url.rsplit(':').next().unwrap().parse().unwrap();
@@ -131,7 +144,10 @@ pub fn worker(url: &str, name: &str, model: &Path, extra: &[&str]) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start attrib-worker");
-    Proc { child, name: name.to_string() }
+    Proc {
+        child,
+        name: name.to_string(),
+    }
 }
 
 /// Runs the `attrib` client CLI to completion.
@@ -166,7 +182,13 @@ pub fn request(files: &[PathBuf], batch_size: u32, train: u32, seed: u64) -> v1:
                 }],
             })
             .collect(),
-        data: Some(v1::DataOptions { batch_size, train_size: train, test_size: 128, prepend_bos: true, seed }),
+        data: Some(v1::DataOptions {
+            batch_size,
+            train_size: train,
+            test_size: 128,
+            prepend_bos: true,
+            seed,
+        }),
         settings: Some((&attrib_proto::AttributionSettings::default()).into()),
         label: String::new(),
     }
@@ -180,7 +202,9 @@ pub async fn submit(c: &mut Client, req: v1::SubmitJobRequest) -> String {
 pub async fn wait_end(c: &mut Client, job: &str) -> v1::JobStatus {
     let fut = async {
         let mut s = c
-            .watch_job(v1::WatchJobRequest { job_id: job.to_string() })
+            .watch_job(v1::WatchJobRequest {
+                job_id: job.to_string(),
+            })
             .await
             .expect("watch")
             .into_inner();
@@ -190,26 +214,51 @@ pub async fn wait_end(c: &mut Client, job: &str) -> v1::JobStatus {
         }
         last.expect("a status")
     };
-    tokio::time::timeout(Duration::from_secs(300), fut).await.expect("job ends in time")
+    tokio::time::timeout(Duration::from_secs(300), fut)
+        .await
+        .expect("job ends in time")
 }
 
 /// Polls the job until `pred` holds (for waiting on progress mid-job).
-pub async fn wait_for(c: &mut Client, job: &str, pred: impl Fn(&v1::JobStatus) -> bool) -> v1::JobStatus {
+pub async fn wait_for(
+    c: &mut Client,
+    job: &str,
+    pred: impl Fn(&v1::JobStatus) -> bool,
+) -> v1::JobStatus {
     let t0 = Instant::now();
     loop {
-        let s = c.get_job(v1::GetJobRequest { job_id: job.to_string() }).await.unwrap().into_inner().job.unwrap();
+        let s = c
+            .get_job(v1::GetJobRequest {
+                job_id: job.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap();
         if pred(&s) {
             return s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "condition not reached: {s:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "condition not reached: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// A done job's scores: (header, values).
-pub async fn scores(c: &mut Client, job: &str, dataset: Option<u32>) -> (v1::ScoresHeader, Vec<f64>) {
+pub async fn scores(
+    c: &mut Client,
+    job: &str,
+    dataset: Option<u32>,
+) -> (v1::ScoresHeader, Vec<f64>) {
     let mut s = c
-        .get_scores(v1::GetScoresRequest { job_id: job.to_string(), dataset, chunk_size: 1000 })
+        .get_scores(v1::GetScoresRequest {
+            job_id: job.to_string(),
+            dataset,
+            chunk_size: 1000,
+        })
         .await
         .expect("get scores")
         .into_inner();
@@ -238,19 +287,32 @@ pub fn score_texts(json: &str) -> Vec<String> {
 
 /// Received scores as scores.json writes them (see `score_texts`).
 pub fn as_texts(v: &[f64]) -> Vec<String> {
-    v.iter().map(|x| serde_json::to_string(x).unwrap()).collect()
+    v.iter()
+        .map(|x| serde_json::to_string(x).unwrap())
+        .collect()
 }
 
 /// `attrib-worker attribute` on the tiny model, the in-process reference: its scores as
 /// written (`score_texts`) and the parsed file.
-pub fn attribute_in_process(files: &[PathBuf], out: &Path, batch_size: u32, train: u32, seed: u64) -> (Vec<String>, attrib_proto::ScoresFile) {
+pub fn attribute_in_process(
+    files: &[PathBuf],
+    out: &Path,
+    batch_size: u32,
+    train: u32,
+    seed: u64,
+) -> (Vec<String>, attrib_proto::ScoresFile) {
     let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let st = Command::new(bin("attrib-worker"))
         .arg("attribute")
         .arg("--model")
         .arg(tiny_model())
         .args(["--device", "cpu", "--dataset", &files.join(",")])
-        .args(["--batch-size", &batch_size.to_string(), "--train-size", &train.to_string()])
+        .args([
+            "--batch-size",
+            &batch_size.to_string(),
+            "--train-size",
+            &train.to_string(),
+        ])
         .args(["--seed", &seed.to_string(), "--out"])
         .arg(out)
         .stdout(Stdio::null())
@@ -264,14 +326,21 @@ pub fn attribute_in_process(files: &[PathBuf], out: &Path, batch_size: u32, trai
 
 /// The workers the coordinator lists now.
 pub async fn workers(c: &mut Client) -> Vec<v1::WorkerInfo> {
-    c.list_workers(v1::ListWorkersRequest {}).await.unwrap().into_inner().workers
+    c.list_workers(v1::ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .workers
 }
 
 /// Waits until `n` workers are connected.
 pub async fn wait_workers(c: &mut Client, n: usize) {
     let t0 = Instant::now();
     while workers(c).await.len() < n {
-        assert!(t0.elapsed() < Duration::from_secs(60), "{n} workers did not join");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{n} workers did not join"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -18,8 +18,14 @@ async fn three_workers_give_the_bits_of_one_worker_and_of_the_engine() {
     let (expected_text, expected) = reference(dir.path());
 
     let metrics_port = free_port();
-    let c3 = coordinator(&dir.path().join("three.db"), None, &["--metrics-listen", &format!("127.0.0.1:{metrics_port}")]);
-    let _w: Vec<Proc> = (0..3).map(|i| worker(&c3.url, &format!("w{i}"), &tiny_model(), &[])).collect();
+    let c3 = coordinator(
+        &dir.path().join("three.db"),
+        None,
+        &["--metrics-listen", &format!("127.0.0.1:{metrics_port}")],
+    );
+    let _w: Vec<Proc> = (0..3)
+        .map(|i| worker(&c3.url, &format!("w{i}"), &tiny_model(), &[]))
+        .collect();
     let mut client = client(&c3.url, None).await;
     wait_workers(&mut client, 3).await;
     let job = submit(&mut client, request(&[ioi()], 16, 128, 42)).await;
@@ -33,12 +39,27 @@ async fn three_workers_give_the_bits_of_one_worker_and_of_the_engine() {
     let _w1 = worker(&c1.url, "solo", &tiny_model(), &[]);
     let mut client1 = attrib_tests::client(&c1.url, None).await;
     let job1 = submit(&mut client1, request(&[ioi()], 16, 128, 42)).await;
-    assert_eq!(wait_end(&mut client1, &job1).await.state(), v1::JobState::Done);
+    assert_eq!(
+        wait_end(&mut client1, &job1).await.state(),
+        v1::JobState::Done
+    );
     let (_, one) = scores(&mut client1, &job1, None).await;
 
     assert_eq!(bits(&three), bits(&one), "3 workers vs 1 worker");
-    assert_eq!(as_texts(&three), expected_text, "cluster vs attrib-worker attribute");
-    let ld = |json: &str| json.split("\"clean_logit_diff\":").nth(1).unwrap().split(',').next().unwrap().to_string();
+    assert_eq!(
+        as_texts(&three),
+        expected_text,
+        "cluster vs attrib-worker attribute"
+    );
+    let ld = |json: &str| {
+        json.split("\"clean_logit_diff\":")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     let ref_json = std::fs::read_to_string(dir.path().join("reference.json")).unwrap();
     assert_eq!(ld(&header.metadata_json), ld(&ref_json));
     assert!(expected.clean_logit_diff.is_finite());
@@ -48,10 +69,22 @@ async fn three_workers_give_the_bits_of_one_worker_and_of_the_engine() {
         &std::fs::read_to_string(tiny_model().join("golden_quickstart.json")).unwrap(),
     )
     .unwrap();
-    let golden: Vec<f64> = golden["edges"].as_array().unwrap().iter().map(|e| e["score"].as_f64().unwrap()).collect();
+    let golden: Vec<f64> = golden["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["score"].as_f64().unwrap())
+        .collect();
     let scale = golden.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let err = golden.iter().zip(&three).fold(0.0f64, |m, (g, s)| m.max((g - s).abs()));
-    assert!(err / scale < 1e-5, "max |diff| / max |score| = {}", err / scale);
+    let err = golden
+        .iter()
+        .zip(&three)
+        .fold(0.0f64, |m, (g, s)| m.max((g - s).abs()));
+    assert!(
+        err / scale < 1e-5,
+        "max |diff| / max |score| = {}",
+        err / scale
+    );
 
     // The CLI writes the same file.
     let out = dir.path().join("cli.json");
@@ -60,7 +93,12 @@ async fn three_workers_give_the_bits_of_one_worker_and_of_the_engine() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(score_texts(&text), expected_text);
     let file: attrib_proto::ScoresFile = serde_json::from_str(&text).unwrap();
-    let names = |f: &attrib_proto::ScoresFile| f.edges.iter().map(|e| (e.src.clone(), e.dest.clone(), e.seq)).collect::<Vec<_>>();
+    let names = |f: &attrib_proto::ScoresFile| {
+        f.edges
+            .iter()
+            .map(|e| (e.src.clone(), e.dest.clone(), e.seq))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&file), names(&expected));
 
     // Prometheus metrics are real.
@@ -75,8 +113,18 @@ async fn a_worker_killed_mid_job_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (expected, _) = reference(dir.path());
     let c = coordinator(&dir.path().join("kill.db"), None, &[]);
-    let mut victim = worker(&c.url, "victim", &tiny_model(), &["--batch-delay-ms", "400"]);
-    let _survivor = worker(&c.url, "survivor", &tiny_model(), &["--batch-delay-ms", "400"]);
+    let mut victim = worker(
+        &c.url,
+        "victim",
+        &tiny_model(),
+        &["--batch-delay-ms", "400"],
+    );
+    let _survivor = worker(
+        &c.url,
+        "survivor",
+        &tiny_model(),
+        &["--batch-delay-ms", "400"],
+    );
     let mut client = client(&c.url, None).await;
     wait_workers(&mut client, 2).await;
     let job = submit(&mut client, request(&[ioi()], 16, 128, 42)).await;
@@ -85,7 +133,10 @@ async fn a_worker_killed_mid_job_changes_nothing() {
     victim.wait_exit(Duration::from_secs(10));
     let status = wait_end(&mut client, &job).await;
     assert_eq!(status.state(), v1::JobState::Done, "{status:?}");
-    assert!(status.batches_retried >= 1, "the victim's batch was handed out again: {status:?}");
+    assert!(
+        status.batches_retried >= 1,
+        "the victim's batch was handed out again: {status:?}"
+    );
     let (_, got) = scores(&mut client, &job, None).await;
     assert_eq!(as_texts(&got), expected);
 }
@@ -94,20 +145,37 @@ async fn a_worker_killed_mid_job_changes_nothing() {
 async fn a_hung_worker_times_out_and_a_terminated_one_finishes_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let (expected, _) = reference(dir.path());
-    let c = coordinator(&dir.path().join("hang.db"), None, &["--batch-timeout-secs", "2"]);
-    let victim = worker(&c.url, "victim", &tiny_model(), &["--batch-delay-ms", "300"]);
+    let c = coordinator(
+        &dir.path().join("hang.db"),
+        None,
+        &["--batch-timeout-secs", "2"],
+    );
+    let victim = worker(
+        &c.url,
+        "victim",
+        &tiny_model(),
+        &["--batch-delay-ms", "300"],
+    );
     let mut client = client(&c.url, None).await;
     wait_workers(&mut client, 1).await;
     let job = submit(&mut client, request(&[ioi()], 16, 128, 42)).await;
     wait_victim_busy(&mut client).await;
     victim.signal(libc::SIGSTOP); // hung: the connection stays open, nothing answers
-    let mut polite = worker(&c.url, "polite", &tiny_model(), &["--batch-delay-ms", "300"]);
+    let mut polite = worker(
+        &c.url,
+        "polite",
+        &tiny_model(),
+        &["--batch-delay-ms", "300"],
+    );
     let s = wait_for(&mut client, &job, |s| s.batches_retried >= 1).await;
     assert!(s.batches_retried >= 1);
     // SIGTERM: the batch in flight is answered, then the worker leaves with status 0.
     wait_for(&mut client, &job, |s| s.batches_done >= 2).await;
     polite.signal(libc::SIGTERM);
-    assert!(polite.wait_exit(Duration::from_secs(30)).success(), "graceful exit");
+    assert!(
+        polite.wait_exit(Duration::from_secs(30)).success(),
+        "graceful exit"
+    );
     let _finisher = worker(&c.url, "finisher", &tiny_model(), &[]);
     let status = wait_end(&mut client, &job).await;
     assert_eq!(status.state(), v1::JobState::Done, "{status:?}");
@@ -134,7 +202,10 @@ async fn a_restarted_coordinator_finishes_the_job_without_redoing_stored_batches
     let status = wait_end(&mut client, &job).await;
     assert_eq!(status.state(), v1::JobState::Done, "{status:?}");
     assert!(status.batches_resumed >= 2, "{status:?}");
-    assert!(status.batches_resumed < 8, "the job was still running at the kill: {status:?}");
+    assert!(
+        status.batches_resumed < 8,
+        "the job was still running at the kill: {status:?}"
+    );
     assert_eq!(
         status.batches_resumed + status.batches_computed,
         8,
@@ -149,7 +220,10 @@ async fn a_restarted_coordinator_finishes_the_job_without_redoing_stored_batches
 async fn wait_victim_busy(client: &mut Client) {
     let t0 = std::time::Instant::now();
     loop {
-        let busy = workers(client).await.iter().any(|w| w.name == "victim" && w.current_batch.is_some());
+        let busy = workers(client)
+            .await
+            .iter()
+            .any(|w| w.name == "victim" && w.current_batch.is_some());
         if busy {
             return;
         }
@@ -163,13 +237,21 @@ fn bits(v: &[f64]) -> Vec<u64> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out

@@ -12,7 +12,11 @@ use tonic::Code;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_clear_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = coordinator(&dir.path().join("r.db"), None, &["--token", "s3cret", "--max-request-mib", "1"]);
+    let mut c = coordinator(
+        &dir.path().join("r.db"),
+        None,
+        &["--token", "s3cret", "--max-request-mib", "1"],
+    );
     let _w = worker(&c.url, "good", &tiny_model(), &["--token", "s3cret"]);
     let mut ok = client(&c.url, Some("s3cret")).await;
     let job = submit(&mut ok, request(&[ioi()], 16, 32, 42)).await;
@@ -40,21 +44,35 @@ async fn refusals_are_clear_and_lose_nothing() {
     let mut w = worker(&c.url, "stranger", &other, &["--token", "s3cret"]);
     assert!(!w.wait_exit(Duration::from_secs(60)).success());
     let err = stderr(&mut w);
-    assert!(err.contains("refused") && err.contains("fingerprint"), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("fingerprint"),
+        "{err}"
+    );
 
     // Malformed dataset, unknown job, oversized request, missing settings.
     let mut req = request(&[ioi()], 16, 32, 42);
     req.datasets[0].files[0].json = "{\"prompts\": [{\"clean\": 1}]}".into();
     let e = ok.submit_job(req).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("malformed prompt file") && e.message().contains("ioi_vanilla"), "{e:?}");
-    let e = ok.get_job(v1::GetJobRequest { job_id: "job-999999".into() }).await.unwrap_err();
+    assert!(
+        e.message().contains("malformed prompt file") && e.message().contains("ioi_vanilla"),
+        "{e:?}"
+    );
+    let e = ok
+        .get_job(v1::GetJobRequest {
+            job_id: "job-999999".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     assert!(e.message().contains("job-999999"));
     let mut big = request(&[ioi()], 16, 32, 42);
     big.label = "x".repeat(2 << 20);
     let e = ok.submit_job(big).await.unwrap_err();
-    assert!(matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted), "{e:?}");
+    assert!(
+        matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{e:?}"
+    );
     let mut no_settings = request(&[ioi()], 16, 32, 42);
     no_settings.settings = None;
     let e = ok.submit_job(no_settings).await.unwrap_err();
@@ -64,14 +82,26 @@ async fn refusals_are_clear_and_lose_nothing() {
     too_many.data.as_mut().unwrap().train_size = 100_000;
     let e = ok.submit_job(too_many).await.unwrap_err();
     assert!(e.message().contains("asked for"), "{e:?}");
-    let e = ok.get_scores(v1::GetScoresRequest { job_id: job.clone(), dataset: Some(3), chunk_size: 0 }).await.unwrap_err();
+    let e = ok
+        .get_scores(v1::GetScoresRequest {
+            job_id: job.clone(),
+            dataset: Some(3),
+            chunk_size: 0,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 
     // Nothing crashed and nothing stored was lost.
     assert!(c.proc_alive());
     let (_, after) = scores(&mut ok, &job, None).await;
     assert_eq!(before, after);
-    let jobs = ok.list_jobs(v1::ListJobsRequest {}).await.unwrap().into_inner().jobs;
+    let jobs = ok
+        .list_jobs(v1::ListJobsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
     assert_eq!(jobs.len(), 1, "refused jobs are not stored");
 }
 
@@ -80,7 +110,9 @@ async fn twenty_clients_at_once_are_all_served() {
     let dir = tempfile::tempdir().unwrap();
     let (expected, _) = attribute_in_process(&[ioi()], &dir.path().join("ref.json"), 16, 32, 42);
     let c = coordinator(&dir.path().join("many.db"), None, &[]);
-    let _w: Vec<Proc> = (0..2).map(|i| worker(&c.url, &format!("w{i}"), &tiny_model(), &[])).collect();
+    let _w: Vec<Proc> = (0..2)
+        .map(|i| worker(&c.url, &format!("w{i}"), &tiny_model(), &[]))
+        .collect();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let url = c.url.clone();
@@ -90,7 +122,13 @@ async fn twenty_clients_at_once_are_all_served() {
                 let job = submit(&mut cl, request(&[ioi()], 16, 32, seed)).await;
                 let st = wait_end(&mut cl, &job).await;
                 assert_eq!(st.state(), v1::JobState::Done, "{st:?}");
-                let got = cl.get_job(v1::GetJobRequest { job_id: job.clone() }).await.unwrap().into_inner();
+                let got = cl
+                    .get_job(v1::GetJobRequest {
+                        job_id: job.clone(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
                 assert_eq!(got.job.unwrap().job_id, job);
                 (seed, scores(&mut cl, &job, None).await.1)
             })
@@ -107,7 +145,11 @@ async fn twenty_clients_at_once_are_all_served() {
     }
     let other: Vec<&Vec<f64>> = results.iter().filter(|r| r.0 == 43).map(|r| &r.1).collect();
     assert!(other.windows(2).all(|w| w[0] == w[1]));
-    assert_ne!(as_texts(other[0]), expected, "a different seed picks different prompts");
+    assert_ne!(
+        as_texts(other[0]),
+        expected,
+        "a different seed picks different prompts"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +158,11 @@ async fn several_datasets_in_one_job_score_per_dataset_and_combined() {
     let second = repo().join("datasets/ioi/ioi_ABBA_template_0_prompts.json");
     let (a, _) = attribute_in_process(&[ioi()], &dir.path().join("a.json"), 16, 32, 42);
     let (b, _) = attribute_in_process(&[second.clone()], &dir.path().join("b.json"), 16, 32, 42);
-    let c = coordinator(&dir.path().join("multi.db"), None, &["--spawn-workers", "2", "--worker-devices", "cpu"]);
+    let c = coordinator(
+        &dir.path().join("multi.db"),
+        None,
+        &["--spawn-workers", "2", "--worker-devices", "cpu"],
+    );
     let mut cl = client(&c.url, None).await;
     let job = submit(&mut cl, request(&[ioi(), second], 16, 32, 42)).await;
     let st = wait_end(&mut cl, &job).await;
@@ -132,16 +178,34 @@ async fn several_datasets_in_one_job_score_per_dataset_and_combined() {
     assert_eq!(meta.data.files.len(), 2);
     // Combined = the four batches summed in job order; equal (up to rounding) to a + b.
     for ((x, y), z) in s0.iter().zip(&s1).zip(&all) {
-        assert!((x + y - z).abs() <= 1e-12 * (x.abs() + y.abs()).max(1e-30), "{x} + {y} vs {z}");
+        assert!(
+            (x + y - z).abs() <= 1e-12 * (x.abs() + y.abs()).max(1e-30),
+            "{x} + {y} vs {z}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_reports_with_exit_codes_scripts_can_trust() {
     let dir = tempfile::tempdir().unwrap();
-    let c = coordinator(&dir.path().join("cli.db"), None, &["--spawn-workers", "1", "--worker-devices", "cpu"]);
+    let c = coordinator(
+        &dir.path().join("cli.db"),
+        None,
+        &["--spawn-workers", "1", "--worker-devices", "cpu"],
+    );
     let ds = ioi();
-    let o = cli(&c.url, &["submit", "--dataset", ds.to_str().unwrap(), "--train-size", "32", "--wait", "--json"]);
+    let o = cli(
+        &c.url,
+        &[
+            "submit",
+            "--dataset",
+            ds.to_str().unwrap(),
+            "--train-size",
+            "32",
+            "--wait",
+            "--json",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["state"], "done");
@@ -160,13 +224,26 @@ async fn the_cli_reports_with_exit_codes_scripts_can_trust() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("malformed prompt file"));
     let o = cli("http://127.0.0.1:1", &["jobs"]);
     assert_eq!(o.status.code(), Some(5), "unreachable");
-    let o = cli(&c.url, &["scores", &job, "--out", dir.path().join("s.json").to_str().unwrap()]);
+    let o = cli(
+        &c.url,
+        &[
+            "scores",
+            &job,
+            "--out",
+            dir.path().join("s.json").to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("top 10 edges"));
 }
 
 fn stderr(p: &mut Proc) -> String {
     let mut s = String::new();
-    p.child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+    p.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
     s
 }

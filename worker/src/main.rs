@@ -116,7 +116,11 @@ struct ServeArgs {
     #[arg(long, env = "ATTRIB_MODEL")]
     model: String,
     /// The coordinator's URL.
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "ATTRIB_COORDINATOR")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:50051",
+        env = "ATTRIB_COORDINATOR"
+    )]
     coordinator: String,
     /// auto | cpu | cuda:N
     #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
@@ -192,8 +196,7 @@ fn main() -> anyhow::Result<()> {
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -225,8 +228,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}

@@ -4,8 +4,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use attrib_datasets::Batch;
-use attrib_proto::{AttributionSettings, BatchOrderSum, GraphShape};
 pub use attrib_proto::Reduced;
+use attrib_proto::{AttributionSettings, BatchOrderSum, GraphShape};
 
 use super::mask_gradient::{pass_input, pass_scores_timed, BatchScores, StageTimes};
 use crate::model::Gpt2;

@@ -62,8 +62,13 @@ impl Engine {
                     let _ = cmd.reply.send(r);
                 }
             })
-            .map_err(|e| Error::Io { path: "(engine thread)".into(), source: e })?;
-        let identity = ready_rx.recv().map_err(|_| Error::TorchPanic("the engine thread died while loading".into()))??;
+            .map_err(|e| Error::Io {
+                path: "(engine thread)".into(),
+                source: e,
+            })?;
+        let identity = ready_rx
+            .recv()
+            .map_err(|_| Error::TorchPanic("the engine thread died while loading".into()))??;
         Ok(Engine {
             tx,
             identity,
@@ -143,9 +148,17 @@ fn to_batch(a: &v1::BatchAssignment) -> Result<Batch> {
         ));
     }
     if a.answers.len() != n || a.wrong_answers.len() != n {
-        return bad(format!("answers for {} and {} prompts, not {n}", a.answers.len(), a.wrong_answers.len()));
+        return bad(format!(
+            "answers for {} and {} prompts, not {n}",
+            a.answers.len(),
+            a.wrong_answers.len()
+        ));
     }
-    if a.answers.iter().chain(&a.wrong_answers).any(|t| t.ids.is_empty()) {
+    if a.answers
+        .iter()
+        .chain(&a.wrong_answers)
+        .any(|t| t.ids.is_empty())
+    {
         return bad("a prompt without answers".into());
     }
     let ids = |v: &[v1::TokenIds]| v.iter().map(|t| t.ids.clone()).collect();

@@ -45,7 +45,11 @@ enum Ended {
 
 /// Serves batches until `shutdown` turns true (then finishes the batch in flight) or the
 /// coordinator refuses this worker.
-pub async fn serve(engine: &Engine, cfg: &ServeConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
+pub async fn serve(
+    engine: &Engine,
+    cfg: &ServeConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
     let mut backoff = Duration::from_millis(200);
     loop {
         match session(engine, cfg, &mut shutdown).await? {
@@ -65,18 +69,31 @@ pub async fn serve(engine: &Engine, cfg: &ServeConfig, mut shutdown: watch::Rece
     }
 }
 
-async fn session(engine: &Engine, cfg: &ServeConfig, shutdown: &mut watch::Receiver<bool>) -> Result<Ended, ServeError> {
+async fn session(
+    engine: &Engine,
+    cfg: &ServeConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Ended, ServeError> {
     let endpoint = tonic::transport::Endpoint::from_shared(cfg.coordinator.clone())
-        .map_err(|e| ServeError::BadUrl { url: cfg.coordinator.clone(), reason: e.to_string() })?
+        .map_err(|e| ServeError::BadUrl {
+            url: cfg.coordinator.clone(),
+            reason: e.to_string(),
+        })?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
     let channel = match endpoint.connect().await {
         Ok(c) => c,
-        Err(e) => return Ok(Ended::Lost(format!("cannot connect to {}: {e}", cfg.coordinator))),
+        Err(e) => {
+            return Ok(Ended::Lost(format!(
+                "cannot connect to {}: {e}",
+                cfg.coordinator
+            )))
+        }
     };
-    let token = AttachToken::new(cfg.token.as_deref()).map_err(|s| ServeError::Refused(s.message().to_string()))?;
+    let token = AttachToken::new(cfg.token.as_deref())
+        .map_err(|s| ServeError::Refused(s.message().to_string()))?;
     let mut client = WorkerGatewayClient::with_interceptor(channel, token)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
@@ -88,15 +105,24 @@ async fn session(engine: &Engine, cfg: &ServeConfig, shutdown: &mut watch::Recei
         model: Some(engine.identity.clone()),
     };
     let _ = tx.send(msg(Out::Hello(hello))).await;
-    let mut inbound = match client.open_session(tokio_stream::wrappers::ReceiverStream::new(rx)).await {
+    let mut inbound = match client
+        .open_session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
         Ok(r) => r.into_inner(),
         Err(s) => return refused_or_lost(s),
     };
     match inbound.message().await {
-        Ok(Some(v1::CoordinatorMessage { msg: Some(In::Welcome(w)) })) => {
+        Ok(Some(v1::CoordinatorMessage {
+            msg: Some(In::Welcome(w)),
+        })) => {
             tracing::info!(worker_id = %w.worker_id, coordinator = %cfg.coordinator, "joined the coordinator")
         }
-        Ok(_) => return Ok(Ended::Lost("the coordinator did not welcome this worker".into())),
+        Ok(_) => {
+            return Ok(Ended::Lost(
+                "the coordinator did not welcome this worker".into(),
+            ))
+        }
         Err(s) => return refused_or_lost(s),
     }
     loop {
@@ -105,7 +131,9 @@ async fn session(engine: &Engine, cfg: &ServeConfig, shutdown: &mut watch::Recei
             _ = shutdown.changed() => return Ok(drain(tx, inbound).await),
         };
         let batch = match next {
-            Ok(Some(v1::CoordinatorMessage { msg: Some(In::Batch(b)) })) => b,
+            Ok(Some(v1::CoordinatorMessage {
+                msg: Some(In::Batch(b)),
+            })) => b,
             Ok(Some(_)) => continue,
             Ok(None) => return Ok(Ended::Lost("the coordinator ended the session".into())),
             Err(s) => return refused_or_lost(s),
@@ -122,11 +150,17 @@ async fn session(engine: &Engine, cfg: &ServeConfig, shutdown: &mut watch::Recei
             Err(e) => {
                 counter!("attrib_worker_batches_total", "outcome" => "failed").increment(1);
                 tracing::error!(%job, batch = index, error = %e, "batch failed");
-                Out::Failure(v1::BatchFailure { job_id: job, batch: index, error: e.to_string() })
+                Out::Failure(v1::BatchFailure {
+                    job_id: job,
+                    batch: index,
+                    error: e.to_string(),
+                })
             }
         };
         if tx.send(msg(answer)).await.is_err() {
-            return Ok(Ended::Lost("the session closed before the answer was sent".into()));
+            return Ok(Ended::Lost(
+                "the session closed before the answer was sent".into(),
+            ));
         }
         if *shutdown.borrow() {
             return Ok(drain(tx, inbound).await);
@@ -135,7 +169,10 @@ async fn session(engine: &Engine, cfg: &ServeConfig, shutdown: &mut watch::Recei
 }
 
 /// Tells the coordinator no more batches are wanted and waits for it to close the session.
-async fn drain(tx: mpsc::Sender<v1::WorkerMessage>, mut inbound: tonic::Streaming<v1::CoordinatorMessage>) -> Ended {
+async fn drain(
+    tx: mpsc::Sender<v1::WorkerMessage>,
+    mut inbound: tonic::Streaming<v1::CoordinatorMessage>,
+) -> Ended {
     let _ = tx.send(msg(Out::Draining(v1::Draining {}))).await;
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -148,9 +185,10 @@ async fn drain(tx: mpsc::Sender<v1::WorkerMessage>, mut inbound: tonic::Streamin
 
 fn refused_or_lost(s: tonic::Status) -> Result<Ended, ServeError> {
     match s.code() {
-        Code::FailedPrecondition | Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => {
-            Err(ServeError::Refused(s.message().to_string()))
-        }
+        Code::FailedPrecondition
+        | Code::Unauthenticated
+        | Code::PermissionDenied
+        | Code::InvalidArgument => Err(ServeError::Refused(s.message().to_string())),
         _ => Ok(Ended::Lost(format!("{:?}: {}", s.code(), s.message()))),
     }
 }
