@@ -122,8 +122,10 @@ impl Coordinator {
 
     pub async fn submit(&self, req: v1::SubmitJobRequest) -> Result<(String, u32)> {
         let model = self.model.clone();
-        let r = req.clone();
-        let planned: JobPlan = tokio::task::spawn_blocking(move || plan(&r, &model)).await??;
+        // The request (prompt files included, up to --max-request-mib) moves to the planning
+        // thread and back rather than being copied.
+        let (planned, req) = tokio::task::spawn_blocking(move || (plan(&req, &model), req)).await?;
+        let planned: JobPlan = planned?;
         let total = planned.n_batches();
         let created = now_ms();
         let fp = self.model.fingerprint.clone();

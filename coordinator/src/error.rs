@@ -27,8 +27,6 @@ pub enum Error {
     },
     #[error("worker refused: it speaks protocol {got}, this coordinator speaks {expected}")]
     Protocol { got: i32, expected: i32 },
-    #[error("worker session: {0}")]
-    Session(&'static str),
     #[error(
         "batch result for job {job} batch {batch} has {got} scores, the graph has {expected} edges"
     )]
@@ -42,6 +40,8 @@ pub enum Error {
     ModelChanged { stored: String, current: String },
     #[error(transparent)]
     Model(#[from] attrib_proto::model_config::ConfigError),
+    #[error("model tokenizer: {0}")]
+    Tokenizer(attrib_datasets::Error),
     #[error("cannot fingerprint the model: {0}")]
     Fingerprint(std::io::Error),
     #[error("database: {0}")]
@@ -71,10 +71,10 @@ impl From<Error> for Status {
             | Error::InvalidRequest { .. }
             | Error::Dataset { .. }
             | Error::Wire(_)
-            | Error::Session(_)
             | Error::ResultLength { .. } => Status::invalid_argument(msg),
             Error::ModelChanged { .. }
             | Error::Model(_)
+            | Error::Tokenizer(_)
             | Error::Fingerprint(_)
             | Error::Store(_)
             | Error::Corrupt { .. }

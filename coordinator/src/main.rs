@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         .with_batch_timeout(Duration::from_secs(a.batch_timeout_secs.max(1)))
         .with_max_request_bytes(a.max_request_mib << 20);
     config.max_attempts = a.max_attempts;
-    let server = start(config)
+    let mut server = start(config)
         .await
         .with_context(|| format!("starting the coordinator for {}", a.model.display()))?;
     let url = server.url();
@@ -109,6 +109,9 @@ async fn main() -> anyhow::Result<()> {
         r = server.wait() => Some(r),
     };
     attrib_coordinator::spawn::stop(&mut children).await;
+    if ended.is_none() {
+        server.stop().await; // workers are gone; let in-flight client calls finish
+    }
     match ended {
         Some(Err(e)) => anyhow::bail!("server stopped: {e}"),
         _ => {

@@ -21,10 +21,7 @@ impl ModelInfo {
     pub fn load(dir: &Path) -> Result<Self> {
         let config = ModelConfig::read(&dir.join("config.json"))?;
         let fingerprint = model_fingerprint(dir).map_err(Error::Fingerprint)?;
-        let tokenizer = PromptTokenizer::from_model_dir(dir).map_err(|source| Error::Dataset {
-            dataset: "(tokenizer)".into(),
-            source,
-        })?;
+        let tokenizer = PromptTokenizer::from_model_dir(dir).map_err(Error::Tokenizer)?;
         Ok(ModelInfo {
             dir: dir.to_path_buf(),
             config,

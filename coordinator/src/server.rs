@@ -39,8 +39,8 @@ impl RunningCoordinator {
         let _ = (&mut self.task).await;
     }
 
-    /// Waits until the server ends by itself (an accept error).
-    pub async fn wait(mut self) -> std::result::Result<(), String> {
+    /// Waits until the server ends by itself (an accept error); do not `stop` it afterwards.
+    pub async fn wait(&mut self) -> std::result::Result<(), String> {
         match (&mut self.task).await {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

@@ -66,10 +66,6 @@ impl BatchOrderSum {
         self.last = Some(index);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.last.is_none()
-    }
-
     pub fn finish(self) -> Reduced {
         Reduced {
             scores: self.scores,

@@ -157,7 +157,13 @@ async fn several_datasets_in_one_job_score_per_dataset_and_combined() {
     let dir = tempfile::tempdir().unwrap();
     let second = repo().join("datasets/ioi/ioi_ABBA_template_0_prompts.json");
     let (a, _) = attribute_in_process(&[ioi()], &dir.path().join("a.json"), 16, 32, 42);
-    let (b, _) = attribute_in_process(&[second.clone()], &dir.path().join("b.json"), 16, 32, 42);
+    let (b, _) = attribute_in_process(
+        std::slice::from_ref(&second),
+        &dir.path().join("b.json"),
+        16,
+        32,
+        42,
+    );
     let c = coordinator(
         &dir.path().join("multi.db"),
         None,

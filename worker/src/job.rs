@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use attrib_datasets::{prepare, Dataset, DatasetOptions, PromptFile, PromptTokenizer};
-use attrib_proto::{AttributionSettings, DataSettings, EdgeScore, ModelRecord, ScoresFile};
+use attrib_proto::{AttributionSettings, DataSettings, ModelRecord, ScoresFile, ScoresMetadata};
 
 use crate::attribution::{attribute_batches, graph_for, reduce, PassOptions, StageTimes};
 use crate::model::Gpt2;
@@ -58,19 +58,8 @@ pub fn run_attribute_timed(
     };
     let attributed = attribute_batches(model, &graph, &batches, &job.settings, &opts, progress)?;
     let reduced = reduce(&attributed.batches);
-    let edges = graph
-        .named_edges()
-        .into_iter()
-        .zip(reduced.scores)
-        .map(|(e, score)| EdgeScore {
-            src: e.src,
-            dest: e.dest,
-            seq: e.seq,
-            score,
-        })
-        .collect::<Vec<_>>();
-    let file = ScoresFile {
-        n_edges: edges.len(),
+    let meta = ScoresMetadata {
+        n_edges: graph.n_edges(),
         clean_logit_diff: reduced.clean_logit_diff,
         settings: job.settings,
         data: DataSettings {
@@ -93,7 +82,7 @@ pub fn run_attribute_timed(
             n_heads: model.cfg.n_heads,
             d_model: model.cfg.d_model,
         },
-        edges,
     };
+    let file = ScoresFile::from_parts(meta, &graph, &reduced.scores);
     Ok((file, attributed.times))
 }
