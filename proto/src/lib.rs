@@ -2,10 +2,12 @@
 //! index math, the attribution settings, and the scores file. The order of a flat score
 //! vector is part of the protocol, so it lives here and nowhere else. No tch, no tensors.
 
+pub mod faithfulness;
 pub mod scores;
 pub mod settings;
 pub mod topology;
 
+pub use faithfulness::{CurvePoint, FaithfulnessCurve};
 pub use scores::{
     sum_in_batch_order, BatchOrderSum, DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile,
     ScoresMetadata,
