@@ -16,6 +16,14 @@ pub fn edge_counts(requested: &[usize], n_edges: usize) -> Vec<usize> {
     counts
 }
 
+/// AutoCircuit's default LOGARITHMIC counts: every `n` in `1..n_edges−1` that is a multiple of
+/// its own power of ten (1..9, 10, 20, …, 90, 100, 200, …).
+pub fn logarithmic_counts(n_edges: usize) -> Vec<usize> {
+    (1..n_edges.saturating_sub(1))
+        .filter(|&n| n % 10usize.pow(n.ilog10()) == 0)
+        .collect()
+}
+
 /// One circuit: the edges with `|score| ≥ threshold`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Circuit {
@@ -171,6 +179,14 @@ mod tests {
     fn counts_add_both_ends_and_cap() {
         assert_eq!(edge_counts(&[5, 1, 500], 110), vec![0, 1, 5, 110]);
         assert_eq!(edge_counts(&[], 3), vec![0, 3]);
+    }
+
+    #[test]
+    fn logarithmic_counts_follow_autocircuit() {
+        let c = logarithmic_counts(110);
+        assert_eq!(&c[..11], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20]);
+        assert_eq!(&c[c.len() - 2..], &[90, 100]);
+        assert_eq!(logarithmic_counts(32_491).len(), 39);
     }
 
     #[test]

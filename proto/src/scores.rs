@@ -155,6 +155,45 @@ impl ScoresFile {
         }
     }
 
+    /// The graph these scores belong to.
+    pub fn graph(&self) -> GraphShape {
+        GraphShape {
+            n_layers: self.model.n_layers,
+            n_heads: self.model.n_heads,
+            separate_qkv: self.settings.separate_qkv,
+            seq_len: self.settings.token_positions.then_some(self.data.width),
+        }
+    }
+
+    /// The flat score vector in graph order, after checking that every edge is where the
+    /// graph puts it (a file edited or produced elsewhere must not be silently misread).
+    pub fn flat_scores(&self) -> Result<Vec<f64>, String> {
+        let graph = self.graph();
+        let names = graph.named_edges();
+        if names.len() != self.edges.len() {
+            return Err(format!(
+                "the scores file has {} edges but its graph ({} layers, {} heads{}) has {}",
+                self.edges.len(),
+                graph.n_layers,
+                graph.n_heads,
+                graph
+                    .seq_len
+                    .map(|t| format!(", {t} positions"))
+                    .unwrap_or_default(),
+                names.len()
+            ));
+        }
+        for (i, (n, e)) in names.iter().zip(&self.edges).enumerate() {
+            if n.src != e.src || n.dest != e.dest || n.seq != e.seq {
+                return Err(format!(
+                    "edge {i} of the scores file is {}->{} but the graph expects {}->{}",
+                    e.src, e.dest, n.src, n.dest
+                ));
+            }
+        }
+        Ok(self.edges.iter().map(|e| e.score).collect())
+    }
+
     /// Edges sorted by |score|, largest first (ties keep file order).
     pub fn top(&self, k: usize) -> Vec<&EdgeScore> {
         let mut v: Vec<&EdgeScore> = self.edges.iter().collect();

@@ -40,6 +40,12 @@ pub enum Error {
     ContextTooLong { width: usize, n_ctx: usize },
     #[error("batches of one pass must share size and width")]
     UnevenBatches,
+    #[error("{scores} scores do not fit the graph's {edges} edges")]
+    ScoresDoNotFitGraph { scores: usize, edges: usize },
+    #[error("bad scores file: {0}")]
+    BadScores(String),
+    #[error("no test batch: {test_size} test prompts make no full batch of {batch_size}")]
+    NoTestBatches { test_size: usize, batch_size: usize },
     #[error("no batch to attribute")]
     NoBatches,
     #[error("bad batch from the coordinator: {0}")]

@@ -1,14 +1,19 @@
 //! One attribution job in one process: dataset files → batches → mask-gradient scores →
-//! the scores file. What `attrib-worker attribute` runs, as a function tests call directly.
+//! the scores file (`attrib-worker attribute`); and the faithfulness of those scores' circuits
+//! on the test prompts (`attrib-worker faithfulness`). Functions tests call directly.
 
 use std::path::PathBuf;
 
 use attrib_datasets::{prepare, Dataset, DatasetOptions, PromptFile, PromptTokenizer};
-use attrib_proto::{AttributionSettings, DataSettings, ModelRecord, ScoresFile, ScoresMetadata};
+use attrib_proto::faithfulness::{circuits, edge_counts};
+use attrib_proto::{
+    AttributionSettings, DataSettings, FaithfulnessCurve, ModelRecord, ScoresFile, ScoresMetadata,
+};
 
 use crate::attribution::{attribute_batches, graph_for, reduce, PassOptions, StageTimes};
+use crate::circuit::{evaluate_batch, BatchCircuits};
 use crate::model::Gpt2;
-use crate::Result;
+use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct AttributeJob {
@@ -85,4 +90,98 @@ pub fn run_attribute_timed(
     };
     let file = ScoresFile::from_parts(meta, &graph, &reduced.scores);
     Ok((file, attributed.times))
+}
+
+/// Circuit faithfulness of a scores file in one process (`attrib-worker faithfulness`).
+#[derive(Debug, Clone)]
+pub struct FaithfulnessJob {
+    pub model_dir: PathBuf,
+    pub scores: ScoresFile,
+    /// Where the scores came from, recorded in the curve.
+    pub scores_from: String,
+    /// The prompt files; the scores file's own `data.files` when empty.
+    pub datasets: Vec<PathBuf>,
+    /// Edge counts asked for (0 and all edges are always added).
+    pub edge_counts: Vec<usize>,
+}
+
+/// The curve and every test batch's per-prompt values (for inspection and tests).
+pub struct Faithfulness {
+    pub curve: FaithfulnessCurve,
+    pub batches: Vec<BatchCircuits>,
+}
+
+/// Runs the job on `model`; `progress(done, total)` counts test batches.
+pub fn run_faithfulness(
+    job: &FaithfulnessJob,
+    model: &Gpt2,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Faithfulness> {
+    let s = &job.scores;
+    if (s.model.n_layers, s.model.n_heads) != (model.cfg.n_layers, model.cfg.n_heads) {
+        return Err(Error::BadScores(format!(
+            "the scores are for a model with {} layers and {} heads, this model has {} and {}",
+            s.model.n_layers, s.model.n_heads, model.cfg.n_layers, model.cfg.n_heads
+        )));
+    }
+    let scores = s.flat_scores().map_err(Error::BadScores)?;
+    let data = DatasetOptions {
+        batch_size: s.data.batch_size,
+        train_size: s.data.train_size,
+        test_size: s.data.test_size,
+        prepend_bos: s.data.prepend_bos,
+        seed: s.data.seed,
+        ..DatasetOptions::default()
+    };
+    let datasets = if job.datasets.is_empty() {
+        s.data.files.iter().map(PathBuf::from).collect()
+    } else {
+        job.datasets.clone()
+    };
+    let attribute = AttributeJob {
+        model_dir: job.model_dir.clone(),
+        datasets,
+        data,
+        settings: s.settings,
+        batches_per_pass: 1,
+    };
+    let (dataset, tok) = load_dataset(&attribute, model)?;
+    if dataset.width != s.data.width {
+        return Err(Error::BadScores(format!(
+            "the prompts are {} tokens wide here but {} when the scores were made: not the same dataset",
+            dataset.width, s.data.width
+        )));
+    }
+    let batches = dataset.test_batches(s.data.batch_size);
+    if batches.is_empty() {
+        return Err(Error::NoTestBatches {
+            test_size: s.data.test_size,
+            batch_size: s.data.batch_size,
+        });
+    }
+    let graph = s.graph();
+    let circuits = circuits(&scores, &edge_counts(&job.edge_counts, scores.len()));
+    let mut out = Vec::with_capacity(batches.len());
+    for b in &batches {
+        out.push(evaluate_batch(
+            model,
+            &graph,
+            &scores,
+            &circuits,
+            b,
+            tok.bos_id(),
+            s.data.prepend_bos,
+        )?);
+        progress(out.len(), batches.len());
+    }
+    let sums: Vec<_> = out.iter().map(BatchCircuits::sums).collect();
+    Ok(Faithfulness {
+        curve: FaithfulnessCurve::from_batches(
+            job.scores_from.clone(),
+            scores.len(),
+            &circuits,
+            &sums,
+        ),
+        batches: out,
+    })
 }

@@ -2,6 +2,7 @@
 //! mask-gradient edge attribution on it. The only crate that depends on tch.
 
 pub mod attribution;
+pub mod circuit;
 pub mod device;
 pub mod error;
 pub mod host_check;

@@ -11,7 +11,7 @@ use attrib_datasets::DatasetOptions;
 use attrib_proto::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, ScoresFile};
 use attrib_worker::device::{device_name, parse_device};
 use attrib_worker::init_model::{write_random_model, InitOptions};
-use attrib_worker::job::{run_attribute_timed, AttributeJob};
+use attrib_worker::job::{run_attribute_timed, run_faithfulness, AttributeJob, FaithfulnessJob};
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
@@ -34,6 +34,9 @@ enum Command {
     Serve(ServeArgs),
     /// Mask-gradient prune scores of every edge for a prompt dataset, in this process.
     Attribute(AttributeArgs),
+    /// Faithfulness of a scores file's circuits on the test prompts, in this process: keep the
+    /// k highest-|score| edges clean, patch the rest from the corrupt prompt (tree patching).
+    Faithfulness(FaithfulnessArgs),
     /// Write an HF-format GPT-2 folder with random weights and the GPT-2 tokenizer.
     InitModel(InitArgs),
     /// Measure the machine rates that bound CPU attribution: fp32 GEMM and fresh memory.
@@ -111,6 +114,36 @@ struct AttributeArgs {
 }
 
 #[derive(Args)]
+struct FaithfulnessArgs {
+    /// HF GPT-2 folder or local HuggingFace cache name: the model the scores were made with.
+    #[arg(long, env = "ATTRIB_MODEL")]
+    model: String,
+    /// A scores file written by `attribute` or `attrib scores`.
+    #[arg(long)]
+    scores: PathBuf,
+    /// Prompt file(s), when the paths recorded in the scores file do not resolve here.
+    #[arg(long = "dataset", value_delimiter = ',')]
+    datasets: Vec<PathBuf>,
+    /// Edge counts k, comma-separated (0 and all edges are always added). Default:
+    /// AutoCircuit's logarithmic counts 1..9, 10, 20, …
+    #[arg(long, value_parser = parse_counts)]
+    edges: Option<Counts>,
+    /// Where to write the curve JSON.
+    #[arg(long, default_value = "curve.json")]
+    out: PathBuf,
+    /// auto | cpu | cuda:N
+    #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
+    device: String,
+}
+
+#[derive(Clone)]
+struct Counts(Vec<usize>);
+
+fn parse_counts(s: &str) -> Result<Counts, String> {
+    attrib_proto::faithfulness::parse_edge_counts(s).map(Counts)
+}
+
+#[derive(Args)]
 struct ServeArgs {
     /// HF GPT-2 folder or local HuggingFace cache name; must be the coordinator's model.
     #[arg(long, env = "ATTRIB_MODEL")]
@@ -163,6 +196,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(a) => serve(a),
         Command::Attribute(a) => attribute(a),
+        Command::Faithfulness(a) => faithfulness(a),
         Command::HostCheck { device } => {
             let r = attrib_worker::host_check::measure_host(parse_device(&device)?);
             println!(
@@ -310,13 +344,70 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn faithfulness(a: FaithfulnessArgs) -> anyhow::Result<()> {
+    let model_dir = resolve_model_dir(&a.model)?;
+    let model = Gpt2::load(&model_dir, parse_device(&a.device)?)
+        .with_context(|| format!("loading model {}", model_dir.display()))?;
+    let text = std::fs::read_to_string(&a.scores)
+        .with_context(|| format!("reading {}", a.scores.display()))?;
+    let scores: ScoresFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a scores file", a.scores.display()))?;
+    let edge_counts = match a.edges {
+        Some(Counts(c)) => c,
+        None => attrib_proto::faithfulness::logarithmic_counts(scores.n_edges),
+    };
+    let job = FaithfulnessJob {
+        model_dir,
+        scores,
+        scores_from: a.scores.display().to_string(),
+        datasets: a.datasets,
+        edge_counts,
+    };
+    let t0 = Instant::now();
+    let mut progress = |done: usize, total: usize| {
+        eprintln!(
+            "[attrib] test batches {done}/{total} ({:.1}s)",
+            t0.elapsed().as_secs_f64()
+        );
+    };
+    let result = run_faithfulness(&job, &model, &mut progress)?;
+    write_json(&result.curve, &a.out)?;
+    print_curve(&result.curve);
+    println!("curve written to {}", a.out.display());
+    Ok(())
+}
+
+fn print_curve(c: &attrib_proto::FaithfulnessCurve) {
+    println!(
+        "{} test prompts: clean logit diff {:.4}, corrupt {:.4}",
+        c.n_prompts, c.clean_logit_diff, c.corrupt_logit_diff
+    );
+    println!(
+        "{:>8} {:>8} {:>12} {:>10}",
+        "edges", "kept", "logit diff", "of gap"
+    );
+    for p in &c.points {
+        println!(
+            "{:>8} {:>8} {:>12.5} {:>9.1}%",
+            p.requested_edges,
+            p.n_edges,
+            p.mean_logit_diff,
+            100.0 * p.fraction_of_gap
+        );
+    }
+}
+
 fn write_scores(scores: &ScoresFile, out: &PathBuf) -> anyhow::Result<()> {
+    write_json(scores, out)
+}
+
+fn write_json(value: &impl serde::Serialize, out: &PathBuf) -> anyhow::Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut w = std::io::BufWriter::new(file);
-    serde_json::to_writer(&mut w, scores)?;
+    serde_json::to_writer(&mut w, value)?;
     w.flush()?;
     Ok(())
 }
