@@ -47,6 +47,40 @@ pub enum Command {
     Scores(ScoresArgs),
     /// The workers connected to the coordinator.
     Workers,
+    /// Circuit faithfulness of a done attribution job on its test prompts, computed by the
+    /// workers: keep the k highest-|score| edges clean, patch the rest from the corrupt prompt.
+    Faithfulness(FaithfulnessArgs),
+    /// Fetch a faithfulness curve: of a faithfulness job, or an attribution job's newest.
+    Curve {
+        job: String,
+        #[arg(long, default_value = "curve.json")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct FaithfulnessArgs {
+    /// The attribution job whose scores choose the circuits.
+    pub job: String,
+    /// Edge counts k, comma-separated (0 and all edges are always added). Default:
+    /// AutoCircuit's logarithmic counts 1..9, 10, 20, …
+    #[arg(long, value_delimiter = ',')]
+    pub edges: Vec<u64>,
+    /// Where to write the curve.
+    #[arg(long, default_value = "curve.json")]
+    pub out: PathBuf,
+    /// One dataset's scores and test prompts (multi-dataset jobs); default: combined.
+    #[arg(long)]
+    pub dataset: Option<u32>,
+    /// Circuits per work unit: smaller spreads one batch over more workers.
+    #[arg(long, default_value_t = 8)]
+    pub circuits_per_unit: u32,
+    /// A label shown in listings.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Print the new job's id and return instead of following it (fetch with `attrib curve`).
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Args)]

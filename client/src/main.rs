@@ -2,6 +2,7 @@
 
 mod cli;
 mod exit;
+mod faithfulness;
 mod output;
 mod progress;
 mod request;
@@ -135,6 +136,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Scores(a) => scores(&mut client, &a, json).await,
+        Command::Faithfulness(a) => faithfulness::run(&mut client, &a, json).await,
+        Command::Curve { job, out } => faithfulness::curve(&mut client, &job, &out, json).await,
     }
 }
 
@@ -179,16 +182,21 @@ async fn follow(client: &mut Client, job: &str, json: bool) -> anyhow::Result<u8
     })
 }
 
-async fn scores(client: &mut Client, a: &ScoresArgs, json: bool) -> anyhow::Result<u8> {
-    let file = fetch_scores(client, &a.job, a.dataset).await?;
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+/// Writes `value` as JSON to `out`, creating its folder.
+fn write_json(value: &impl serde::Serialize, out: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let f =
-        std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut w = std::io::BufWriter::new(f);
-    serde_json::to_writer(&mut w, &file)?;
+    serde_json::to_writer(&mut w, value)?;
     w.flush()?;
+    Ok(())
+}
+
+async fn scores(client: &mut Client, a: &ScoresArgs, json: bool) -> anyhow::Result<u8> {
+    let file = fetch_scores(client, &a.job, a.dataset).await?;
+    write_json(&file, &a.out)?;
     if json {
         println!(
             "{}",

@@ -7,6 +7,8 @@ pub fn status_json(s: &v1::JobStatus) -> Value {
     json!({
         "job_id": s.job_id,
         "label": s.label,
+        "kind": s.kind,
+        "scores_job_id": s.scores_job_id,
         "state": s.state().label(),
         "batches_total": s.batches_total,
         "batches_done": s.batches_done,
@@ -35,6 +37,9 @@ pub fn status_line(s: &v1::JobStatus) -> String {
         s.batches_done,
         s.batches_total
     );
+    if s.kind == "faithfulness" {
+        line += &format!(" (faithfulness of {})", s.scores_job_id);
+    }
     if s.batches_retried > 0 {
         line += &format!(", {} retried", s.batches_retried);
     }
@@ -51,8 +56,16 @@ pub fn status_text(s: &v1::JobStatus) -> String {
     let mut out = status_line(s);
     for (i, d) in s.datasets.iter().enumerate() {
         out += &format!(
-            "\n  dataset {i} {}: {}/{} batches, {} train prompts",
-            d.name, d.batches_done, d.batches_total, d.train_prompts
+            "\n  dataset {i} {}: {}/{} batches, {} {} prompts",
+            d.name,
+            d.batches_done,
+            d.batches_total,
+            d.train_prompts,
+            if s.kind == "faithfulness" {
+                "test"
+            } else {
+                "train"
+            }
         );
     }
     out

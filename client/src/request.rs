@@ -32,6 +32,7 @@ pub fn submit_request(a: &SubmitArgs) -> anyhow::Result<v1::SubmitJobRequest> {
         data: Some(data_options(&a.job)),
         settings: Some((&settings(&a.job)?).into()),
         label: a.label.clone(),
+        faithfulness: None,
     })
 }
 

@@ -150,4 +150,15 @@ impl Attrib for ClientService {
             workers: self.coord.workers(),
         }))
     }
+
+    async fn get_faithfulness(
+        &self,
+        req: Request<v1::GetFaithfulnessRequest>,
+    ) -> Result<Response<v1::GetFaithfulnessResponse>, Status> {
+        let (job_id, curve_json) = self.coord.curve(job_id(&req.get_ref().job_id)?).await?;
+        Ok(Response::new(v1::GetFaithfulnessResponse {
+            job_id,
+            curve_json,
+        }))
+    }
 }

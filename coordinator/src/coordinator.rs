@@ -11,8 +11,8 @@ use tokio::sync::{watch, Notify};
 use crate::config::CoordinatorConfig;
 use crate::metrics;
 use crate::model::ModelInfo;
-use crate::plan::{plan, JobPlan};
-use crate::reduce::JobReducer;
+use crate::plan::{plan, plan_faithfulness, JobPlan};
+use crate::reduce::{CurveReducer, JobReducer};
 use crate::scheduler::{FailureOutcome, JobRun, Recorded, Scheduler};
 use crate::store::{BatchRow, Store, StoredScores, COMBINED};
 use crate::{Error, Result};
@@ -72,9 +72,7 @@ impl Coordinator {
                     .await?;
                 continue;
             }
-            let model = self.model.clone();
-            let request = job.request.clone();
-            let planned = tokio::task::spawn_blocking(move || plan(&request, &model)).await?;
+            let (planned, _) = self.plan_request(job.request).await?;
             let planned = match planned {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
@@ -120,11 +118,42 @@ impl Coordinator {
 
     // ---- client side ----
 
-    pub async fn submit(&self, req: v1::SubmitJobRequest) -> Result<(String, u32)> {
+    /// Plans a request on a blocking thread. The request (prompt files included, up to
+    /// --max-request-mib) moves there and back rather than being copied. A faithfulness job
+    /// is planned from its attribution job's stored request and scores.
+    async fn plan_request(
+        &self,
+        req: v1::SubmitJobRequest,
+    ) -> Result<(Result<JobPlan>, v1::SubmitJobRequest)> {
         let model = self.model.clone();
-        // The request (prompt files included, up to --max-request-mib) moves to the planning
-        // thread and back rather than being copied.
-        let (planned, req) = tokio::task::spawn_blocking(move || (plan(&req, &model), req)).await?;
+        let Some(spec) = req.faithfulness.clone() else {
+            return Ok(tokio::task::spawn_blocking(move || (plan(&req, &model), req)).await?);
+        };
+        let source_id = spec.scores_job_id.clone();
+        let stored = match self.status(&source_id).await {
+            Ok(st) if st.kind == "faithfulness" => Err(Error::WrongKind {
+                job: source_id.clone(),
+                kind: "faithfulness",
+                wanted: "evaluate circuits of an attribution job",
+            }),
+            Ok(_) => self.scores(&source_id, spec.dataset).await,
+            Err(e) => Err(e),
+        };
+        let stored = match stored {
+            Ok(s) => s,
+            Err(Error::Store(e)) => return Err(Error::Store(e)),
+            Err(e) => return Ok((Err(e), req)),
+        };
+        let source = self.store.run(move |s| s.request(&source_id)).await?;
+        Ok(tokio::task::spawn_blocking(move || {
+            let p = plan_faithfulness(&req, &source, &stored.scores, stored.graph, &model);
+            (p, req)
+        })
+        .await?)
+    }
+
+    pub async fn submit(&self, req: v1::SubmitJobRequest) -> Result<(String, u32)> {
+        let (planned, req) = self.plan_request(req).await?;
         let planned: JobPlan = planned?;
         let total = planned.n_batches();
         let created = now_ms();
@@ -181,6 +210,13 @@ impl Coordinator {
     /// Stored scores of a done job: `dataset` `None` for all datasets combined.
     pub async fn scores(&self, id: &str, dataset: Option<u32>) -> Result<StoredScores> {
         let status = self.status(id).await?;
+        if status.kind == "faithfulness" {
+            return Err(Error::WrongKind {
+                job: id.to_string(),
+                kind: "faithfulness",
+                wanted: "it has a curve, not scores (`attrib curve`)",
+            });
+        }
         if status.state() != v1::JobState::Done {
             return Err(Error::NotDone {
                 job: id.to_string(),
@@ -257,8 +293,13 @@ impl Coordinator {
 
     /// Stores a batch result, then counts it; reduces the job after its last batch.
     pub async fn complete(&self, worker: &str, r: v1::BatchResult, seconds: f64) -> Result<()> {
-        let expected = self.lock().job(&r.job_id).map(|j| j.plan.graph.n_edges());
-        let Some(expected) = expected else {
+        let expected = self.lock().job(&r.job_id).map(|j| {
+            (
+                j.plan.result_len(r.batch),
+                j.plan.unit_prompts(r.batch, r.n_prompts),
+            )
+        });
+        let Some((expected, prompts)) = expected else {
             self.lock()
                 .record_result(worker, &r.job_id, r.batch, r.n_prompts);
             return Ok(()); // cancelled or finished meanwhile
@@ -274,7 +315,7 @@ impl Coordinator {
                 .fail_batch(worker, &r.job_id, r.batch, &e.to_string())
                 .await;
         }
-        let (job, batch, prompts) = (r.job_id.clone(), r.batch, r.n_prompts);
+        let (job, batch) = (r.job_id.clone(), r.batch);
         let row = BatchRow {
             batch: r.batch,
             scores: r.scores,
@@ -356,6 +397,19 @@ impl Coordinator {
         status.state = v1::JobState::Done as i32;
         status.finished_unix_ms = now_ms();
         let final_status = status.clone();
+        if plan.circuits.is_some() {
+            self.store
+                .run(move |s| {
+                    let mut reducer = CurveReducer::new(&plan);
+                    s.for_each_batch(&job, |row| reducer.add(&row))?;
+                    let curve = reducer.finish()?;
+                    let json = serde_json::to_string(&curve).expect("a curve serializes");
+                    s.finish_curve(&job, &curve.scores_from, &json, &final_status)
+                })
+                .await?;
+            self.retire(id, &status);
+            return Ok(());
+        }
         self.store
             .run(move |s| {
                 let mut reducer = JobReducer::new(&plan);
@@ -378,11 +432,31 @@ impl Coordinator {
                 s.finish_job(&job, &rows, &final_status)
             })
             .await?;
+        self.retire(id, &status);
+        Ok(())
+    }
+
+    fn retire(&self, id: &str, status: &v1::JobStatus) {
         self.lock().remove(id);
         metrics::job_finished("done");
         tracing::info!(job = %id, batches = status.batches_total, "job done");
         self.changed();
-        Ok(())
+    }
+
+    /// The faithfulness curve of job `id` (a faithfulness job, or an attribution job's newest).
+    pub async fn curve(&self, id: &str) -> Result<(String, String)> {
+        let job = id.to_string();
+        if let Some(found) = self.store.run(move |s| s.curve(&job)).await? {
+            return Ok(found);
+        }
+        let status = self.status(id).await?; // unknown job: NOT_FOUND
+        if status.kind == "faithfulness" && status.state() != v1::JobState::Done {
+            return Err(Error::NotDone {
+                job: id.to_string(),
+                state: status.state().label(),
+            });
+        }
+        Err(Error::NoCurve(id.to_string()))
     }
 
     /// Ends a job without scores (failed or cancelled), keeping a failed job's batch results.

@@ -8,6 +8,14 @@ pub enum Error {
     UnknownJob(String),
     #[error("job {job} is {state}; scores exist once it is done")]
     NotDone { job: String, state: &'static str },
+    #[error("job {job} is a {kind} job; {wanted}")]
+    WrongKind {
+        job: String,
+        kind: &'static str,
+        wanted: &'static str,
+    },
+    #[error("job {0} has no faithfulness curve yet; run `attrib faithfulness {0}`")]
+    NoCurve(String),
     #[error("job {job} has {n} datasets; there is no dataset {index}")]
     NoSuchDataset { job: String, index: u32, n: usize },
     #[error("{field}: {reason}")]
@@ -63,10 +71,11 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         let msg = e.to_string();
         match e {
-            Error::UnknownJob(_) => Status::not_found(msg),
-            Error::NotDone { .. } | Error::ModelMismatch { .. } | Error::Protocol { .. } => {
-                Status::failed_precondition(msg)
-            }
+            Error::UnknownJob(_) | Error::NoCurve(_) => Status::not_found(msg),
+            Error::NotDone { .. }
+            | Error::WrongKind { .. }
+            | Error::ModelMismatch { .. }
+            | Error::Protocol { .. } => Status::failed_precondition(msg),
             Error::NoSuchDataset { .. }
             | Error::InvalidRequest { .. }
             | Error::Dataset { .. }

@@ -1,11 +1,14 @@
 //! A job's final scores from its stored batch results: per dataset and combined, each summed
 //! in batch order in f64 (`attrib_proto::BatchOrderSum`, the reduction `attrib-worker
 //! attribute` uses), so the result never depends on how many workers ran or when they answered.
+//! A faithfulness job's curve is assembled the same way from its units' sums.
 
-use attrib_proto::{BatchOrderSum, Reduced};
+use attrib_proto::faithfulness::CircuitBatchSums;
+use attrib_proto::{BatchOrderSum, FaithfulnessCurve, Reduced};
 
 use crate::plan::JobPlan;
 use crate::store::BatchRow;
+use crate::{Error, Result};
 
 /// Feed it every batch row in increasing batch order.
 pub struct JobReducer<'a> {
@@ -49,6 +52,74 @@ impl<'a> JobReducer<'a> {
                 .collect(),
             combined: self.combined.finish(),
         }
+    }
+}
+
+/// Assembles a faithfulness job's per-test-batch sums from its units (feed every unit row).
+pub struct CurveReducer<'a> {
+    plan: &'a JobPlan,
+    /// Per test batch in job order (dataset, then batch): the sums, filled group by group.
+    batches: Vec<CircuitBatchSums>,
+    filled: Vec<usize>,
+}
+
+impl<'a> CurveReducer<'a> {
+    pub fn new(plan: &'a JobPlan) -> Self {
+        let c = plan.circuits.as_ref().expect("a faithfulness plan");
+        let n_test: usize = plan
+            .datasets
+            .iter()
+            .map(|d| d.batches.len() / c.groups())
+            .sum();
+        CurveReducer {
+            plan,
+            batches: vec![
+                CircuitBatchSums {
+                    circuit: vec![0.0; c.circuits.len()],
+                    clean: 0.0,
+                    corrupt: 0.0,
+                    n_prompts: 0,
+                };
+                n_test
+            ],
+            filled: vec![0; n_test],
+        }
+    }
+
+    pub fn add(&mut self, row: &BatchRow) {
+        let c = self.plan.circuits.as_ref().expect("a faithfulness plan");
+        let (d, local, g) = self
+            .plan
+            .unit(row.batch)
+            .expect("stored units belong to the plan");
+        let before: usize = self.plan.datasets[..d]
+            .iter()
+            .map(|d| d.batches.len() / c.groups())
+            .sum();
+        let b = &mut self.batches[before + local];
+        let range = c.group(g);
+        let (sums, corrupt) = row.scores.split_at(range.len());
+        b.circuit[range].copy_from_slice(sums);
+        b.clean = row.clean_logit_diff_sum;
+        b.corrupt = corrupt[0];
+        b.n_prompts = row.n_prompts as usize;
+        self.filled[before + local] += 1;
+    }
+
+    pub fn finish(self) -> Result<FaithfulnessCurve> {
+        let c = self.plan.circuits.as_ref().expect("a faithfulness plan");
+        if self.filled.iter().any(|&n| n != c.groups()) {
+            return Err(Error::Corrupt {
+                job: c.scores_job.clone(),
+                reason: "a faithfulness job finished without every unit".into(),
+            });
+        }
+        Ok(FaithfulnessCurve::from_batches(
+            c.scores_job.clone(),
+            c.scores.len(),
+            &c.circuits,
+            &self.batches,
+        ))
     }
 }
 

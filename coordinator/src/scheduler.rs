@@ -94,7 +94,7 @@ impl JobRun {
                 let range = d.first_batch as usize..d.first_batch as usize + d.batches.len();
                 v1::DatasetProgress {
                     name: d.name.clone(),
-                    train_prompts: d.batches.iter().map(|b| b.batch_size as u32).sum(),
+                    train_prompts: d.prompts,
                     batches_total: d.batches.len() as u32,
                     batches_done: self.done[range].iter().filter(|&&x| x).count() as u32,
                 }
@@ -119,6 +119,18 @@ impl JobRun {
             created_unix_ms: self.created_ms,
             finished_unix_ms: 0,
             running_seconds,
+            kind: if self.plan.circuits.is_some() {
+                "faithfulness"
+            } else {
+                "attribution"
+            }
+            .into(),
+            scores_job_id: self
+                .plan
+                .circuits
+                .as_ref()
+                .map(|c| c.scores_job.clone())
+                .unwrap_or_default(),
         }
     }
 }

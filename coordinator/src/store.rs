@@ -1,5 +1,6 @@
 //! Job state that survives a restart, in SQLite: each job's request, every batch result until
-//! the job's scores are reduced, the final scores, and each finished job's last status.
+//! the job's scores are reduced, the final scores (or faithfulness curve), and each finished
+//! job's last status.
 //! Synchronous; async callers go through `Store::run` (a blocking thread).
 
 use std::path::Path;
@@ -74,6 +75,11 @@ CREATE TABLE IF NOT EXISTS scores (
     graph BLOB NOT NULL,
     scores BLOB NOT NULL,
     PRIMARY KEY (job_id, dataset)
+);
+CREATE TABLE IF NOT EXISTS curves (
+    job_id TEXT PRIMARY KEY,
+    scores_job TEXT NOT NULL,
+    curve TEXT NOT NULL
 );
 ";
 
@@ -254,6 +260,59 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Stores a faithfulness job's curve (JSON) and final status and drops its unit results,
+    /// in one transaction.
+    pub fn finish_curve(
+        &self,
+        job: &str,
+        scores_job: &str,
+        curve_json: &str,
+        status: &v1::JobStatus,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO curves (job_id, scores_job, curve) VALUES (?1, ?2, ?3)",
+            params![job, scores_job, curve_json],
+        )?;
+        tx.execute("DELETE FROM batch_results WHERE job_id = ?1", [job])?;
+        tx.execute(
+            "UPDATE jobs SET state = ?1, final_status = ?2 WHERE id = ?3",
+            params![status.state().label(), status.encode_to_vec(), job],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The curve of faithfulness job `job`, or else the newest curve made from attribution
+    /// job `job`'s scores: (faithfulness job, curve JSON).
+    pub fn curve(&self, job: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT job_id, curve FROM curves WHERE job_id = ?1 OR scores_job = ?1
+                 ORDER BY job_id = ?1 DESC, job_id DESC LIMIT 1",
+                [job],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The request job `job` was submitted with.
+    pub fn request(&self, job: &str) -> Result<v1::SubmitJobRequest> {
+        let blob: Option<Vec<u8>> = self
+            .conn()
+            .query_row("SELECT request FROM jobs WHERE id = ?1", [job], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let blob = blob.ok_or_else(|| Error::UnknownJob(job.to_string()))?;
+        v1::SubmitJobRequest::decode(blob.as_slice()).map_err(|e| Error::Corrupt {
+            job: job.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Marks a job failed, keeping its batch results (nothing computed is thrown away).

@@ -7,12 +7,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use attrib_datasets::Batch;
+use attrib_proto::faithfulness::Circuit;
 use attrib_proto::fingerprint::model_fingerprint;
-use attrib_proto::{v1, AttributionSettings};
+use attrib_proto::{v1, AttributionSettings, GraphShape};
 use tch::Device;
 use tokio::sync::oneshot;
 
 use crate::attribution::{attribute_batches, catch_torch, graph_for, PassOptions};
+use crate::circuit::evaluate_batch;
 use crate::device::device_name;
 use crate::model::Gpt2;
 use crate::{Error, Result};
@@ -105,7 +107,8 @@ fn load(cfg: &EngineConfig) -> Result<(Gpt2, v1::ModelIdentity)> {
     Ok((model, identity))
 }
 
-/// One batch through the same code as `attrib-worker attribute` (one batch per pass).
+/// One batch through the same code as `attrib-worker attribute` (one batch per pass), or one
+/// faithfulness unit through the same code as `attrib-worker faithfulness`.
 fn compute(model: &Gpt2, a: &v1::BatchAssignment) -> Result<v1::BatchResult> {
     let t0 = Instant::now();
     let settings = AttributionSettings::try_from(
@@ -116,6 +119,9 @@ fn compute(model: &Gpt2, a: &v1::BatchAssignment) -> Result<v1::BatchResult> {
     .map_err(|e| Error::BadBatch(e.to_string()))?;
     let batch = to_batch(a)?;
     let graph = graph_for(model, &settings, batch.width);
+    if let Some(eval) = &a.circuits {
+        return evaluate_circuits(model, &graph, eval, a, &batch, t0);
+    }
     let opts = PassOptions {
         batches_per_pass: 1,
         pad_id: a.pad_id,
@@ -129,6 +135,46 @@ fn compute(model: &Gpt2, a: &v1::BatchAssignment) -> Result<v1::BatchResult> {
         scores: b.scores,
         clean_logit_diff_sum: b.clean_logit_diff_sum,
         n_prompts: b.n_prompts as u32,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// A faithfulness unit: the circuits' logit-difference sums, then the corrupt sum.
+fn evaluate_circuits(
+    model: &Gpt2,
+    graph: &GraphShape,
+    eval: &v1::CircuitEval,
+    a: &v1::BatchAssignment,
+    batch: &Batch,
+    t0: Instant,
+) -> Result<v1::BatchResult> {
+    let circuits: Vec<Circuit> = eval
+        .circuits
+        .iter()
+        .map(|c| Circuit {
+            requested: 0, // only the threshold decides which edges are kept
+            threshold: c.min_abs_score,
+            n_edges: 0,
+        })
+        .collect();
+    let out = evaluate_batch(
+        model,
+        graph,
+        &eval.scores,
+        &circuits,
+        batch,
+        a.pad_id,
+        a.prepend_bos,
+    )?;
+    let sums = out.sums();
+    let mut scores = sums.circuit;
+    scores.push(sums.corrupt);
+    Ok(v1::BatchResult {
+        job_id: a.job_id.clone(),
+        batch: a.batch,
+        scores,
+        clean_logit_diff_sum: sums.clean,
+        n_prompts: sums.n_prompts as u32,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
