@@ -5,15 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 # Only the worker may depend on tch: every other crate must build without libtorch.
-for crate in attrib-proto attrib-datasets attrib-coordinator attrib-client; do
+for crate in attrib-proto attrib-datasets attrib-render attrib-coordinator attrib-client; do
     if cargo tree -p "$crate" -e normal --prefix none | grep -qE '^(tch|torch-sys) '; then
         echo "test.sh: $crate depends on tch; only attrib-worker may" >&2
         exit 1
     fi
 done
-# The client is thin: of attrib's crates it uses attrib-proto only.
+# The client is thin: of attrib's crates it uses attrib-proto and attrib-render only.
 if cargo tree -p attrib-client -e normal --prefix none | grep -qE '^attrib-(datasets|worker|coordinator) '; then
-    echo "test.sh: attrib-client may depend on attrib-proto only" >&2
+    echo "test.sh: attrib-client may depend on attrib-proto and attrib-render only" >&2
     exit 1
 fi
 # The end-to-end tests run the real binaries, so build them first (same profile, no rebuild).

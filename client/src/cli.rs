@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use attrib_proto::{AnswerFunction, GradFunction};
+use attrib_render::{Orientation, DEFAULT_MAX_EDGES};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -50,6 +51,12 @@ pub enum Command {
     /// Circuit faithfulness of a done attribution job on its test prompts, computed by the
     /// workers: keep the k highest-|score| edges clean, patch the rest from the corrupt prompt.
     Faithfulness(FaithfulnessArgs),
+    /// Draw a circuit as AutoCircuit's draw_seq_graph does: SVG, or PNG when --out ends in
+    /// .png. Works offline on a scores file; a job id fetches the scores first.
+    Render(RenderArgs),
+    /// One self-contained HTML page: the job's settings, the circuit, a sortable table of the
+    /// top edges and the faithfulness curve (when the job has one).
+    Report(ReportArgs),
     /// Fetch a faithfulness curve: of a faithfulness job, or an attribution job's newest.
     Curve {
         job: String,
@@ -155,4 +162,60 @@ pub struct ScoresArgs {
     /// Top edges to print.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+}
+
+/// Which edges to draw and how.
+#[derive(Args)]
+pub struct DrawArgs {
+    /// Draw every edge with |score| at or above this (AutoCircuit's score_threshold).
+    #[arg(long, conflicts_with = "top")]
+    pub threshold: Option<f64>,
+    /// Draw the K edges of largest |score| instead (default: 50 when no --threshold).
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// h: layers as columns, flow left to right (AutoCircuit's default); v: layers as rows.
+    #[arg(long, default_value = "h")]
+    pub orientation: Orientation,
+    /// Title token-specific panels with the prompt's tokens instead of "pos N".
+    #[arg(long)]
+    pub token_labels: bool,
+    /// Give columns only to layers with a drawn node (AutoCircuit's layer_spacing=False).
+    #[arg(long)]
+    pub no_layer_spacing: bool,
+    /// Draw at most this many links, the largest |score| first; the picture says when it cuts.
+    #[arg(long, default_value_t = DEFAULT_MAX_EDGES)]
+    pub max_edges: usize,
+    /// For a multi-dataset job: that dataset's scores (default: combined).
+    #[arg(long)]
+    pub dataset: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    /// A scores file (`attrib scores`, `attrib-worker attribute`) or a done job's id.
+    pub input: String,
+    #[command(flatten)]
+    pub draw: DrawArgs,
+    /// Output file: .svg or .png.
+    #[arg(long, default_value = "circuit.svg")]
+    pub out: PathBuf,
+    /// PNG pixels per SVG pixel.
+    #[arg(long, default_value_t = 2.0)]
+    pub scale: f32,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// A scores file or a done job's id (a job also brings its status and newest curve).
+    pub input: String,
+    #[command(flatten)]
+    pub draw: DrawArgs,
+    #[arg(long, default_value = "report.html")]
+    pub out: PathBuf,
+    /// A curve file (`attrib faithfulness`, `attrib-worker faithfulness`) to include.
+    #[arg(long)]
+    pub curve: Option<PathBuf>,
+    /// Rows of the top-edge table.
+    #[arg(long, default_value_t = 200)]
+    pub top_edges: usize,
 }

@@ -1,6 +1,7 @@
 //! `attrib`: the thin client. Talks to a coordinator over gRPC; depends on attrib-proto only.
 
 mod cli;
+mod draw;
 mod exit;
 mod faithfulness;
 mod output;
@@ -65,6 +66,12 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
+    // Drawing a scores file needs no coordinator: these commands connect only for a job.
+    match &cli.command {
+        Command::Render(a) => return draw::render(&cli, a).await,
+        Command::Report(a) => return draw::report(&cli, a).await,
+        _ => {}
+    }
     let mut client = connect(&cli).await?;
     let json = cli.json;
     match cli.command {
@@ -138,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Scores(a) => scores(&mut client, &a, json).await,
         Command::Faithfulness(a) => faithfulness::run(&mut client, &a, json).await,
         Command::Curve { job, out } => faithfulness::curve(&mut client, &job, &out, json).await,
+        Command::Render(_) | Command::Report(_) => unreachable!("handled before connecting"),
     }
 }
 
