@@ -46,3 +46,9 @@ url=$(cat "$ready")
 job=$("$BIN/attrib" --coordinator "$url" submit --dataset datasets/ioi/ioi_vanilla_template_prompts.json --label quickstart "$@")
 "$BIN/attrib" --coordinator "$url" watch "$job"
 "$BIN/attrib" --coordinator "$url" scores "$job" --out out/scores.json
+# See and judge the circuit: the 50 strongest edges drawn as AutoCircuit's draw_seq_graph
+# (its README demo's vertical layout), the faithfulness of four circuit sizes on the test
+# prompts (computed by the worker), and one HTML page with both.
+"$BIN/attrib" --coordinator "$url" render "$job" --top 50 --orientation v --out out/circuit.svg
+"$BIN/attrib" --coordinator "$url" faithfulness "$job" --edges 10,100,1000,10000 --out out/curve.json
+"$BIN/attrib" --coordinator "$url" report "$job" --top 50 --orientation v --out out/report.html
