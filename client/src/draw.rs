@@ -50,6 +50,10 @@ async fn load(cli: &Cli, input: &str, dataset: Option<u32>) -> anyhow::Result<So
         );
         return Ok(Source::File(scores));
     }
+    // A missing file must not turn into a confusing "coordinator unreachable".
+    if input.ends_with(".json") || input.contains('/') {
+        anyhow::bail!("no scores file {input}");
+    }
     let mut client = connect(cli).await?;
     let scores = fetch_scores(&mut client, input, dataset).await?;
     Ok(Source::Job {

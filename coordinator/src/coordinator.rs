@@ -402,7 +402,7 @@ impl Coordinator {
                 .run(move |s| {
                     let mut reducer = CurveReducer::new(&plan);
                     s.for_each_batch(&job, |row| reducer.add(&row))?;
-                    let curve = reducer.finish()?;
+                    let curve = reducer.finish(&job)?;
                     let json = serde_json::to_string(&curve).expect("a curve serializes");
                     s.finish_curve(&job, &curve.scores_from, &json, &final_status)
                 })

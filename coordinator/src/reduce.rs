@@ -106,12 +106,13 @@ impl<'a> CurveReducer<'a> {
         self.filled[before + local] += 1;
     }
 
-    pub fn finish(self) -> Result<FaithfulnessCurve> {
+    /// The curve of faithfulness job `job`, once every unit has been added.
+    pub fn finish(self, job: &str) -> Result<FaithfulnessCurve> {
         let c = self.plan.circuits.as_ref().expect("a faithfulness plan");
         if self.filled.iter().any(|&n| n != c.groups()) {
             return Err(Error::Corrupt {
-                job: c.scores_job.clone(),
-                reason: "a faithfulness job finished without every unit".into(),
+                job: job.to_string(),
+                reason: "finished without a result for every unit".into(),
             });
         }
         Ok(FaithfulnessCurve::from_batches(

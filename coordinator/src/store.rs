@@ -83,6 +83,19 @@ CREATE TABLE IF NOT EXISTS curves (
 );
 ";
 
+/// Drops a finished job's batch results and records its final status, committing `tx` (which
+/// holds the job's result rows): either the job is finished with its results, or nothing
+/// changed.
+fn close_job(tx: rusqlite::Transaction<'_>, job: &str, status: &v1::JobStatus) -> Result<()> {
+    tx.execute("DELETE FROM batch_results WHERE job_id = ?1", [job])?;
+    tx.execute(
+        "UPDATE jobs SET state = ?1, final_status = ?2 WHERE id = ?3",
+        params![status.state().label(), status.encode_to_vec(), job],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the database. WAL with synchronous=NORMAL: a committed batch
     /// survives the coordinator process being killed.
@@ -253,13 +266,7 @@ impl Store {
                 ],
             )?;
         }
-        tx.execute("DELETE FROM batch_results WHERE job_id = ?1", [job])?;
-        tx.execute(
-            "UPDATE jobs SET state = ?1, final_status = ?2 WHERE id = ?3",
-            params![status.state().label(), status.encode_to_vec(), job],
-        )?;
-        tx.commit()?;
-        Ok(())
+        close_job(tx, job, status)
     }
 
     /// Stores a faithfulness job's curve (JSON) and final status and drops its unit results,
@@ -277,13 +284,7 @@ impl Store {
             "INSERT OR REPLACE INTO curves (job_id, scores_job, curve) VALUES (?1, ?2, ?3)",
             params![job, scores_job, curve_json],
         )?;
-        tx.execute("DELETE FROM batch_results WHERE job_id = ?1", [job])?;
-        tx.execute(
-            "UPDATE jobs SET state = ?1, final_status = ?2 WHERE id = ?3",
-            params![status.state().label(), status.encode_to_vec(), job],
-        )?;
-        tx.commit()?;
-        Ok(())
+        close_job(tx, job, status)
     }
 
     /// The curve of faithfulness job `job`, or else the newest curve made from attribution

@@ -111,6 +111,24 @@ async fn cluster_curve_is_the_one_process_curve() {
         assert_eq!(read_curve(&p), curve);
     }
 
+    // The client draws a job's circuit and reports it with its newest curve.
+    let svg = dir.path().join("circuit.svg");
+    let o = cli(
+        &c.url,
+        &["render", &job, "--top", "5", "--out", svg.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(svg.matches("class=\"edge\"").count(), 5);
+    let html = dir.path().join("report.html");
+    let o = cli(&c.url, &["report", &job, "--out", html.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        html.contains(&job) && html.contains("class=\"curve\""),
+        "report with its curve"
+    );
+
     // Wrong uses are refused with their exit codes: no curve (4), scores of a faithfulness
     // job or faithfulness of a faithfulness job (3), an unknown job (4).
     let refused = |args: &[&str]| cli(&c.url, args).status.code();
@@ -118,4 +136,47 @@ async fn cluster_curve_is_the_one_process_curve() {
     assert_eq!(refused(&["scores", &fjob, "--out", "/dev/null"]), Some(3));
     assert_eq!(refused(&["faithfulness", &fjob, "--edges", "1"]), Some(3));
     assert_eq!(refused(&["faithfulness", "job-999999"]), Some(4));
+    assert_eq!(refused(&["render", "job-999999"]), Some(4));
+}
+
+/// Drawing a scores file needs no coordinator: PNG and report work with none running.
+#[test]
+fn render_and_report_work_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let scores = dir.path().join("scores.json");
+    attribute_in_process(&[ioi()], &scores, 16, 32, 42);
+    let nowhere = "http://127.0.0.1:9"; // nothing listens there
+    let png = dir.path().join("c.png");
+    let o = cli(
+        nowhere,
+        &[
+            "render",
+            scores.to_str().unwrap(),
+            "--threshold",
+            "0.1",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&png)
+        .unwrap()
+        .starts_with(b"\x89PNG\r\n\x1a\n"));
+    let html = dir.path().join("r.html");
+    let o = cli(
+        nowhere,
+        &[
+            "report",
+            scores.to_str().unwrap(),
+            "--out",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("attrib faithfulness"));
+    // A missing file is named, not mistaken for a job on an unreachable coordinator.
+    let o = cli(nowhere, &["render", "missing/scores.json"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no scores file missing/scores.json"));
 }

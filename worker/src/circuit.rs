@@ -101,20 +101,9 @@ impl Patcher for TreePatcher<'_> {
     }
 
     fn attn_input(&mut self, block: usize, resid: &Tensor) -> HeadInputs {
-        if self.graph.separate_qkv {
-            HeadInputs::PerHead {
-                q: self.head_input(DestKind::Q, block, resid),
-                k: self.head_input(DestKind::K, block, resid),
-                v: self.head_input(DestKind::V, block, resid),
-            }
-        } else {
-            let x = self.head_input(DestKind::HeadInput, block, resid);
-            HeadInputs::PerHead {
-                q: x.shallow_clone(),
-                k: x.shallow_clone(),
-                v: x,
-            }
-        }
+        HeadInputs::per_head(self.graph.separate_qkv, |kind| {
+            self.head_input(kind, block, resid)
+        })
     }
 
     fn mlp_input(&mut self, block: usize, resid_mid: &Tensor) -> Tensor {

@@ -41,21 +41,7 @@ impl Patcher for Taps {
     }
 
     fn attn_input(&mut self, _block: usize, resid: &Tensor) -> HeadInputs {
-        if self.separate_qkv {
-            let (q, k, v) = (
-                self.per_head(resid),
-                self.per_head(resid),
-                self.per_head(resid),
-            );
-            HeadInputs::PerHead { q, k, v }
-        } else {
-            let x = self.per_head(resid);
-            HeadInputs::PerHead {
-                q: x.shallow_clone(),
-                k: x.shallow_clone(),
-                v: x,
-            }
-        }
+        HeadInputs::per_head(self.separate_qkv, |_| self.per_head(resid))
     }
 
     fn mlp_input(&mut self, _block: usize, resid_mid: &Tensor) -> Tensor {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use attrib_proto::DestKind;
 use tch::{Device, Kind, Tensor};
 
 use super::config::ModelConfig;
@@ -15,6 +16,27 @@ use crate::{Error, Result};
 pub enum HeadInputs {
     Shared(Tensor),
     PerHead { q: Tensor, k: Tensor, v: Tensor },
+}
+
+impl HeadInputs {
+    /// Private per-head inputs from `input(kind)`: one each for Q, K and V with separate
+    /// Q/K/V destinations, else one (`HeadInput`) that all three read.
+    pub fn per_head(separate_qkv: bool, mut input: impl FnMut(DestKind) -> Tensor) -> Self {
+        if separate_qkv {
+            HeadInputs::PerHead {
+                q: input(DestKind::Q),
+                k: input(DestKind::K),
+                v: input(DestKind::V),
+            }
+        } else {
+            let x = input(DestKind::HeadInput);
+            HeadInputs::PerHead {
+                q: x.shallow_clone(),
+                k: x.shallow_clone(),
+                v: x,
+            }
+        }
+    }
 }
 
 /// Where a forward pass can be patched or observed. Defaults leave the model unpatched.
