@@ -47,7 +47,7 @@ pub async fn curve(
         println!("{}", serde_json::json!({"out": out, "curve": c}));
         return Ok(exit::OK);
     }
-    print_curve(&c);
+    print!("{c}");
     println!("curve written to {}", out.display());
     Ok(exit::OK)
 }
@@ -60,24 +60,4 @@ pub async fn fetch_curve(client: &mut Client, job: &str) -> anyhow::Result<Faith
         .await?
         .into_inner();
     serde_json::from_str(&r.curve_json).with_context(|| format!("curve of {}", r.job_id))
-}
-
-fn print_curve(c: &FaithfulnessCurve) {
-    println!(
-        "circuits of {} on {} test prompts: clean logit diff {:.4}, corrupt {:.4}",
-        c.scores_from, c.n_prompts, c.clean_logit_diff, c.corrupt_logit_diff
-    );
-    println!(
-        "{:>8} {:>8} {:>12} {:>9}",
-        "edges", "kept", "logit diff", "of gap"
-    );
-    for p in &c.points {
-        println!(
-            "{:>8} {:>8} {:>12.5} {:>8.1}%",
-            p.requested_edges,
-            p.n_edges,
-            p.mean_logit_diff,
-            100.0 * p.fraction_of_gap
-        );
-    }
 }

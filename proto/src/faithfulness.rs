@@ -160,6 +160,33 @@ impl FaithfulnessCurve {
     }
 }
 
+impl std::fmt::Display for FaithfulnessCurve {
+    /// The table `attrib faithfulness` and `attrib-worker faithfulness` print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "circuits of {} on {} test prompts: clean logit diff {:.4}, corrupt {:.4}",
+            self.scores_from, self.n_prompts, self.clean_logit_diff, self.corrupt_logit_diff
+        )?;
+        writeln!(
+            f,
+            "{:>8} {:>8} {:>12} {:>9}",
+            "edges", "kept", "logit diff", "of gap"
+        )?;
+        for p in &self.points {
+            writeln!(
+                f,
+                "{:>8} {:>8} {:>12.5} {:>8.1}%",
+                p.requested_edges,
+                p.n_edges,
+                p.mean_logit_diff,
+                100.0 * p.fraction_of_gap
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Parses `10,100,1000` into edge counts.
 pub fn parse_edge_counts(text: &str) -> Result<Vec<usize>, String> {
     text.split(',')

@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::attribution::autograd_reference::corrupt_sources;
 use crate::attribution::{catch_torch, pass_input, BatchAnswers};
+use crate::model::masks::masked_sum;
 use crate::model::{Gpt2, HeadInputs, Patcher, TokenBatch};
 use crate::{Error, Result};
 
@@ -65,13 +66,7 @@ impl TreePatcher<'_> {
     /// `Σ_s m·(P[s] − S[s])` over the first `n_in` sources.
     fn delta(&self, mask: &Tensor, n_in: usize, heads: bool) -> Tensor {
         let diff = self.diff.narrow(0, 0, n_in as i64);
-        let eq = match (self.graph.seq_len.is_some(), heads) {
-            (false, true) => "hs,sbtd->bthd",
-            (true, true) => "ths,sbtd->bthd",
-            (false, false) => "s,sbtd->btd",
-            (true, false) => "ts,sbtd->btd",
-        };
-        Tensor::einsum(eq, &[mask, &diff], None::<i64>)
+        masked_sum(mask, &diff, self.graph.seq_len.is_some(), heads)
     }
 
     fn head_input(&self, kind: DestKind, block: usize, resid: &Tensor) -> Tensor {

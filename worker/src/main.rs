@@ -372,29 +372,9 @@ fn faithfulness(a: FaithfulnessArgs) -> anyhow::Result<()> {
     };
     let result = run_faithfulness(&job, &model, &mut progress)?;
     write_json(&result.curve, &a.out)?;
-    print_curve(&result.curve);
+    print!("{}", result.curve);
     println!("curve written to {}", a.out.display());
     Ok(())
-}
-
-fn print_curve(c: &attrib_proto::FaithfulnessCurve) {
-    println!(
-        "{} test prompts: clean logit diff {:.4}, corrupt {:.4}",
-        c.n_prompts, c.clean_logit_diff, c.corrupt_logit_diff
-    );
-    println!(
-        "{:>8} {:>8} {:>12} {:>10}",
-        "edges", "kept", "logit diff", "of gap"
-    );
-    for p in &c.points {
-        println!(
-            "{:>8} {:>8} {:>12.5} {:>9.1}%",
-            p.requested_edges,
-            p.n_edges,
-            p.mean_logit_diff,
-            100.0 * p.fraction_of_gap
-        );
-    }
 }
 
 fn write_scores(scores: &ScoresFile, out: &PathBuf) -> anyhow::Result<()> {

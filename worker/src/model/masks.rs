@@ -44,13 +44,7 @@ impl<'a> MaskPatcher<'a> {
     fn delta(&self, mask: &Tensor, n_in: usize, heads: bool) -> Tensor {
         let s = Tensor::stack(&self.current[..n_in], 0); // [n_in, B, T, d]
         let diff = self.patch.narrow(0, 0, n_in as i64) - s;
-        let eq = match (self.graph.seq_len.is_some(), heads) {
-            (false, true) => "hs,sbtd->bthd",
-            (true, true) => "ths,sbtd->bthd",
-            (false, false) => "s,sbtd->btd",
-            (true, false) => "ts,sbtd->btd",
-        };
-        Tensor::einsum(eq, &[mask, &diff], None::<i64>)
+        masked_sum(mask, &diff, self.graph.seq_len.is_some(), heads)
     }
 
     fn head_input(&self, kind: DestKind, block: usize, resid: &Tensor) -> Tensor {
@@ -90,6 +84,18 @@ impl Patcher for MaskPatcher<'_> {
                 false,
             )
     }
+}
+
+/// `Σ_s m[(t),(h),s]·diff[s]` for `diff` `[n_in, B, T, d]`: `[B, T, H, d]` for a head module
+/// (mask `[(T), H, n_in]`), else `[B, T, d]`.
+pub fn masked_sum(mask: &Tensor, diff: &Tensor, per_position: bool, heads: bool) -> Tensor {
+    let eq = match (per_position, heads) {
+        (false, true) => "hs,sbtd->bthd",
+        (true, true) => "ths,sbtd->bthd",
+        (false, false) => "s,sbtd->btd",
+        (true, false) => "ts,sbtd->btd",
+    };
+    Tensor::einsum(eq, &[mask, diff], None::<i64>)
 }
 
 /// Masks of `graph` all set to `value`, on `device`.
