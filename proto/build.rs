@@ -7,6 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     }
     println!("cargo:rerun-if-changed=attrib/v1/attrib.proto");
-    tonic_prost_build::configure().compile_protos(&["attrib/v1/attrib.proto"], &["."])?;
+    // Unit results are the bulk of the traffic: decoded as `Bytes`, a view of the received
+    // buffer, not a copy.
+    tonic_prost_build::configure()
+        .bytes(".attrib.v1.UnitResult.values")
+        .compile_protos(&["attrib/v1/attrib.proto"], &["."])?;
     Ok(())
 }

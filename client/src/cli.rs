@@ -79,7 +79,7 @@ pub struct FaithfulnessArgs {
     /// One dataset's scores and test prompts (multi-dataset jobs); default: combined.
     #[arg(long)]
     pub dataset: Option<u32>,
-    /// Circuits per work unit: smaller spreads one batch over more workers.
+    /// Circuits per work unit: smaller spreads one unit's batches over more workers.
     #[arg(long, default_value_t = 8)]
     pub circuits_per_unit: u32,
     /// A label shown in listings.
@@ -114,6 +114,11 @@ pub struct JobArgs {
     /// Prompts per batch.
     #[arg(long, default_value_t = 16, env = "ATTRIB_BATCH_SIZE")]
     pub batch_size: u32,
+    /// K: consecutive batches per work unit (one fused pass on a worker, one result on the
+    /// wire). Scores are the same bits for a given K on any cluster and in
+    /// `attrib-worker attribute --batches-per-unit K`; larger K suits GPUs (see README).
+    #[arg(long, default_value_t = 1, env = "ATTRIB_BATCHES_PER_UNIT")]
+    pub batches_per_unit: u32,
     /// Train prompts per dataset (scores use these).
     #[arg(long, default_value_t = 128, env = "ATTRIB_TRAIN_SIZE")]
     pub train_size: u32,

@@ -25,7 +25,7 @@ pub async fn run(client: &mut Client, a: &FaithfulnessArgs, json: bool) -> anyho
     }
     eprintln!(
         "[attrib] submitted {} ({} units: test batches x circuit groups)",
-        r.job_id, r.batches_total
+        r.job_id, r.units_total
     );
     let code = follow(client, &r.job_id, false).await?;
     if code != exit::OK {

@@ -82,7 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({"job_id": r.job_id, "batches_total": r.batches_total})
+                        serde_json::json!({"job_id": r.job_id, "units_total": r.units_total})
                     );
                 } else {
                     println!("{}", r.job_id);
@@ -90,8 +90,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(exit::OK);
             }
             eprintln!(
-                "[attrib] submitted {} ({} batches)",
-                r.job_id, r.batches_total
+                "[attrib] submitted {} ({} units)",
+                r.job_id, r.units_total
             );
             follow(&mut client, &r.job_id, json).await
         }

@@ -10,11 +10,13 @@ pub fn status_json(s: &v1::JobStatus) -> Value {
         "kind": s.kind,
         "scores_job_id": s.scores_job_id,
         "state": s.state().label(),
-        "batches_total": s.batches_total,
-        "batches_done": s.batches_done,
-        "batches_retried": s.batches_retried,
-        "batches_resumed": s.batches_resumed,
-        "batches_computed": s.batches_computed,
+        "batches_per_unit": s.batches_per_unit,
+        "units_total": s.units_total,
+        "units_done": s.units_done,
+        "units_committed": s.units_committed,
+        "units_retried": s.units_retried,
+        "units_resumed": s.units_resumed,
+        "units_computed": s.units_computed,
         "prompts_done": s.prompts_done,
         "error": s.error,
         "created_unix_ms": s.created_unix_ms,
@@ -23,25 +25,27 @@ pub fn status_json(s: &v1::JobStatus) -> Value {
         "datasets": s.datasets.iter().map(|d| json!({
             "name": d.name,
             "train_prompts": d.train_prompts,
-            "batches_total": d.batches_total,
-            "batches_done": d.batches_done,
+            "units_total": d.units_total,
+            "units_done": d.units_done,
         })).collect::<Vec<_>>(),
     })
 }
 
 pub fn status_line(s: &v1::JobStatus) -> String {
     let mut line = format!(
-        "{}  {:<9} {}/{} batches",
+        "{}  {:<9} {}/{} units of {} batch{}",
         s.job_id,
         s.state().label(),
-        s.batches_done,
-        s.batches_total
+        s.units_done,
+        s.units_total,
+        s.batches_per_unit,
+        if s.batches_per_unit == 1 { "" } else { "es" }
     );
     if s.kind == "faithfulness" {
         line += &format!(" (faithfulness of {})", s.scores_job_id);
     }
-    if s.batches_retried > 0 {
-        line += &format!(", {} retried", s.batches_retried);
+    if s.units_retried > 0 {
+        line += &format!(", {} retried", s.units_retried);
     }
     if !s.label.is_empty() {
         line += &format!("  [{}]", s.label);
@@ -54,12 +58,18 @@ pub fn status_line(s: &v1::JobStatus) -> String {
 
 pub fn status_text(s: &v1::JobStatus) -> String {
     let mut out = status_line(s);
+    if !s.state().is_terminal() {
+        out += &format!(
+            "\n  {} units committed (kept by a coordinator restart)",
+            s.units_committed
+        );
+    }
     for (i, d) in s.datasets.iter().enumerate() {
         out += &format!(
-            "\n  dataset {i} {}: {}/{} batches, {} {} prompts",
+            "\n  dataset {i} {}: {}/{} units, {} {} prompts",
             d.name,
-            d.batches_done,
-            d.batches_total,
+            d.units_done,
+            d.units_total,
             d.train_prompts,
             if s.kind == "faithfulness" {
                 "test"
@@ -77,19 +87,28 @@ pub fn worker_json(w: &v1::WorkerInfo) -> Value {
         "name": w.name,
         "device": w.device,
         "current_job": w.current_job,
-        "current_batch": w.current_batch,
-        "batches_done": w.batches_done,
+        "current_units": w.current_units,
+        "units_in_flight": w.units_in_flight,
+        "units_done": w.units_done,
         "connected_unix_ms": w.connected_unix_ms,
     })
 }
 
 pub fn worker_line(w: &v1::WorkerInfo) -> String {
-    let doing = match w.current_batch {
-        Some(b) => format!("{} batch {b}", w.current_job),
-        None => "idle".into(),
+    let doing = match w.current_units.as_slice() {
+        [] => "idle".into(),
+        units => format!(
+            "{} units {}",
+            w.current_job,
+            units
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     };
     format!(
-        "{}  {}  {}  {} batches done  {}",
-        w.worker_id, w.name, w.device, w.batches_done, doing
+        "{}  {}  {}  {} units done (up to {} at once)  {}",
+        w.worker_id, w.name, w.device, w.units_done, w.units_in_flight, doing
     )
 }

@@ -32,15 +32,15 @@ impl Progress {
             }
             self.last_line = Some(Instant::now());
         }
-        let (done, total) = (s.batches_done, s.batches_total.max(1));
+        let (done, total) = (s.units_done, s.units_total.max(1));
         let width = 30;
         let filled = (done as usize * width) / total as usize;
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let line = format!(
-            "[{}{}] {done}/{} batches  {:.1} prompts/s  {} {}",
+            "[{}{}] {done}/{} units  {:.1} prompts/s  {} {}",
             "#".repeat(filled),
             "-".repeat(width - filled),
-            s.batches_total,
+            s.units_total,
             s.prompts_done as f64 / secs,
             s.job_id,
             s.state().label()

@@ -51,6 +51,7 @@ fn data_options(j: &JobArgs) -> v1::DataOptions {
         test_size: j.test_size,
         prepend_bos: !j.no_prepend_bos,
         seed: j.seed,
+        batches_per_unit: j.batches_per_unit.max(1),
     }
 }
 

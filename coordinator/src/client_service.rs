@@ -34,10 +34,10 @@ impl Attrib for ClientService {
         &self,
         req: Request<v1::SubmitJobRequest>,
     ) -> Result<Response<v1::SubmitJobResponse>, Status> {
-        let (job_id, batches_total) = self.coord.submit(req.into_inner()).await?;
+        let (job_id, units_total) = self.coord.submit(req.into_inner()).await?;
         Ok(Response::new(v1::SubmitJobResponse {
             job_id,
-            batches_total,
+            units_total,
         }))
     }
 

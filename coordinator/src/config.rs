@@ -10,23 +10,27 @@ pub struct CoordinatorConfig {
     pub model_dir: PathBuf,
     /// Where gRPC listens (port 0: any free port).
     pub listen: SocketAddr,
-    /// SQLite file for jobs, batch results and scores.
+    /// SQLite file for jobs, running sums and scores.
     pub db: PathBuf,
     /// Shared token every RPC must carry (`None`: no token).
     pub token: Option<String>,
-    /// A worker that holds a batch longer than this is treated as hung: its session ends and
-    /// the batch goes to another worker.
-    pub batch_timeout: Duration,
-    /// Attempts per batch before its job fails.
+    /// A worker that holds units and answers none for this long is treated as hung: its
+    /// session ends and its units go to other workers.
+    pub unit_timeout: Duration,
+    /// Attempts per unit before its job fails.
     pub max_attempts: u32,
+    /// Group commits: after this many folded units...
+    pub commit_units: u32,
+    /// ...or this long after the last commit, whichever comes first.
+    pub commit_interval: Duration,
     /// Largest client request accepted (a SubmitJob with many datasets is the big one).
     pub max_request_bytes: usize,
-    /// Largest worker message accepted (a token-specific batch result: 8 bytes per edge).
+    /// Largest worker message accepted (a token-specific unit result: 4 bytes per edge).
     pub max_result_bytes: usize,
     /// Prometheus /metrics listener.
     pub metrics_listen: Option<SocketAddr>,
     /// HTTP/2 keepalive: a worker whose connection stops answering pings this long (network
-    /// cut) is dropped and its batch handed out again.
+    /// cut) is dropped and its units handed out again.
     pub keepalive: Duration,
 }
 
@@ -37,8 +41,10 @@ impl CoordinatorConfig {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
             db: db.into(),
             token: None,
-            batch_timeout: Duration::from_secs(600),
+            unit_timeout: Duration::from_secs(600),
             max_attempts: 3,
+            commit_units: 1000,
+            commit_interval: Duration::from_millis(1000),
             max_request_bytes: 64 << 20,
             max_result_bytes: 256 << 20,
             metrics_listen: None,
@@ -56,8 +62,8 @@ impl CoordinatorConfig {
         self
     }
 
-    pub fn with_batch_timeout(mut self, t: Duration) -> Self {
-        self.batch_timeout = t;
+    pub fn with_unit_timeout(mut self, t: Duration) -> Self {
+        self.unit_timeout = t;
         self
     }
 

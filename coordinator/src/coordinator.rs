@@ -1,10 +1,14 @@
-//! The coordinator's shared handle: the scheduler behind a lock, the store, and the wake-ups
-//! between them. Both gRPC services call into it; it owns the order of operations that keeps
-//! results safe (a result is committed to the store before it counts as done).
+//! The coordinator's shared handle: the scheduler behind a lock, each running job's exact
+//! sums behind their own lock, the store, and the wake-ups between them. Both gRPC services
+//! call into it. Results are folded in memory as they arrive; group commits write each
+//! running job's accumulators and folded-unit set to the store together, so a restart
+//! recomputes at most the units since the last commit and never counts one twice.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use attrib_proto::units::FoldError;
 use attrib_proto::{v1, ScoresMetadata};
 use tokio::sync::{watch, Notify};
 
@@ -12,9 +16,9 @@ use crate::config::CoordinatorConfig;
 use crate::metrics;
 use crate::model::ModelInfo;
 use crate::plan::{plan, plan_faithfulness, JobPlan};
-use crate::reduce::{CurveReducer, JobReducer};
 use crate::scheduler::{FailureOutcome, JobRun, Recorded, Scheduler};
-use crate::store::{BatchRow, Store, StoredScores, COMBINED};
+use crate::store::{Store, StoredScores, COMBINED};
+use crate::sums::{Folded, JobSums};
 use crate::{Error, Result};
 
 pub struct Coordinator {
@@ -22,10 +26,18 @@ pub struct Coordinator {
     pub model: Arc<ModelInfo>,
     store: Store,
     sched: Mutex<Scheduler>,
-    /// Woken when batches become available.
+    /// Woken when units become available.
     work: Notify,
     /// Bumped on every change a watcher could see.
     changes: watch::Sender<u64>,
+    /// Units folded since the last group commit.
+    unsaved: AtomicU32,
+    /// Wakes the committer early, once `unsaved` reaches `config.commit_units`.
+    commit_now: Notify,
+    /// One group commit at a time, so snapshots reach the store in the order they were taken.
+    committing: tokio::sync::Mutex<()>,
+    /// Set by `close`: the committer stops.
+    closing: watch::Sender<bool>,
 }
 
 pub fn now_ms() -> i64 {
@@ -36,7 +48,7 @@ pub fn now_ms() -> i64 {
 
 impl Coordinator {
     /// Loads the model's identity, opens the store and resumes its unfinished jobs (their
-    /// stored batches are not computed again).
+    /// committed units are not computed again).
     pub async fn open(config: CoordinatorConfig) -> Result<Arc<Self>> {
         let dir = config.model_dir.clone();
         let model = Arc::new(tokio::task::spawn_blocking(move || ModelInfo::load(&dir)).await??);
@@ -49,9 +61,20 @@ impl Coordinator {
             store,
             work: Notify::new(),
             changes: watch::Sender::new(0),
+            unsaved: AtomicU32::new(0),
+            commit_now: Notify::new(),
+            committing: tokio::sync::Mutex::new(()),
+            closing: watch::Sender::new(false),
         });
         coord.resume().await?;
+        spawn_committer(coord.clone());
         Ok(coord)
+    }
+
+    /// Stops group commits after a last one, so that nothing folded is lost on a clean stop.
+    pub async fn close(&self) -> Result<()> {
+        self.closing.send_replace(true);
+        self.commit().await
     }
 
     async fn resume(&self) -> Result<()> {
@@ -82,17 +105,30 @@ impl Coordinator {
                 }
             };
             let id = job.id.clone();
-            let done = self.store.run(move |s| s.done_batches(&id)).await?;
+            let stored = self.store.run(move |s| s.progress(&id)).await?;
+            let sums = match stored {
+                None => Ok(JobSums::new(&planned)),
+                Some(p) => JobSums::restore(&planned, &job.id, &p.sums, &p.folded),
+            };
+            let sums = match sums {
+                Ok(s) => s,
+                Err(e) => {
+                    self.finish_unreduced(&mut status, v1::JobState::Failed, e.to_string())
+                        .await?;
+                    continue;
+                }
+            };
             let run = JobRun::new(
                 job.id.clone(),
                 job.label,
                 job.created_ms,
                 planned,
-                &done,
+                sums,
                 job.retried,
             );
             let complete = run.is_complete();
-            tracing::info!(job = %job.id, resumed = done.len(), total = run.plan.n_batches(), "resuming job");
+            let resumed = run.status().units_resumed;
+            tracing::info!(job = %job.id, resumed, total = run.plan.n_units(), "resuming job");
             self.lock().add_job(run);
             if complete {
                 self.finalize(&job.id).await?;
@@ -155,7 +191,7 @@ impl Coordinator {
     pub async fn submit(&self, req: v1::SubmitJobRequest) -> Result<(String, u32)> {
         let (planned, req) = self.plan_request(req).await?;
         let planned: JobPlan = planned?;
-        let total = planned.n_batches();
+        let total = planned.n_units();
         let created = now_ms();
         let fp = self.model.fingerprint.clone();
         let label = req.label.clone();
@@ -163,16 +199,17 @@ impl Coordinator {
             .store
             .run(move |s| s.insert_job(&req.label, &req, &fp, created))
             .await?;
+        let sums = JobSums::new(&planned);
         self.lock().add_job(JobRun::new(
             id.clone(),
             label,
             created,
             Arc::new(planned),
-            &[],
+            sums,
             0,
         ));
         metrics::job_submitted();
-        tracing::info!(job = %id, batches = total, "job queued");
+        tracing::info!(job = %id, units = total, "job queued");
         self.work.notify_waiters();
         self.changed();
         Ok((id, total))
@@ -268,127 +305,187 @@ impl Coordinator {
             })?;
         self.model.check_worker(model)?;
         let mut s = self.lock();
-        let id = s.register_worker(&hello.name, &hello.device, now_ms());
+        let id = s.register_worker(
+            &hello.name,
+            &hello.device,
+            hello.units_in_flight.max(1),
+            now_ms(),
+        );
         metrics::workers_connected(s.n_workers());
         Ok(id)
     }
 
-    /// Waits for the next batch for `worker`. Cancel-safe: a batch is leased only when this
+    /// Waits for the next unit for `worker`. Cancel-safe: a unit is leased only when this
     /// returns it.
-    pub async fn next_batch(&self, worker: &str) -> v1::BatchAssignment {
+    pub async fn next_unit(&self, worker: &str) -> (String, u32, Arc<JobPlan>) {
         loop {
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let leased = self.lock().assign(worker);
-            if let Some((job, batch, plan)) = leased {
+            if let Some(leased) = leased {
                 self.changed();
-                return plan
-                    .assignment(&job, batch)
-                    .expect("leased batches are in the plan");
+                return leased;
             }
             notified.await;
         }
     }
 
-    /// Stores a batch result, then counts it; reduces the job after its last batch.
-    pub async fn complete(&self, worker: &str, r: v1::BatchResult, seconds: f64) -> Result<()> {
-        let expected = self.lock().job(&r.job_id).map(|j| {
-            (
-                j.plan.result_len(r.batch),
-                j.plan.unit_prompts(r.batch, r.n_prompts),
-            )
-        });
-        let Some((expected, prompts)) = expected else {
-            self.lock()
-                .record_result(worker, &r.job_id, r.batch, r.n_prompts);
+    /// Folds a unit's result into its job's sums (once), counts it, and finishes the job
+    /// after its last unit.
+    pub async fn complete(&self, worker: &str, r: v1::UnitResult) -> Result<()> {
+        metrics::result_bytes(r.values.len() + 4 * r.clean_logit_diffs.len());
+        let found = {
+            let mut s = self.lock();
+            s.answered(worker, &r.job_id, r.unit);
+            s.job(&r.job_id).map(|j| (j.plan.clone(), j.sums.clone()))
+        };
+        let Some((plan, sums)) = found else {
             return Ok(()); // cancelled or finished meanwhile
         };
-        if r.scores.len() != expected {
-            let e = Error::ResultLength {
-                job: r.job_id.clone(),
-                batch: r.batch,
-                got: r.scores.len(),
-                expected,
-            };
-            return self
-                .fail_batch(worker, &r.job_id, r.batch, &e.to_string())
-                .await;
+        if plan.unit(r.unit).is_none() {
+            let e = format!("result for unit {} of a job of {}", r.unit, plan.n_units());
+            return self.fail_unit(worker, &r.job_id, r.unit, &e).await;
         }
-        let (job, batch) = (r.job_id.clone(), r.batch);
-        let row = BatchRow {
-            batch: r.batch,
-            scores: r.scores,
-            clean_logit_diff_sum: r.clean_logit_diff_sum,
-            n_prompts: r.n_prompts,
-        };
-        let (j, w) = (job.clone(), worker.to_string());
-        self.store.run(move |s| s.save_batch(&j, &row, &w)).await?;
-        let recorded = self.lock().record_result(worker, &job, batch, prompts);
-        if recorded != Recorded::Ignored {
-            metrics::batch_done(seconds, prompts);
+        let folded = lock(&sums).fold(&plan, r.unit, &r);
+        let job = r.job_id.as_str();
+        match folded {
+            Ok(f) => {
+                let recorded = self
+                    .lock()
+                    .record_result(worker, job, r.unit, f == Folded::New);
+                match recorded {
+                    Recorded::New { job_complete } => {
+                        metrics::unit_done(r.seconds, plan.unit_prompts(r.unit));
+                        if self.unsaved.fetch_add(1, Ordering::Relaxed) + 1
+                            >= self.config.commit_units
+                        {
+                            self.commit_now.notify_one();
+                        }
+                        self.changed();
+                        if job_complete {
+                            self.finalize(job).await?;
+                        }
+                    }
+                    Recorded::Ignored => {
+                        metrics::unit_duplicate();
+                        tracing::debug!(%worker, %job, unit = r.unit, "late duplicate ignored");
+                        self.changed();
+                    }
+                }
+                Ok(())
+            }
+            Err(e @ FoldError::NotFinite(_)) => {
+                // Computation is deterministic: another worker would give the same value.
+                let msg = format!("{}: {e}", describe_unit(&plan, r.unit));
+                self.fail_job(job, msg).await
+            }
+            Err(e @ FoldError::Length { .. }) => {
+                let msg = format!("result refused: {e}");
+                self.fail_unit(worker, job, r.unit, &msg).await
+            }
         }
-        self.changed();
-        if recorded == (Recorded::New { job_complete: true }) {
-            self.finalize(&job).await?;
-        }
-        Ok(())
     }
 
-    pub async fn fail_batch(&self, worker: &str, job: &str, batch: u32, error: &str) -> Result<()> {
-        metrics::batch_failed();
-        tracing::warn!(%worker, %job, batch, %error, "batch failed");
-        let outcome = self.lock().record_failure(worker, job, batch, error);
+    /// A worker could not compute `unit` (or sent a result that does not fit): it goes back
+    /// to the queue, or fails its job after `max_attempts`.
+    pub async fn fail_unit(&self, worker: &str, job: &str, unit: u32, error: &str) -> Result<()> {
+        metrics::unit_failed();
+        tracing::warn!(%worker, %job, unit, %error, "unit failed");
+        let outcome = {
+            let mut s = self.lock();
+            s.answered(worker, job, unit);
+            s.record_failure(job, unit, error)
+        };
         match outcome {
-            FailureOutcome::Retry => {
-                self.persist_retried(job).await?;
-                self.work.notify_waiters();
-            }
-            FailureOutcome::JobFailed(msg) => {
-                let removed = self.lock().remove(job);
-                if let Some(run) = removed {
-                    let mut status = run.status();
-                    self.finish_unreduced(&mut status, v1::JobState::Failed, msg)
-                        .await?;
-                }
-            }
+            FailureOutcome::Retry => self.work.notify_waiters(),
+            FailureOutcome::JobFailed(msg) => self.fail_job(job, msg).await?,
             FailureOutcome::Ignored => {}
         }
         self.changed();
         Ok(())
     }
 
-    /// `worker` left (disconnected, hung, drained): its batch goes back to the queue.
+    async fn fail_job(&self, job: &str, msg: String) -> Result<()> {
+        let removed = self.lock().remove(job);
+        if let Some(run) = removed {
+            // Keep what was computed: the last sums go to the store with the failure.
+            self.commit_job(&run.id, &run.sums, run.retried).await?;
+            let mut status = run.status();
+            self.finish_unreduced(&mut status, v1::JobState::Failed, msg)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `worker` left (disconnected, hung, drained): every unit it held goes back to the queue.
     pub async fn release_worker(&self, worker: &str) {
         let (requeued, n) = {
             let mut s = self.lock();
             (s.release_worker(worker), s.n_workers())
         };
         metrics::workers_connected(n);
-        if let Some(job) = requeued {
-            metrics::batch_retried();
-            tracing::warn!(%worker, %job, "worker left holding a batch; handing it out again");
-            if let Err(e) = self.persist_retried(&job).await {
-                tracing::error!(%job, error = %e, "cannot store the retry count");
-            }
+        for job in &requeued {
+            metrics::unit_retried();
+            tracing::warn!(%worker, %job, "worker left holding a unit; handing it out again");
+        }
+        if !requeued.is_empty() {
             self.work.notify_waiters();
         }
         self.changed();
     }
 
-    async fn persist_retried(&self, job: &str) -> Result<()> {
-        let retried = self.lock().job(job).map(|j| j.retried);
-        if let Some(n) = retried {
-            let j = job.to_string();
-            self.store.run(move |s| s.set_retried(&j, n)).await?;
+    /// One group commit: every running job's changed sums and folded set, a transaction per
+    /// job. Called by the committer (every `commit_interval`, or early after `commit_units`
+    /// folds) and when the coordinator stops.
+    pub async fn commit(&self) -> Result<()> {
+        let _one = self.committing.lock().await;
+        self.unsaved.store(0, Ordering::Relaxed);
+        let jobs: Vec<(String, Arc<Mutex<JobSums>>, u32)> = self
+            .lock()
+            .jobs()
+            .iter()
+            .map(|j| (j.id.clone(), j.sums.clone(), j.retried))
+            .collect();
+        for (id, sums, retried) in jobs {
+            self.commit_job(&id, &sums, retried).await?;
         }
         Ok(())
     }
 
-    /// Reduces a complete job from its stored batches, stores the scores and the final
-    /// status in one transaction, and retires the job.
+    async fn commit_job(&self, id: &str, sums: &Arc<Mutex<JobSums>>, retried: u32) -> Result<()> {
+        let Some(snap) = lock(sums).snapshot() else {
+            return Ok(());
+        };
+        let t0 = std::time::Instant::now();
+        let (job, saved) = (id.to_string(), snap.clone());
+        match self
+            .store
+            .run(move |s| s.save_progress(&job, &saved, retried))
+            .await
+        {
+            Ok(written) => {
+                if written {
+                    self.lock().record_commit(id, snap.units);
+                    metrics::commit(t0.elapsed().as_secs_f64(), &snap);
+                    self.changed();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                lock(sums).unsave(&snap); // the next commit tries again
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores a complete job's scores (or curve) and final status in one transaction, drops
+    /// its running state and retires it.
     async fn finalize(&self, id: &str) -> Result<()> {
-        let Some((plan, mut status)) = self.lock().job(id).map(|j| (j.plan.clone(), j.status()))
+        let Some((plan, sums, mut status)) = self
+            .lock()
+            .job(id)
+            .map(|j| (j.plan.clone(), j.sums.clone(), j.status()))
         else {
             return Ok(());
         };
@@ -396,25 +493,23 @@ impl Coordinator {
         let model = self.model.clone();
         status.state = v1::JobState::Done as i32;
         status.finished_unix_ms = now_ms();
+        status.units_committed = status.units_total;
         let final_status = status.clone();
         if plan.circuits.is_some() {
+            let curve = lock(&sums).curve(&plan);
             self.store
                 .run(move |s| {
-                    let mut reducer = CurveReducer::new(&plan);
-                    s.for_each_batch(&job, |row| reducer.add(&row))?;
-                    let curve = reducer.finish(&job)?;
                     let json = serde_json::to_string(&curve).expect("a curve serializes");
-                    s.finish_curve(&job, &curve.scores_from, &json, &final_status)
+                    s.finish_curve(&job, &curve.scores_from, &json, &final_status)?;
+                    s.release_free_pages()
                 })
                 .await?;
             self.retire(id, &status);
             return Ok(());
         }
+        let scores = lock(&sums).scores();
         self.store
             .run(move |s| {
-                let mut reducer = JobReducer::new(&plan);
-                s.for_each_batch(&job, |row| reducer.add(&row))?;
-                let scores = reducer.finish();
                 let meta = |d: Option<usize>, r: &attrib_proto::Reduced| -> ScoresMetadata {
                     plan.metadata(d, &model, r)
                 };
@@ -429,7 +524,8 @@ impl Coordinator {
                         rows.push((i as i64, meta(Some(i), r), plan.graph, r.scores.clone()));
                     }
                 }
-                s.finish_job(&job, &rows, &final_status)
+                s.finish_job(&job, &rows, &final_status)?;
+                s.release_free_pages()
             })
             .await?;
         self.retire(id, &status);
@@ -439,7 +535,7 @@ impl Coordinator {
     fn retire(&self, id: &str, status: &v1::JobStatus) {
         self.lock().remove(id);
         metrics::job_finished("done");
-        tracing::info!(job = %id, batches = status.batches_total, "job done");
+        tracing::info!(job = %id, units = status.units_total, "job done");
         self.changed();
     }
 
@@ -459,7 +555,8 @@ impl Coordinator {
         Err(Error::NoCurve(id.to_string()))
     }
 
-    /// Ends a job without scores (failed or cancelled), keeping a failed job's batch results.
+    /// Ends a job without scores (failed or cancelled). A failed job keeps its committed
+    /// sums; a cancelled one's are dropped.
     async fn finish_unreduced(
         &self,
         status: &mut v1::JobStatus,
@@ -470,13 +567,14 @@ impl Coordinator {
         status.error = error;
         status.finished_unix_ms = now_ms();
         let s = status.clone();
-        let keep_batches = state == v1::JobState::Failed;
+        let keep_sums = state == v1::JobState::Failed;
         self.store
             .run(move |store| {
-                if keep_batches {
+                if keep_sums {
                     store.fail_job(&s.job_id, &s)
                 } else {
-                    store.finish_job(&s.job_id, &[], &s)
+                    store.finish_job(&s.job_id, &[], &s)?;
+                    store.release_free_pages()
                 }
             })
             .await?;
@@ -487,4 +585,50 @@ impl Coordinator {
         self.changed();
         Ok(())
     }
+}
+
+/// Locks a job's sums; a panic while holding them cannot leave a half-folded unit (folds are
+/// all or nothing), so a poisoned lock is still good.
+fn lock(sums: &Mutex<JobSums>) -> MutexGuard<'_, JobSums> {
+    sums.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// "unit U (batches A..B of dataset NAME)", for messages.
+fn describe_unit(plan: &JobPlan, unit: u32) -> String {
+    match plan.unit(unit) {
+        Some(u) => {
+            let d = &plan.datasets[u.dataset];
+            format!(
+                "unit {unit} (batches {}..{} of dataset {:?})",
+                d.first_batch as usize + u.batches.start,
+                d.first_batch as usize + u.batches.end,
+                d.name
+            )
+        }
+        None => format!("unit {unit}"),
+    }
+}
+
+/// Group commits until the coordinator closes: every `commit_interval`, or as soon as
+/// `commit_units` units are folded.
+fn spawn_committer(coord: Arc<Coordinator>) {
+    tokio::spawn(async move {
+        let mut closing = coord.closing.subscribe();
+        loop {
+            let woken = coord.commit_now.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            // Reached while the last commit ran: go again at once.
+            if coord.unsaved.load(Ordering::Relaxed) < coord.config.commit_units {
+                tokio::select! {
+                    _ = tokio::time::sleep(coord.config.commit_interval) => {}
+                    _ = &mut woken => {}
+                    _ = closing.changed() => return,
+                }
+            }
+            if let Err(e) = coord.commit().await {
+                tracing::error!(error = %e, "group commit failed; will retry");
+            }
+        }
+    });
 }

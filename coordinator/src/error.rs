@@ -35,15 +35,6 @@ pub enum Error {
     },
     #[error("worker refused: it speaks protocol {got}, this coordinator speaks {expected}")]
     Protocol { got: i32, expected: i32 },
-    #[error(
-        "batch result for job {job} batch {batch} has {got} scores, the graph has {expected} edges"
-    )]
-    ResultLength {
-        job: String,
-        batch: u32,
-        got: usize,
-        expected: usize,
-    },
     #[error("the job was made with model {stored}, but this coordinator serves {current}")]
     ModelChanged { stored: String, current: String },
     #[error(transparent)]
@@ -79,8 +70,7 @@ impl From<Error> for Status {
             Error::NoSuchDataset { .. }
             | Error::InvalidRequest { .. }
             | Error::Dataset { .. }
-            | Error::Wire(_)
-            | Error::ResultLength { .. } => Status::invalid_argument(msg),
+            | Error::Wire(_) => Status::invalid_argument(msg),
             Error::ModelChanged { .. }
             | Error::Model(_)
             | Error::Tokenizer(_)

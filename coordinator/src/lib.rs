@@ -1,6 +1,8 @@
-//! attrib's coordinator: takes jobs over gRPC, splits them into batches, hands the batches to
-//! workers, and reduces their per-batch gradient sums in batch order (f64) into prune scores.
-//! State lives in SQLite. No tch: the coordinator never touches a tensor.
+//! attrib's coordinator: takes jobs over gRPC, cuts them into work units, keeps workers
+//! supplied with units, and folds their f32 sums exactly into one accumulator per dataset,
+//! rounded to prune scores once at the end. A running job's durable state (accumulators and
+//! the set of folded units) lives in SQLite, committed in groups. No tch: the coordinator
+//! never touches a tensor.
 
 pub mod client_service;
 pub mod config;
@@ -9,7 +11,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod plan;
-pub mod reduce;
+pub mod sums;
 pub mod scheduler;
 pub mod server;
 pub mod spawn;

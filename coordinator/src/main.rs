@@ -14,7 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 #[derive(Parser)]
 #[command(
     version,
-    about = "attrib's coordinator: jobs in, batches out to workers, scores reduced in batch order"
+    about = "attrib's coordinator: jobs in, work units out to workers, their sums folded exactly"
 )]
 struct Args {
     /// HF GPT-2 folder (config.json, model.safetensors, tokenizer.json); workers must hold the same model.
@@ -23,18 +23,31 @@ struct Args {
     /// gRPC listen address (port 0: any free port; see --ready-file).
     #[arg(long, default_value = "127.0.0.1:50051", env = "ATTRIB_LISTEN")]
     listen: SocketAddr,
-    /// SQLite database for jobs, batch results and scores (created if missing).
+    /// SQLite database for jobs, running sums and scores (created if missing).
     #[arg(long, default_value = "attrib.db", env = "ATTRIB_DB")]
     db: PathBuf,
     /// Shared token every RPC must carry (constant-time compared); unset = no token.
     #[arg(long, env = "ATTRIB_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Seconds a worker may hold one batch before it counts as hung and the batch moves on.
-    #[arg(long, default_value_t = 600, env = "ATTRIB_BATCH_TIMEOUT_SECS")]
-    batch_timeout_secs: u64,
-    /// Attempts per batch (worker errors) before its job fails.
+    /// Seconds a worker holding units may go without answering one before it counts as hung
+    /// and its units move on.
+    #[arg(
+        long,
+        default_value_t = 600,
+        alias = "batch-timeout-secs",
+        env = "ATTRIB_UNIT_TIMEOUT_SECS"
+    )]
+    unit_timeout_secs: u64,
+    /// Attempts per unit (worker errors) before its job fails.
     #[arg(long, default_value_t = 3, env = "ATTRIB_MAX_ATTEMPTS")]
     max_attempts: u32,
+    /// Group commit of running jobs' sums after this many folded units...
+    #[arg(long, default_value_t = 1000, env = "ATTRIB_COMMIT_UNITS")]
+    commit_units: u32,
+    /// ...or after this many milliseconds, whichever comes first. A restart recomputes at
+    /// most the units folded since the last commit.
+    #[arg(long, default_value_t = 1000, env = "ATTRIB_COMMIT_INTERVAL_MS")]
+    commit_interval_ms: u64,
     /// Largest client request in MiB (SubmitJob carries the prompt files).
     #[arg(long, default_value_t = 64, env = "ATTRIB_MAX_REQUEST_MIB")]
     max_request_mib: usize,
@@ -76,9 +89,11 @@ async fn main() -> anyhow::Result<()> {
     let mut config = CoordinatorConfig::new(&a.model, &a.db)
         .with_listen(a.listen)
         .with_token(a.token.clone())
-        .with_batch_timeout(Duration::from_secs(a.batch_timeout_secs.max(1)))
+        .with_unit_timeout(Duration::from_secs(a.unit_timeout_secs.max(1)))
         .with_max_request_bytes(a.max_request_mib << 20);
     config.max_attempts = a.max_attempts;
+    config.commit_units = a.commit_units.max(1);
+    config.commit_interval = Duration::from_millis(a.commit_interval_ms.max(1));
     let mut server = start(config)
         .await
         .with_context(|| format!("starting the coordinator for {}", a.model.display()))?;

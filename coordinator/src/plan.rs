@@ -1,14 +1,17 @@
-//! From a submitted job to its batches: parse and validate every dataset, tokenize and batch
-//! it exactly as `attrib-worker attribute` does, and number the batches across datasets.
-//! A faithfulness job re-plans its attribution job's datasets and takes their test batches,
-//! one work unit per test batch and group of circuits.
+//! From a submitted job to its work units: parse and validate every dataset, tokenize and
+//! batch it exactly as `attrib-worker attribute` does, cut each dataset's batches into units
+//! of K consecutive batches and number the units across datasets. A faithfulness job
+//! re-plans its attribution job's datasets and takes their test batches, one work unit per
+//! K test batches and group of circuits.
 //! Pure: no I/O, no state; the same request always gives the same plan (a restarted
-//! coordinator re-plans stored jobs and must find the same batches).
+//! coordinator re-plans stored jobs and must find the same units).
 
+use std::ops::Range;
 use std::path::Path;
 
 use attrib_datasets::{prepare, Batch, DatasetOptions, PromptFile};
 use attrib_proto::faithfulness::{circuits, edge_counts, logarithmic_counts, Circuit};
+use attrib_proto::units::{unit_ranges, Accumulator, FoldError};
 use attrib_proto::{
     v1, AttributionSettings, DataSettings, GraphShape, ModelRecord, Reduced, ScoresMetadata,
 };
@@ -25,13 +28,32 @@ pub struct PlannedDataset {
     pub files: Vec<String>,
     pub width: usize,
     pub seq_labels: Option<Vec<String>>,
-    /// Job-wide index of this dataset's first batch (work unit).
-    pub first_batch: u32,
-    /// One entry per work unit: a train batch, or for a faithfulness job a test batch once
-    /// per group of circuits.
+    /// Train batches, or a faithfulness job's test batches.
     pub batches: Vec<Batch>,
+    /// Job-wide index of this dataset's first batch.
+    pub first_batch: u32,
+    /// Job-wide index of this dataset's first unit.
+    pub first_unit: u32,
+    /// Its batches cut into units of K (times the circuit groups of a faithfulness job).
+    pub units: Vec<Range<usize>>,
     /// Distinct prompts the job uses from this dataset.
     pub prompts: u32,
+}
+
+impl PlannedDataset {
+    /// Units of this dataset (a faithfulness job repeats each batch range per circuit group).
+    pub fn n_units(&self, groups: usize) -> u32 {
+        (self.units.len() * groups) as u32
+    }
+}
+
+/// Where a unit is: its dataset, the batches it covers there, and for a faithfulness job
+/// its group of circuits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRef {
+    pub dataset: usize,
+    pub batches: Range<usize>,
+    pub group: Option<usize>,
 }
 
 /// What a faithfulness job evaluates.
@@ -67,6 +89,8 @@ pub struct JobPlan {
     /// One graph for every dataset, so that scores can be combined.
     pub graph: GraphShape,
     pub pad_id: i64,
+    /// K: batches per unit.
+    pub batches_per_unit: usize,
     /// `Some` for a faithfulness job.
     pub circuits: Option<CircuitPlan>,
 }
@@ -136,27 +160,17 @@ pub fn plan_faithfulness(
             n => n as usize,
         },
     };
-    let groups = circuit_plan.groups();
-    let mut first_batch = 0u32;
-    for d in &mut p.datasets {
-        if d.batches.is_empty() {
-            return Err(Error::InvalidRequest {
-                field: "faithfulness",
-                reason: format!(
-                    "dataset {:?} has no full test batch: test size {} < batch size {}",
-                    d.name, p.data.test_size, p.data.batch_size
-                ),
-            });
-        }
-        d.batches = d
-            .batches
-            .iter()
-            .flat_map(|b| std::iter::repeat_n(b.clone(), groups))
-            .collect();
-        d.first_batch = first_batch;
-        first_batch += d.batches.len() as u32;
+    if let Some(d) = p.datasets.iter().find(|d| d.batches.is_empty()) {
+        return Err(Error::InvalidRequest {
+            field: "faithfulness",
+            reason: format!(
+                "dataset {:?} has no full test batch: test size {} < batch size {}",
+                d.name, p.data.test_size, p.data.batch_size
+            ),
+        });
     }
     p.circuits = Some(circuit_plan);
+    p.number_units();
     Ok(p)
 }
 
@@ -188,8 +202,8 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         n_ctx: model.config.n_ctx,
         token_positions: settings.token_positions,
     };
+    let k = (data.batches_per_unit.max(1)) as usize;
     let mut datasets = Vec::with_capacity(req.datasets.len());
-    let mut first_batch = 0u32;
     for (i, spec) in req.datasets.iter().enumerate() {
         let name = match (spec.name.as_str(), spec.files.first()) {
             ("", Some(f)) => f.name.clone(),
@@ -221,10 +235,11 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             files: spec.files.iter().map(|f| f.name.clone()).collect(),
             width: prepared.width,
             seq_labels: prepared.seq_labels.clone(),
-            first_batch,
+            units: unit_ranges(batches.len(), k),
+            first_batch: 0,
+            first_unit: 0,
             batches,
         });
-        first_batch += datasets.last().map_or(0, |d| d.batches.len() as u32);
     }
     let graph_of = |d: &PlannedDataset| GraphShape {
         n_layers: model.config.n_layers,
@@ -242,86 +257,151 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
         });
     }
-    Ok(JobPlan {
+    let mut p = JobPlan {
         settings,
         data,
         datasets,
         graph,
         pad_id: model.tokenizer.bos_id(),
+        batches_per_unit: k,
         circuits: None,
-    })
+    };
+    p.number_units();
+    Ok(p)
 }
 
 impl JobPlan {
-    pub fn n_batches(&self) -> u32 {
-        self.datasets.iter().map(|d| d.batches.len() as u32).sum()
+    /// Circuit groups per batch range (1 for attribution).
+    fn groups(&self) -> usize {
+        self.circuits.as_ref().map_or(1, CircuitPlan::groups)
     }
 
-    /// The dataset holding job-wide batch `batch`, and the batch.
-    pub fn locate(&self, batch: u32) -> Option<(usize, &Batch)> {
+    /// Numbers batches and units across datasets, in dataset order.
+    fn number_units(&mut self) {
+        let groups = self.groups();
+        let (mut batch, mut unit) = (0u32, 0u32);
+        for d in &mut self.datasets {
+            d.first_batch = batch;
+            d.first_unit = unit;
+            batch += d.batches.len() as u32;
+            unit += d.n_units(groups);
+        }
+    }
+
+    pub fn n_units(&self) -> u32 {
+        let groups = self.groups();
+        self.datasets.iter().map(|d| d.n_units(groups)).sum()
+    }
+
+    /// Where job-wide unit `unit` is.
+    pub fn unit(&self, unit: u32) -> Option<UnitRef> {
+        let groups = self.groups();
         self.datasets.iter().enumerate().find_map(|(i, d)| {
-            let local = batch.checked_sub(d.first_batch)? as usize;
-            d.batches.get(local).map(|b| (i, b))
+            let local = unit.checked_sub(d.first_unit)? as usize;
+            let batches = d.units.get(local / groups)?.clone();
+            Some(UnitRef {
+                dataset: i,
+                batches,
+                group: self.circuits.as_ref().map(|_| local % groups),
+            })
         })
     }
 
-    /// For a faithfulness job: the test batch of unit `unit` (dataset, batch within the
-    /// dataset's test split) and its group of circuits.
-    pub fn unit(&self, unit: u32) -> Option<(usize, usize, usize)> {
-        let c = self.circuits.as_ref()?;
-        let (d, _) = self.locate(unit)?;
-        let local = (unit - self.datasets[d].first_batch) as usize;
-        Some((d, local / c.groups(), local % c.groups()))
-    }
-
-    /// Length of a unit's result vector.
-    pub fn result_len(&self, unit: u32) -> usize {
-        match (&self.circuits, self.unit(unit)) {
-            (Some(c), Some((_, _, g))) => c.group(g).len() + 1,
-            _ => self.graph.n_edges(),
-        }
-    }
-
     /// Prompts a unit adds to the job's progress (a test batch counts once, not per group).
-    pub fn unit_prompts(&self, unit: u32, n_prompts: u32) -> u32 {
+    pub fn unit_prompts(&self, unit: u32) -> u32 {
         match self.unit(unit) {
-            Some((_, _, g)) if g > 0 => 0,
-            _ => n_prompts,
+            Some(UnitRef {
+                group: Some(g), ..
+            }) if g > 0 => 0,
+            Some(u) => (u.batches.len() * self.data.batch_size as usize) as u32,
+            None => 0,
         }
     }
 
-    pub fn assignment(&self, job_id: &str, batch: u32) -> Option<v1::BatchAssignment> {
-        let (_, b) = self.locate(batch)?;
-        let circuits = self.circuits.as_ref().map(|c| {
-            let (_, _, g) = self.unit(batch).expect("units of a faithfulness plan");
-            v1::CircuitEval {
-                scores: c.scores.clone(),
-                circuits: c.circuits[c.group(g)]
-                    .iter()
-                    .map(|k| v1::CircuitThreshold {
-                        min_abs_score: k.threshold,
-                    })
-                    .collect(),
-            }
+    /// Fresh running sums: one accumulator per dataset (attribution), or one for the job's
+    /// circuits (faithfulness).
+    pub fn new_sums(&self) -> Vec<Accumulator> {
+        match &self.circuits {
+            Some(c) => vec![Accumulator::circuits(c.circuits.len())],
+            None => (0..self.datasets.len())
+                .map(|_| Accumulator::attribution(self.graph.n_edges()))
+                .collect(),
+        }
+    }
+
+    /// Folds unit `unit`'s result into `sums` (from `new_sums`); returns the accumulator it
+    /// changed. All or nothing: a refused result changes no sum.
+    pub fn fold(
+        &self,
+        sums: &mut [Accumulator],
+        unit: u32,
+        r: &v1::UnitResult,
+    ) -> Result<usize, FoldError> {
+        let u = self.unit(unit).expect("folded units belong to the plan");
+        let expected_prompts = u.batches.len() * self.data.batch_size as usize;
+        if r.clean_logit_diffs.len() != expected_prompts {
+            return Err(FoldError::Length {
+                what: "clean logit differences (one per prompt)",
+                got: r.clean_logit_diffs.len(),
+                expected: expected_prompts,
+            });
+        }
+        match (&self.circuits, u.group) {
+            (Some(c), Some(g)) => sums[0].fold_circuits(c.group(g), r).map(|_| 0),
+            _ => sums[u.dataset]
+                .fold_attribution(r)
+                .map(|_| u.dataset),
+        }
+    }
+
+    /// Unit `unit` as a worker gets it; a faithfulness unit carries the score vector only
+    /// when `with_scores` (the worker keeps it between units of the job).
+    pub fn assignment(
+        &self,
+        job_id: &str,
+        unit: u32,
+        with_scores: bool,
+    ) -> Option<v1::UnitAssignment> {
+        let u = self.unit(unit)?;
+        let d = &self.datasets[u.dataset];
+        let batches = &d.batches[u.batches.clone()];
+        let circuits = self.circuits.as_ref().map(|c| v1::CircuitEval {
+            scores: if with_scores {
+                c.scores.clone()
+            } else {
+                Vec::new()
+            },
+            circuits: c.circuits[c.group(u.group.expect("a faithfulness unit's group"))]
+                .iter()
+                .map(|k| v1::CircuitThreshold {
+                    min_abs_score: k.threshold,
+                })
+                .collect(),
         });
-        let ids = |v: &Vec<Vec<i64>>| {
-            v.iter()
+        let flat = |side: fn(&Batch) -> &Vec<i64>| {
+            batches.iter().flat_map(|b| side(b).iter().copied()).collect()
+        };
+        let ids = |side: fn(&Batch) -> &Vec<Vec<i64>>| {
+            batches
+                .iter()
+                .flat_map(|b| side(b).iter())
                 .map(|ids| v1::TokenIds { ids: ids.clone() })
                 .collect()
         };
-        Some(v1::BatchAssignment {
+        Some(v1::UnitAssignment {
             job_id: job_id.to_string(),
-            batch,
+            unit,
             settings: Some((&self.settings).into()),
-            batch_size: b.batch_size as u32,
-            width: b.width as u32,
-            clean: b.clean.clone(),
-            corrupt: b.corrupt.clone(),
-            answers: ids(&b.answers),
-            wrong_answers: ids(&b.wrong_answers),
+            batch_size: self.data.batch_size,
+            width: d.width as u32,
+            clean: flat(|b| &b.clean),
+            corrupt: flat(|b| &b.corrupt),
+            answers: ids(|b| &b.answers),
+            wrong_answers: ids(|b| &b.wrong_answers),
             pad_id: self.pad_id,
             prepend_bos: self.data.prepend_bos,
             circuits,
+            first_batch: d.first_batch + u.batches.start as u32,
         })
     }
 
@@ -350,6 +430,7 @@ impl JobPlan {
                 seed: self.data.seed,
                 width: chosen.iter().map(|d| d.width).max().unwrap_or(0),
                 seq_labels: chosen[0].seq_labels.clone(),
+                batches_per_unit: self.batches_per_unit,
             },
             model: ModelRecord {
                 path: model.dir.display().to_string(),
@@ -400,6 +481,7 @@ pub(crate) mod tests {
                 test_size: 0,
                 prepend_bos: true,
                 seed: 42,
+                batches_per_unit: 1,
             }),
             settings: Some(
                 (&AttributionSettings {
@@ -423,18 +505,40 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn batches_are_numbered_across_datasets() {
+    fn units_are_numbered_across_datasets() {
         let m = tiny_model();
         let p = plan(&request(4, 16, false, &[ioi_text(), ioi_text()]), &m).unwrap();
-        assert_eq!(p.n_batches(), 8);
-        assert_eq!(p.datasets[1].first_batch, 4);
-        let (d, b) = p.locate(5).unwrap();
-        assert_eq!((d, b.index), (1, 1));
-        assert!(p.locate(8).is_none());
-        let a = p.assignment("j", 5).unwrap();
+        assert_eq!(p.n_units(), 8);
+        assert_eq!((p.datasets[1].first_unit, p.datasets[1].first_batch), (4, 4));
+        let u = p.unit(5).unwrap();
+        assert_eq!((u.dataset, u.batches, u.group), (1, 1..2, None));
+        assert!(p.unit(8).is_none());
+        let a = p.assignment("j", 5, false).unwrap();
         assert_eq!(a.clean.len(), (a.batch_size * a.width) as usize);
-        assert_eq!(a.pad_id, 50256);
+        assert_eq!((a.pad_id, a.first_batch), (50256, 5));
         assert_eq!(p.datasets[0].name, "f0.json");
+    }
+
+    #[test]
+    fn units_hold_k_consecutive_batches_of_one_dataset() {
+        let m = tiny_model();
+        let mut req = request(4, 16, false, &[ioi_text(), ioi_text()]);
+        req.data.as_mut().unwrap().batches_per_unit = 3;
+        let p = plan(&req, &m).unwrap();
+        // 4 batches per dataset: units of 3 and 1, never across datasets.
+        assert_eq!(p.n_units(), 4);
+        assert_eq!(p.unit(1).unwrap().batches, 3..4);
+        assert_eq!(p.unit(2).unwrap(), UnitRef { dataset: 1, batches: 0..3, group: None });
+        assert_eq!((p.unit_prompts(2), p.unit_prompts(3)), (12, 4));
+        let a = p.assignment("j", 2, false).unwrap();
+        assert_eq!(a.clean.len(), (3 * a.batch_size * a.width) as usize);
+        assert_eq!((a.answers.len(), a.first_batch), (12, 4));
+        // The three batches, in order, are the K = 1 plan's batches 4, 5 and 6.
+        let one = plan(&request(4, 16, false, &[ioi_text(), ioi_text()]), &m).unwrap();
+        let joined: Vec<i64> = (4..7)
+            .flat_map(|u| one.assignment("j", u, false).unwrap().clean)
+            .collect();
+        assert_eq!(a.clean, joined);
     }
 
     pub fn faithfulness_request(job: &str, counts: &[u64], per_unit: u32) -> v1::SubmitJobRequest {
@@ -459,19 +563,21 @@ pub(crate) mod tests {
         let req = faithfulness_request("job-1", &[1, 5, 10], 3);
         let p = plan_faithfulness(&req, &source, &scores, graph, &m).unwrap();
         // circuits 0, 1, 5, 10, 110 in groups of 3: 2 groups; 2 test batches of 4.
-        assert_eq!(p.n_batches(), 4);
+        assert_eq!(p.n_units(), 4);
         assert_eq!(p.datasets[0].prompts, 8);
-        assert_eq!(p.unit(3), Some((0, 1, 1)));
-        assert_eq!((p.result_len(0), p.result_len(1)), (4, 3));
-        assert_eq!((p.unit_prompts(0, 4), p.unit_prompts(1, 4)), (4, 0));
-        let a = p.assignment("f", 1).unwrap();
+        let u = p.unit(3).unwrap();
+        assert_eq!((u.dataset, u.batches, u.group), (0, 1..2, Some(1)));
+        assert_eq!((p.unit_prompts(0), p.unit_prompts(1)), (4, 0));
+        let a = p.assignment("f", 1, true).unwrap();
         let c = a.circuits.unwrap();
         assert_eq!(c.scores.len(), graph.n_edges());
         let t: Vec<Option<f64>> = c.circuits.iter().map(|t| t.min_abs_score).collect();
         assert_eq!(t, vec![Some(100.0), Some(0.0)]); // k = 10: the 10th largest of 0..110
-                                                     // The unit's prompts are test prompts, not train prompts.
+        let again = p.assignment("f", 1, false).unwrap().circuits.unwrap();
+        assert!(again.scores.is_empty(), "the worker keeps the scores of a job");
+        // The unit's prompts are test prompts, not train prompts.
         let train = plan(&source, &m).unwrap();
-        assert_ne!(a.clean, train.assignment("t", 0).unwrap().clean);
+        assert_ne!(a.clean, train.assignment("t", 0, false).unwrap().clean);
         // Requests that cannot be planned say why.
         let e = plan_faithfulness(&req, &source, &scores[1..], graph, &m).unwrap_err();
         assert!(e.to_string().contains("do not fit"), "{e}");

@@ -1,14 +1,16 @@
-//! Which batch goes to which worker, and what each job has done: the coordinator's state as
+//! Which unit goes to which worker, and what each job has done: the coordinator's state as
 //! plain data with no I/O, so tests call it directly. Jobs are served in submission order and
-//! a job's batches lowest first; a batch whose worker leaves goes back to the front.
+//! a job's units lowest first; a worker holds up to its `units_in_flight` units at once, and
+//! every unit of a worker that leaves goes back to the front of the queue.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use attrib_proto::v1;
 
 use crate::plan::JobPlan;
+use crate::sums::JobSums;
 
 /// A job being computed.
 pub struct JobRun {
@@ -16,6 +18,8 @@ pub struct JobRun {
     pub label: String,
     pub created_ms: i64,
     pub plan: Arc<JobPlan>,
+    /// Its exact sums and folded units (the source of truth for what is counted).
+    pub sums: Arc<Mutex<JobSums>>,
     state: v1::JobState,
     done: Vec<bool>,
     pending: BTreeSet<u32>,
@@ -25,26 +29,29 @@ pub struct JobRun {
     pub retried: u32,
     resumed: u32,
     computed: u32,
+    committed: u32,
     started: Option<Instant>,
     last_result: Option<Instant>,
 }
 
 impl JobRun {
-    /// A job with the batches in `already_done` (batch, prompts) taken from the store.
+    /// A job whose `sums` may already hold units (resumed from the store).
     pub fn new(
         id: String,
         label: String,
         created_ms: i64,
         plan: Arc<JobPlan>,
-        already_done: &[(u32, u32)],
+        sums: JobSums,
         retried: u32,
     ) -> Self {
-        let n = plan.n_batches();
+        let n = plan.n_units();
+        let folded = sums.folded_units();
         let mut run = JobRun {
             id,
             label,
             created_ms,
             plan,
+            sums: Arc::new(Mutex::new(sums)),
             state: v1::JobState::Queued,
             done: vec![false; n as usize],
             pending: (0..n).collect(),
@@ -54,27 +61,29 @@ impl JobRun {
             retried,
             resumed: 0,
             computed: 0,
+            committed: 0,
             started: None,
             last_result: None,
         };
-        for &(batch, prompts) in already_done {
-            if run.mark_done(batch, prompts) {
+        for unit in folded {
+            if run.mark_done(unit) {
                 run.resumed += 1;
             }
         }
+        run.committed = run.resumed;
         if run.n_done > 0 {
             run.state = v1::JobState::Running;
         }
         run
     }
 
-    fn mark_done(&mut self, batch: u32, prompts: u32) -> bool {
-        match self.done.get_mut(batch as usize) {
+    fn mark_done(&mut self, unit: u32) -> bool {
+        match self.done.get_mut(unit as usize) {
             Some(d) if !*d => {
                 *d = true;
-                self.pending.remove(&batch);
+                self.pending.remove(&unit);
                 self.n_done += 1;
-                self.prompts_done += prompts as u64;
+                self.prompts_done += self.plan.unit_prompts(unit) as u64;
                 true
             }
             _ => false,
@@ -86,17 +95,18 @@ impl JobRun {
     }
 
     pub fn status(&self) -> v1::JobStatus {
+        let groups = self.plan.circuits.as_ref().map_or(1, |c| c.groups());
         let datasets = self
             .plan
             .datasets
             .iter()
             .map(|d| {
-                let range = d.first_batch as usize..d.first_batch as usize + d.batches.len();
+                let range = d.first_unit as usize..(d.first_unit + d.n_units(groups)) as usize;
                 v1::DatasetProgress {
                     name: d.name.clone(),
                     train_prompts: d.prompts,
-                    batches_total: d.batches.len() as u32,
-                    batches_done: self.done[range].iter().filter(|&&x| x).count() as u32,
+                    units_total: d.n_units(groups),
+                    units_done: self.done[range].iter().filter(|&&x| x).count() as u32,
                 }
             })
             .collect();
@@ -108,11 +118,11 @@ impl JobRun {
             job_id: self.id.clone(),
             label: self.label.clone(),
             state: self.state as i32,
-            batches_total: self.done.len() as u32,
-            batches_done: self.n_done,
-            batches_retried: self.retried,
-            batches_resumed: self.resumed,
-            batches_computed: self.computed,
+            units_total: self.done.len() as u32,
+            units_done: self.n_done,
+            units_retried: self.retried,
+            units_resumed: self.resumed,
+            units_computed: self.computed,
             prompts_done: self.prompts_done,
             datasets,
             error: String::new(),
@@ -131,6 +141,8 @@ impl JobRun {
                 .as_ref()
                 .map(|c| c.scores_job.clone())
                 .unwrap_or_default(),
+            batches_per_unit: self.plan.batches_per_unit as u32,
+            units_committed: self.committed,
         }
     }
 }
@@ -139,26 +151,28 @@ impl JobRun {
 pub struct WorkerEntry {
     pub name: String,
     pub device: String,
-    pub current: Option<(String, u32)>,
-    pub batches_done: u32,
+    /// Units it holds, oldest first.
+    pub held: Vec<(String, u32)>,
+    pub units_in_flight: u32,
+    pub units_done: u32,
     pub connected_ms: i64,
 }
 
 /// What a result did.
 #[derive(Debug, PartialEq)]
 pub enum Recorded {
-    /// Counted; `job_complete` when it was the job's last batch.
+    /// Counted; `job_complete` when it was the job's last unit.
     New { job_complete: bool },
-    /// The batch was already done, or its job is no longer active.
+    /// The unit was already done, or its job is no longer active.
     Ignored,
 }
 
 /// What a failure did.
 #[derive(Debug, PartialEq)]
 pub enum FailureOutcome {
-    /// The batch goes back to the queue.
+    /// The unit goes back to the queue.
     Retry,
-    /// The batch failed `max_attempts` times: the job fails.
+    /// The unit failed `max_attempts` times: the job fails.
     JobFailed(String),
     Ignored,
 }
@@ -188,18 +202,31 @@ impl Scheduler {
         self.jobs.iter().find(|j| j.id == id)
     }
 
+    fn job_mut(&mut self, id: &str) -> Option<&mut JobRun> {
+        self.jobs.iter_mut().find(|j| j.id == id)
+    }
+
     pub fn jobs(&self) -> &[JobRun] {
         &self.jobs
     }
 
-    /// Takes `id` out of the active jobs (finished, failed or cancelled). The batch a worker
-    /// holds for it is forgotten; its result will be ignored.
+    /// Takes `id` out of the active jobs (finished, failed or cancelled). Units workers hold
+    /// for it are forgotten; their results will be ignored.
     pub fn remove(&mut self, id: &str) -> Option<JobRun> {
         let i = self.jobs.iter().position(|j| j.id == id)?;
+        for w in self.workers.values_mut() {
+            w.held.retain(|(j, _)| j != id);
+        }
         Some(self.jobs.remove(i))
     }
 
-    pub fn register_worker(&mut self, name: &str, device: &str, now_ms: i64) -> String {
+    pub fn register_worker(
+        &mut self,
+        name: &str,
+        device: &str,
+        units_in_flight: u32,
+        now_ms: i64,
+    ) -> String {
         self.next_worker += 1;
         let id = format!("worker-{}", self.next_worker);
         self.workers.insert(
@@ -207,8 +234,9 @@ impl Scheduler {
             WorkerEntry {
                 name: name.to_string(),
                 device: device.to_string(),
-                current: None,
-                batches_done: 0,
+                held: Vec::new(),
+                units_in_flight: units_in_flight.max(1),
+                units_done: 0,
                 connected_ms: now_ms,
             },
         );
@@ -219,34 +247,41 @@ impl Scheduler {
         self.workers.len()
     }
 
-    /// The next batch for `worker`: the oldest active job's lowest pending batch.
+    /// The next unit for `worker` (the oldest active job's lowest pending unit), if it holds
+    /// fewer than its `units_in_flight`.
     pub fn assign(&mut self, worker: &str) -> Option<(String, u32, Arc<JobPlan>)> {
         let entry = self.workers.get_mut(worker)?;
-        if entry.current.is_some() {
+        if entry.held.len() >= entry.units_in_flight as usize {
             return None;
         }
         let job = self.jobs.iter_mut().find(|j| !j.pending.is_empty())?;
-        let batch = job.pending.pop_first()?;
+        let unit = job.pending.pop_first()?;
         job.state = v1::JobState::Running;
         job.started.get_or_insert_with(Instant::now);
-        entry.current = Some((job.id.clone(), batch));
-        Some((job.id.clone(), batch, job.plan.clone()))
+        entry.held.push((job.id.clone(), unit));
+        Some((job.id.clone(), unit, job.plan.clone()))
     }
 
-    /// A worker answered `batch` of `job`.
-    pub fn record_result(&mut self, worker: &str, job: &str, batch: u32, prompts: u32) -> Recorded {
+    /// `worker` answered `unit` of `job` (a result or a failure): it no longer holds it.
+    pub fn answered(&mut self, worker: &str, job: &str, unit: u32) {
         if let Some(w) = self.workers.get_mut(worker) {
-            if w.current.as_ref() == Some(&(job.to_string(), batch)) {
-                w.current = None;
+            if let Some(i) = w.held.iter().position(|(j, u)| j == job && *u == unit) {
+                w.held.remove(i);
             }
-            w.batches_done += 1;
         }
-        let Some(run) = self.jobs.iter_mut().find(|j| j.id == job) else {
+    }
+
+    /// A result of `unit` of `job` was folded (`new`) or found already folded.
+    pub fn record_result(&mut self, worker: &str, job: &str, unit: u32, new: bool) -> Recorded {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.units_done += 1;
+        }
+        let Some(run) = self.job_mut(job) else {
             return Recorded::Ignored;
         };
         run.computed += 1;
         run.last_result = Some(Instant::now());
-        if !run.mark_done(batch, prompts) {
+        if !new || !run.mark_done(unit) {
             return Recorded::Ignored;
         }
         Recorded::New {
@@ -254,48 +289,52 @@ impl Scheduler {
         }
     }
 
-    /// A worker could not compute `batch` of `job`.
-    pub fn record_failure(
-        &mut self,
-        worker: &str,
-        job: &str,
-        batch: u32,
-        error: &str,
-    ) -> FailureOutcome {
-        if let Some(w) = self.workers.get_mut(worker) {
-            w.current = None;
+    /// `units` more of `job` are committed to the store.
+    pub fn record_commit(&mut self, job: &str, units: u32) {
+        if let Some(run) = self.job_mut(job) {
+            run.committed += units;
         }
+    }
+
+    /// A worker could not compute `unit` of `job`.
+    pub fn record_failure(&mut self, job: &str, unit: u32, error: &str) -> FailureOutcome {
         let max = self.max_attempts;
-        let Some(run) = self.jobs.iter_mut().find(|j| j.id == job) else {
+        let Some(run) = self.job_mut(job) else {
             return FailureOutcome::Ignored;
         };
-        let Some(f) = run.failures.get_mut(batch as usize) else {
+        let Some(f) = run.failures.get_mut(unit as usize) else {
             return FailureOutcome::Ignored;
         };
         *f += 1;
         if *f >= max {
             return FailureOutcome::JobFailed(format!(
-                "batch {batch} failed {f} times; last error: {error}"
+                "unit {unit} failed {f} times; last error: {error}"
             ));
         }
-        if !run.done[batch as usize] {
-            run.pending.insert(batch);
+        if !run.done[unit as usize] {
+            run.pending.insert(unit);
             run.retried += 1;
         }
         FailureOutcome::Retry
     }
 
-    /// `worker` is gone: the batch it held goes back to the queue. Returns the job whose batch
-    /// was requeued.
-    pub fn release_worker(&mut self, worker: &str) -> Option<String> {
-        let (job, batch) = self.workers.remove(worker)?.current?;
-        let run = self.jobs.iter_mut().find(|j| j.id == job)?;
-        if run.done[batch as usize] {
-            return None;
+    /// `worker` is gone: every unit it held goes back to the queue. Returns the jobs whose
+    /// units were requeued, one entry per unit.
+    pub fn release_worker(&mut self, worker: &str) -> Vec<String> {
+        let Some(entry) = self.workers.remove(worker) else {
+            return Vec::new();
+        };
+        let mut requeued = Vec::new();
+        for (job, unit) in entry.held {
+            let Some(run) = self.job_mut(&job) else {
+                continue;
+            };
+            if !run.done[unit as usize] && run.pending.insert(unit) {
+                run.retried += 1;
+                requeued.push(job);
+            }
         }
-        run.pending.insert(batch);
-        run.retried += 1;
-        Some(job)
+        requeued
     }
 
     pub fn workers(&self) -> Vec<v1::WorkerInfo> {
@@ -305,10 +344,11 @@ impl Scheduler {
                 worker_id: id.clone(),
                 name: w.name.clone(),
                 device: w.device.clone(),
-                current_job: w.current.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
-                current_batch: w.current.as_ref().map(|c| c.1),
-                batches_done: w.batches_done,
+                current_job: w.held.first().map(|c| c.0.clone()).unwrap_or_default(),
+                current_units: w.held.iter().map(|c| c.1).collect(),
+                units_done: w.units_done,
                 connected_unix_ms: w.connected_ms,
+                units_in_flight: w.units_in_flight,
             })
             .collect()
     }
@@ -329,72 +369,77 @@ mod tests {
     use super::*;
     use crate::plan::tests::tiny_plan;
 
-    fn sched_with_job(n_batches_expected: u32) -> Scheduler {
+    fn sched_with_job(n_units_expected: u32) -> Scheduler {
         let plan = Arc::new(tiny_plan(4));
-        assert_eq!(plan.n_batches(), n_batches_expected);
+        assert_eq!(plan.n_units(), n_units_expected);
         let mut s = Scheduler::new(2);
-        s.add_job(JobRun::new("j".into(), String::new(), 0, plan, &[], 0));
+        let sums = JobSums::new(&plan);
+        s.add_job(JobRun::new("j".into(), String::new(), 0, plan, sums, 0));
         s
     }
 
     #[test]
-    fn a_departed_workers_batch_is_handed_out_again_first() {
+    fn workers_hold_up_to_their_units_and_a_departed_workers_units_come_first() {
         let mut s = sched_with_job(4);
-        let a = s.register_worker("a", "cpu", 0);
-        let b = s.register_worker("b", "cpu", 0);
+        let a = s.register_worker("a", "cpu", 2, 0);
+        let b = s.register_worker("b", "cpu", 1, 0);
         assert_eq!(s.assign(&a).unwrap().1, 0);
-        assert_eq!(s.assign(&b).unwrap().1, 1);
-        assert!(s.assign(&a).is_none(), "one batch per worker at a time");
-        assert_eq!(s.release_worker(&a).as_deref(), Some("j"));
+        assert_eq!(s.assign(&a).unwrap().1, 1);
+        assert!(s.assign(&a).is_none(), "a holds its 2 units");
+        assert_eq!(s.assign(&b).unwrap().1, 2);
+        assert!(s.assign(&b).is_none(), "b holds 1");
+        assert_eq!(s.workers()[0].current_units, vec![0, 1]);
+        assert_eq!(s.release_worker(&a), vec!["j".to_string(), "j".to_string()]);
+        s.answered(&b, "j", 2);
         assert_eq!(
-            s.record_result(&b, "j", 1, 4),
+            s.record_result(&b, "j", 2, true),
             Recorded::New {
                 job_complete: false
             }
         );
-        assert_eq!(s.assign(&b).unwrap().1, 0, "the released batch comes first");
+        assert_eq!(s.assign(&b).unwrap().1, 0, "the released units come first");
         let st = s.job("j").unwrap().status();
         assert_eq!(
-            (st.batches_done, st.batches_retried, st.prompts_done),
-            (1, 1, 4)
+            (st.units_done, st.units_retried, st.prompts_done),
+            (1, 2, 4)
         );
         assert_eq!(
-            s.record_result(&b, "j", 1, 4),
+            s.record_result(&b, "j", 2, true),
             Recorded::Ignored,
-            "duplicates count once"
+            "a unit counts once"
         );
     }
 
     #[test]
-    fn resumed_batches_are_not_handed_out_and_failures_are_bounded() {
+    fn resumed_units_are_not_handed_out_and_failures_are_bounded() {
         let plan = Arc::new(tiny_plan(4));
+        let mut sums = JobSums::new(&plan);
+        for u in [0, 2] {
+            let r = attrib_proto::v1::UnitResult {
+                values: attrib_proto::units::f32_le_bytes(&vec![1.0; plan.graph.n_edges()])
+                    .into(),
+                clean_logit_diffs: vec![0.5; 4],
+                ..Default::default()
+            };
+            sums.fold(&plan, u, &r).unwrap();
+        }
         let mut s = Scheduler::new(2);
-        s.add_job(JobRun::new(
-            "j".into(),
-            String::new(),
-            0,
-            plan,
-            &[(0, 4), (2, 4)],
-            0,
-        ));
-        let w = s.register_worker("w", "cpu", 0);
-        assert_eq!(s.job("j").unwrap().status().batches_resumed, 2);
+        s.add_job(JobRun::new("j".into(), String::new(), 0, plan, sums, 0));
+        let w = s.register_worker("w", "cpu", 1, 0);
+        let st = s.job("j").unwrap().status();
+        assert_eq!((st.units_resumed, st.units_committed), (2, 2));
         assert_eq!(s.assign(&w).unwrap().1, 1);
-        assert_eq!(s.record_failure(&w, "j", 1, "oom"), FailureOutcome::Retry);
+        s.answered(&w, "j", 1);
+        assert_eq!(s.record_failure("j", 1, "oom"), FailureOutcome::Retry);
         assert_eq!(s.assign(&w).unwrap().1, 1);
-        match s.record_failure(&w, "j", 1, "oom") {
+        s.answered(&w, "j", 1);
+        match s.record_failure("j", 1, "oom") {
             FailureOutcome::JobFailed(m) => assert!(
-                m.contains("batch 1 failed 2 times") && m.contains("oom"),
+                m.contains("unit 1 failed 2 times") && m.contains("oom"),
                 "{m}"
             ),
             other => panic!("{other:?}"),
         }
         assert_eq!(s.assign(&w).unwrap().1, 3);
-        assert_eq!(
-            s.record_result(&w, "j", 3, 4),
-            Recorded::New {
-                job_complete: false
-            }
-        );
     }
 }

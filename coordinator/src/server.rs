@@ -31,12 +31,15 @@ impl RunningCoordinator {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting calls and waits for the server to end.
+    /// Stops accepting calls, waits for the server to end, and commits what was folded.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        if let Err(e) = self.coord.close().await {
+            tracing::error!(error = %e, "last group commit failed");
+        }
     }
 
     /// Waits until the server ends by itself (an accept error); do not `stop` it afterwards.
@@ -79,6 +82,11 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
     .max_decoding_message_size(config.max_result_bytes);
     let (tx, rx) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
+        // Unit results are MBs and assignments small: no Nagle delay on the small ones, and
+        // HTTP/2 windows that let a result flow without waiting for window updates.
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(attrib_proto::HTTP2_STREAM_WINDOW))
+        .initial_connection_window_size(Some(attrib_proto::HTTP2_CONNECTION_WINDOW))
         .http2_keepalive_interval(Some(config.keepalive / 2))
         .http2_keepalive_timeout(Some(config.keepalive))
         // Health stays open without the token: load balancers and probes cannot send one,

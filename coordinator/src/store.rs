@@ -1,6 +1,9 @@
-//! Job state that survives a restart, in SQLite: each job's request, every batch result until
-//! the job's scores are reduced, the final scores (or faithfulness curve), and each finished
-//! job's last status.
+//! Job state that survives a restart, in SQLite: each job's request; a running job's exact
+//! accumulators and the set of units folded into them, replaced together at every group
+//! commit; the final scores (or faithfulness curve); and each finished job's last status.
+//! A job's state is O(edges), whatever its unit count. Pages freed by finished jobs go back
+//! to the file system (incremental auto-vacuum), and the write-ahead log is trimmed after
+//! checkpoints, so the file does not only grow.
 //! Synchronous; async callers go through `Store::run` (a blocking thread).
 
 use std::path::Path;
@@ -10,6 +13,7 @@ use attrib_proto::{v1, GraphShape, ScoresMetadata};
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::sums::Snapshot;
 use crate::{Error, Result};
 
 /// Index of the combined scores in the `scores` table.
@@ -31,13 +35,11 @@ pub struct StoredJob {
     pub retried: u32,
 }
 
-/// One batch's result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatchRow {
-    pub batch: u32,
-    pub scores: Vec<f64>,
-    pub clean_logit_diff_sum: f64,
-    pub n_prompts: u32,
+/// A running job's last committed state: its accumulators (index, bytes) and folded-unit
+/// bitmap, as `sums::Snapshot` wrote them.
+pub struct StoredProgress {
+    pub sums: Vec<(usize, Vec<u8>)>,
+    pub folded: Vec<u8>,
 }
 
 /// Reduced scores as stored.
@@ -46,6 +48,9 @@ pub struct StoredScores {
     pub graph: GraphShape,
     pub scores: Vec<f64>,
 }
+
+/// `PRAGMA user_version` of this layout. Version 0 stored one f64 vector per batch.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -59,14 +64,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     retried INTEGER NOT NULL DEFAULT 0,
     final_status BLOB
 );
-CREATE TABLE IF NOT EXISTS batch_results (
+CREATE TABLE IF NOT EXISTS accumulators (
     job_id TEXT NOT NULL,
-    batch INTEGER NOT NULL,
-    scores BLOB NOT NULL,
-    clean_logit_diff_sum REAL NOT NULL,
-    n_prompts INTEGER NOT NULL,
-    worker TEXT NOT NULL,
-    PRIMARY KEY (job_id, batch)
+    slot INTEGER NOT NULL,
+    sums BLOB NOT NULL,
+    PRIMARY KEY (job_id, slot)
+);
+CREATE TABLE IF NOT EXISTS progress (
+    job_id TEXT PRIMARY KEY,
+    folded BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS scores (
     job_id TEXT NOT NULL,
@@ -83,28 +89,61 @@ CREATE TABLE IF NOT EXISTS curves (
 );
 ";
 
-/// Drops a finished job's batch results and records its final status, committing `tx` (which
-/// holds the job's result rows): either the job is finished with its results, or nothing
-/// changed.
+/// Drops a job's running state and records its final status, committing `tx` (which may hold
+/// the job's results): either the job is finished with its results, or nothing changed.
 fn close_job(tx: rusqlite::Transaction<'_>, job: &str, status: &v1::JobStatus) -> Result<()> {
-    tx.execute("DELETE FROM batch_results WHERE job_id = ?1", [job])?;
-    tx.execute(
-        "UPDATE jobs SET state = ?1, final_status = ?2 WHERE id = ?3",
-        params![status.state().label(), status.encode_to_vec(), job],
-    )?;
+    drop_running_state(&tx, job)?;
+    set_final(&tx, job, status)?;
     tx.commit()?;
     Ok(())
 }
 
+fn drop_running_state(tx: &rusqlite::Transaction<'_>, job: &str) -> Result<()> {
+    tx.execute("DELETE FROM accumulators WHERE job_id = ?1", [job])?;
+    tx.execute("DELETE FROM progress WHERE job_id = ?1", [job])?;
+    Ok(())
+}
+
+fn set_final(tx: &rusqlite::Transaction<'_>, job: &str, status: &v1::JobStatus) -> Result<()> {
+    tx.execute(
+        "UPDATE jobs SET state = ?1, final_status = ?2 WHERE id = ?3",
+        params![status.state().label(), status.encode_to_vec(), job],
+    )?;
+    Ok(())
+}
+
 impl Store {
-    /// Opens (or creates) the database. WAL with synchronous=NORMAL: a committed batch
-    /// survives the coordinator process being killed.
+    /// Opens (or creates) the database. WAL with synchronous=NORMAL: a commit survives the
+    /// coordinator process being killed. A database of the per-batch layout is migrated:
+    /// its finished jobs keep their scores, its unfinished ones fail with a message (their
+    /// batch results cannot become exact unit sums).
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
+        // Before any table exists, so that a new file frees pages incrementally.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // After a checkpoint the WAL is cut back to this size instead of staying at its peak.
+        conn.pragma_update(None, "journal_size_limit", 1 << 20)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Corrupt {
+                job: "(database)".into(),
+                reason: format!(
+                    "layout version {version} is newer than this coordinator's {SCHEMA_VERSION}"
+                ),
+            });
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        let migrated = migrate_batch_results(&tx)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+        if migrated {
+            // A file made before incremental auto-vacuum gets it (and its space back) here.
+            conn.execute_batch("VACUUM")?;
+        }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -147,11 +186,63 @@ impl Store {
         Ok(id)
     }
 
-    pub fn set_retried(&self, job: &str, retried: u32) -> Result<()> {
-        self.conn().execute(
+    /// Commits a running job's snapshot and retry count in one transaction, unless the job
+    /// has finished meanwhile (its final state wins). Returns whether it was written.
+    pub fn save_progress(&self, job: &str, snap: &Snapshot, retried: u32) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let state: Option<String> = tx
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [job], |r| r.get(0))
+            .optional()?;
+        if state.as_deref().and_then(parse_state).is_none_or(|s| s.is_terminal()) {
+            return Ok(false);
+        }
+        for (slot, bytes) in &snap.sums {
+            tx.execute(
+                "INSERT OR REPLACE INTO accumulators (job_id, slot, sums) VALUES (?1, ?2, ?3)",
+                params![job, *slot as i64, bytes],
+            )?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO progress (job_id, folded) VALUES (?1, ?2)",
+            params![job, snap.folded],
+        )?;
+        tx.execute(
             "UPDATE jobs SET retried = ?1 WHERE id = ?2",
             params![retried, job],
         )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// A running job's last committed state, if it has one.
+    pub fn progress(&self, job: &str) -> Result<Option<StoredProgress>> {
+        let conn = self.conn();
+        let folded: Option<Vec<u8>> = conn
+            .query_row("SELECT folded FROM progress WHERE job_id = ?1", [job], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(folded) = folded else {
+            return Ok(None);
+        };
+        let mut stmt =
+            conn.prepare("SELECT slot, sums FROM accumulators WHERE job_id = ?1 ORDER BY slot")?;
+        let sums = stmt
+            .query_map([job], |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(StoredProgress { sums, folded }))
+    }
+
+    /// Returns pages freed by deleted rows to the file system: frees them, then checkpoints
+    /// the log into the main file, which shrinks, and cuts the log back.
+    pub fn release_free_pages(&self) -> Result<()> {
+        let conn = self.conn();
+        // The pragma frees pages as it is stepped: step it to the end.
+        let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
@@ -196,55 +287,8 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Stores one batch result. A second result for the same batch (a batch handed out
-    /// twice) is ignored: results are deterministic and the first one is kept.
-    pub fn save_batch(&self, job: &str, row: &BatchRow, worker: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO batch_results
-             (job_id, batch, scores, clean_logit_diff_sum, n_prompts, worker)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                job,
-                row.batch,
-                f64_bytes(&row.scores),
-                row.clean_logit_diff_sum,
-                row.n_prompts,
-                worker
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// (batch, prompts) of every stored result of `job`.
-    pub fn done_batches(&self, job: &str) -> Result<Vec<(u32, u32)>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT batch, n_prompts FROM batch_results WHERE job_id = ?1")?;
-        let rows = stmt.query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Visits `job`'s batch results in batch order, one at a time (memory stays at one row).
-    pub fn for_each_batch(&self, job: &str, mut f: impl FnMut(BatchRow)) -> Result<()> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT batch, scores, clean_logit_diff_sum, n_prompts FROM batch_results
-             WHERE job_id = ?1 ORDER BY batch",
-        )?;
-        let mut rows = stmt.query([job])?;
-        while let Some(r) = rows.next()? {
-            f(BatchRow {
-                batch: r.get(0)?,
-                scores: bytes_f64(&r.get::<_, Vec<u8>>(1)?),
-                clean_logit_diff_sum: r.get(2)?,
-                n_prompts: r.get(3)?,
-            });
-        }
-        Ok(())
-    }
-
-    /// Stores the reduced scores and the final status and drops the batch results, in one
-    /// transaction: either the job is done with its scores, or it still has every batch.
+    /// Stores the reduced scores and the final status and drops the running state, in one
+    /// transaction: either the job is done with its scores, or it still has its accumulators.
     pub fn finish_job(
         &self,
         job: &str,
@@ -269,8 +313,8 @@ impl Store {
         close_job(tx, job, status)
     }
 
-    /// Stores a faithfulness job's curve (JSON) and final status and drops its unit results,
-    /// in one transaction.
+    /// Stores a faithfulness job's curve (JSON) and final status and drops its running
+    /// state, in one transaction.
     pub fn finish_curve(
         &self,
         job: &str,
@@ -316,12 +360,13 @@ impl Store {
         })
     }
 
-    /// Marks a job failed, keeping its batch results (nothing computed is thrown away).
+    /// Marks a job failed, keeping its last committed accumulators (nothing computed is
+    /// thrown away).
     pub fn fail_job(&self, job: &str, status: &v1::JobStatus) -> Result<()> {
-        self.conn().execute(
-            "UPDATE jobs SET state = 'failed', final_status = ?1 WHERE id = ?2",
-            params![status.encode_to_vec(), job],
-        )?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        set_final(&tx, job, status)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -391,6 +436,36 @@ impl Store {
     }
 }
 
+/// Moves a per-batch database (layout 0) to this layout: its unfinished jobs fail, saying
+/// why, and its batch results go. Returns whether there was anything to migrate.
+fn migrate_batch_results(tx: &rusqlite::Transaction<'_>) -> Result<bool> {
+    let old: bool = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'batch_results'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !old {
+        return Ok(false);
+    }
+    let unfinished: Vec<(String, Vec<u8>)> = tx
+        .prepare("SELECT id, request FROM jobs WHERE state IN ('queued', 'running')")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, _) in &unfinished {
+        let status = v1::JobStatus {
+            job_id: id.clone(),
+            state: v1::JobState::Failed as i32,
+            error: "made by an older attrib that stored per-batch results; resubmit it".into(),
+            finished_unix_ms: crate::coordinator::now_ms(),
+            ..Default::default()
+        };
+        set_final(tx, id, &status)?;
+    }
+    tx.execute_batch("DROP TABLE batch_results")?;
+    tracing::warn!(failed = unfinished.len(), "migrated a per-batch database");
+    Ok(true)
+}
+
 fn parse_state(s: &str) -> Option<v1::JobState> {
     [
         v1::JobState::Queued,
@@ -403,7 +478,7 @@ fn parse_state(s: &str) -> Option<v1::JobState> {
     .find(|st| st.label() == s)
 }
 
-/// Little-endian f64s: exact, so stored results reduce to the same bits.
+/// Little-endian f64s: exact, so stored scores read back to the same bits.
 fn f64_bytes(v: &[f64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -418,8 +493,24 @@ fn bytes_f64(b: &[u8]) -> Vec<f64> {
 mod tests {
     use super::*;
 
+    fn status(id: &str, state: v1::JobState) -> v1::JobStatus {
+        v1::JobStatus {
+            job_id: id.into(),
+            state: state as i32,
+            ..Default::default()
+        }
+    }
+
+    fn snapshot(bytes: u8, folded: u8) -> Snapshot {
+        Snapshot {
+            sums: vec![(0, vec![bytes; 100_000]), (2, vec![bytes; 10])],
+            folded: vec![folded],
+            units: 1,
+        }
+    }
+
     #[test]
-    fn batches_survive_reopening_and_reduce_in_order() {
+    fn progress_survives_reopening_and_finished_jobs_give_their_space_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
         let store = Store::open(&path).unwrap();
@@ -429,29 +520,78 @@ mod tests {
         };
         let id = store.insert_job("x", &req, "fp", 1).unwrap();
         assert_eq!(id, "job-000001");
-        let row = |batch, v: f64| BatchRow {
-            batch,
-            scores: vec![v, -v, f64::MIN_POSITIVE],
-            clean_logit_diff_sum: v,
-            n_prompts: 2,
-        };
-        store.save_batch(&id, &row(1, 0.25), "w").unwrap();
-        store.save_batch(&id, &row(0, 1.0 / 3.0), "w").unwrap();
-        store.save_batch(&id, &row(1, 9.0), "w").unwrap(); // duplicate: first kept
+        assert!(store.progress(&id).unwrap().is_none());
+        assert!(store.save_progress(&id, &snapshot(1, 0b01), 3).unwrap());
+        // A later commit replaces the accumulators it names and the folded set.
+        let mut later = snapshot(2, 0b11);
+        later.sums.truncate(1);
+        assert!(store.save_progress(&id, &later, 4).unwrap());
         drop(store);
         let store = Store::open(&path).unwrap();
         let jobs = store.jobs().unwrap();
-        assert_eq!(
-            (jobs[0].id.as_str(), jobs[0].state),
-            (id.as_str(), v1::JobState::Queued)
+        assert_eq!((jobs[0].state, jobs[0].retried), (v1::JobState::Queued, 4));
+        let p = store.progress(&id).unwrap().unwrap();
+        assert_eq!(p.folded, vec![0b11]);
+        assert_eq!(p.sums, vec![(0, vec![2; 100_000]), (2, vec![1; 10])]);
+        let size = || std::fs::metadata(&path).unwrap().len();
+        store.release_free_pages().unwrap(); // everything in the main file
+        let running = size();
+        assert!(running > 100_000, "{running}");
+        store.finish_job(&id, &[], &status(&id, v1::JobState::Done)).unwrap();
+        store.release_free_pages().unwrap();
+        assert!(store.progress(&id).unwrap().is_none());
+        assert!(
+            size() + 90_000 <= running,
+            "the 100 kB accumulator's pages went back: {running} -> {} bytes",
+            size()
         );
-        let mut seen = Vec::new();
-        store.for_each_batch(&id, |r| seen.push(r)).unwrap();
-        assert_eq!(seen, vec![row(0, 1.0 / 3.0), row(1, 0.25)]);
+        // A finished job's state is not overwritten by a late commit.
+        assert!(!store.save_progress(&id, &snapshot(3, 1), 0).unwrap());
+        assert!(store.progress(&id).unwrap().is_none());
         assert!(matches!(
             store.final_status("nope"),
             Err(Error::UnknownJob(_))
         ));
-        assert_eq!(store.final_status(&id).unwrap(), None);
+    }
+
+    #[test]
+    fn a_per_batch_database_is_migrated_without_losing_scores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                   label TEXT NOT NULL, state TEXT NOT NULL, request BLOB NOT NULL,
+                   model_fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL,
+                   retried INTEGER NOT NULL DEFAULT 0, final_status BLOB);
+                 CREATE TABLE batch_results (job_id TEXT, batch INTEGER, scores BLOB,
+                   clean_logit_diff_sum REAL, n_prompts INTEGER, worker TEXT);
+                 CREATE TABLE scores (job_id TEXT NOT NULL, dataset INTEGER NOT NULL,
+                   metadata TEXT NOT NULL, graph BLOB NOT NULL, scores BLOB NOT NULL,
+                   PRIMARY KEY (job_id, dataset));
+                 INSERT INTO jobs (id, label, state, request, model_fingerprint, created_ms)
+                   VALUES ('job-000001', '', 'done', x'', 'fp', 1),
+                          ('job-000002', '', 'running', x'', 'fp', 2);
+                 INSERT INTO scores VALUES ('job-000001', -1, '{}', x'', x'0000000000000000');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let jobs = store.jobs().unwrap();
+        assert_eq!(jobs[0].state, v1::JobState::Done);
+        assert_eq!(jobs[1].state, v1::JobState::Failed);
+        let st = store.final_status("job-000002").unwrap().unwrap();
+        assert!(st.error.contains("resubmit"), "{}", st.error);
+        let n: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM scores", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        let mode: i64 = store
+            .conn()
+            .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2, "incremental auto-vacuum after the migration");
     }
 }

@@ -1,11 +1,13 @@
 //! The worker-facing `attrib.v1.WorkerGateway` service: one session per connected worker.
-//! A session hands out one batch at a time and waits for its answer; whatever ends the
-//! session (disconnect, a hung worker's timeout, draining) releases the batch it held.
+//! A session keeps the worker supplied with up to its `units_in_flight` units and takes the
+//! answers in any order; whatever ends the session (disconnect, a hung worker's timeout,
+//! draining) releases every unit it held.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
+use attrib_proto::units::KeptScores;
 use attrib_proto::v1;
 use attrib_proto::v1::coordinator_message::Msg as Out;
 use attrib_proto::v1::worker_gateway_server::WorkerGateway;
@@ -49,7 +51,7 @@ impl WorkerGateway for WorkerService {
                 return Err(e.into());
             }
         };
-        tracing::info!(%worker, name = %hello.name, device = %hello.device, "worker joined");
+        tracing::info!(%worker, name = %hello.name, device = %hello.device, units_in_flight = hello.units_in_flight, "worker joined");
         let (tx, rx) = mpsc::channel(2);
         let welcome = v1::CoordinatorMessage {
             msg: Some(Out::Welcome(v1::Welcome {
@@ -60,8 +62,9 @@ impl WorkerGateway for WorkerService {
             .await
             .map_err(|_| Status::cancelled("worker left"))?;
         let coord = self.coord.clone();
+        let in_flight = hello.units_in_flight.max(1) as usize;
         tokio::spawn(async move {
-            let why = serve_worker(&coord, &worker, &mut inbound, &tx).await;
+            let why = serve_worker(&coord, &worker, in_flight, &mut inbound, &tx).await;
             tracing::info!(%worker, reason = why, "worker session ended");
             coord.release_worker(&worker).await;
         });
@@ -75,75 +78,75 @@ impl WorkerGateway for WorkerService {
 async fn serve_worker(
     coord: &Coordinator,
     worker: &str,
+    in_flight: usize,
     inbound: &mut Streaming<v1::WorkerMessage>,
     tx: &Outbound,
 ) -> &'static str {
+    let mut held: HashSet<(String, u32)> = HashSet::new();
+    // Faithfulness jobs whose score vector this worker keeps (it mirrors the same rule).
+    let mut kept: KeptScores<()> = KeptScores::default();
     let mut draining = false;
+    // Hung: holding units and answering none for the unit timeout.
+    let timeout = coord.config.unit_timeout;
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
     loop {
-        if draining {
+        if draining && held.is_empty() {
             return "worker drained";
         }
-        // Idle: wait for work while watching for the worker leaving.
-        let batch = tokio::select! {
-            b = coord.next_batch(worker) => b,
-            m = inbound.message() => match m {
-                Ok(Some(v1::WorkerMessage { msg: Some(In::Draining(_)) })) => return "worker drained",
-                Ok(Some(_)) => return "protocol error: a message while idle",
-                Ok(None) | Err(_) => return "worker disconnected",
-            },
-            _ = tx.closed() => return "worker disconnected",
-        };
-        let (job, index) = (batch.job_id.clone(), batch.batch);
-        let sent = Instant::now();
-        if tx
-            .send(Ok(v1::CoordinatorMessage {
-                msg: Some(Out::Batch(batch)),
-            }))
-            .await
-            .is_err()
-        {
-            return "worker disconnected";
-        }
-        // Busy: wait for the answer, at most the batch timeout.
-        let deadline = tokio::time::sleep(coord.config.batch_timeout);
-        tokio::pin!(deadline);
-        loop {
-            let msg = tokio::select! {
-                m = inbound.message() => m,
-                _ = &mut deadline => {
-                    tracing::warn!(%worker, %job, batch = index, "worker hung past the batch timeout");
-                    let _ = tx.send(Err(Status::deadline_exceeded("batch timeout: session closed"))).await;
-                    return "batch timeout";
+        tokio::select! {
+            (job, unit, plan) = coord.next_unit(worker), if !draining && held.len() < in_flight => {
+                let with_scores = plan.circuits.is_some() && kept.get(&job).is_none();
+                let Some(a) = plan.assignment(&job, unit, with_scores) else {
+                    return "internal error: a leased unit is not in its plan";
+                };
+                if with_scores {
+                    kept.keep(&job, ());
                 }
-            };
-            match msg {
-                Ok(Some(v1::WorkerMessage {
-                    msg: Some(In::Result(r)),
-                })) if r.job_id == job && r.batch == index => {
-                    if let Err(e) = coord
-                        .complete(worker, r, sent.elapsed().as_secs_f64())
-                        .await
-                    {
-                        tracing::error!(%worker, %job, batch = index, error = %e, "cannot record a result");
-                        return "result not recorded";
-                    }
-                    break;
+                if held.is_empty() {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
                 }
-                Ok(Some(v1::WorkerMessage {
-                    msg: Some(In::Failure(f)),
-                })) if f.job_id == job && f.batch == index => {
-                    if let Err(e) = coord.fail_batch(worker, &job, index, &f.error).await {
-                        tracing::error!(%worker, error = %e, "cannot record a failure");
-                        return "failure not recorded";
-                    }
-                    break;
+                held.insert((job, unit));
+                let msg = v1::CoordinatorMessage { msg: Some(Out::Unit(a)) };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return "worker disconnected";
                 }
-                Ok(Some(v1::WorkerMessage {
-                    msg: Some(In::Draining(_)),
-                })) => draining = true,
-                Ok(Some(_)) => return "protocol error: an answer to another batch",
-                Ok(None) | Err(_) => return "worker disconnected mid-batch",
             }
+            m = inbound.message() => {
+                let answered = match m {
+                    Ok(Some(v1::WorkerMessage { msg: Some(In::Result(r)) })) => {
+                        // A result for a unit this session does not hold is a late one (its
+                        // worker finished it after an earlier session ended): folded unless
+                        // the unit is folded already.
+                        held.remove(&(r.job_id.clone(), r.unit));
+                        coord.complete(worker, r).await
+                    }
+                    Ok(Some(v1::WorkerMessage { msg: Some(In::Failure(f)) })) => {
+                        if !held.remove(&(f.job_id.clone(), f.unit)) {
+                            tracing::debug!(%worker, job = %f.job_id, unit = f.unit, "failure of a unit it does not hold ignored");
+                            continue;
+                        }
+                        coord.fail_unit(worker, &f.job_id, f.unit, &f.error).await
+                    }
+                    Ok(Some(v1::WorkerMessage { msg: Some(In::Draining(_)) })) => {
+                        draining = true;
+                        continue;
+                    }
+                    Ok(Some(_)) => return "protocol error: an unexpected message",
+                    Ok(None) | Err(_) => return "worker disconnected",
+                };
+                if let Err(e) = answered {
+                    tracing::error!(%worker, error = %e, "cannot record an answer");
+                    return "answer not recorded";
+                }
+                deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+            }
+            _ = &mut deadline, if !held.is_empty() => {
+                tracing::warn!(%worker, units = held.len(), "worker hung past the unit timeout");
+                let _ = tx.send(Err(Status::deadline_exceeded("unit timeout: session closed"))).await;
+                return "unit timeout";
+            }
+            _ = tx.closed() => return "worker disconnected",
         }
     }
 }

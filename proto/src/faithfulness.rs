@@ -75,8 +75,9 @@ pub struct CurvePoint {
     pub n_edges: usize,
     /// Smallest kept |score|; `null` for the empty circuit.
     pub threshold: Option<f64>,
-    /// Mean over test batches of the batch mean logit difference, the circuit kept clean and
-    /// every other edge patched with the corrupt prompt's activations.
+    /// Mean over the test prompts of the logit difference, the circuit kept clean and every
+    /// other edge patched with the corrupt prompt's activations (AutoCircuit's mean of batch
+    /// means: test batches are all full).
     pub mean_logit_diff: f64,
     /// `(mean − corrupt) / (clean − corrupt)`: 1 keeps the whole clean behaviour, 0 none.
     pub fraction_of_gap: f64,
@@ -97,67 +98,6 @@ pub struct FaithfulnessCurve {
     /// Unpatched model on the corrupt test prompts.
     pub corrupt_logit_diff: f64,
     pub points: Vec<CurvePoint>,
-}
-
-/// Per-batch sums a worker returns for the circuits of one work unit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CircuitBatchSums {
-    /// Σ over the batch's prompts of the logit difference, per circuit.
-    pub circuit: Vec<f64>,
-    pub clean: f64,
-    pub corrupt: f64,
-    pub n_prompts: usize,
-}
-
-/// Mean of batch means, in batch order (AutoCircuit's `measure_answer_diff`).
-pub fn mean_of_batch_means(batches: &[(f64, usize)]) -> f64 {
-    let sum: f64 = batches.iter().map(|&(s, n)| s / n.max(1) as f64).sum();
-    sum / batches.len().max(1) as f64
-}
-
-impl FaithfulnessCurve {
-    /// Builds the curve from per-batch sums in batch order (`batches[b]` covers every circuit).
-    pub fn from_batches(
-        scores_from: String,
-        total_edges: usize,
-        circuits: &[Circuit],
-        batches: &[CircuitBatchSums],
-    ) -> Self {
-        let mean = |f: &dyn Fn(&CircuitBatchSums) -> f64| {
-            mean_of_batch_means(
-                &batches
-                    .iter()
-                    .map(|b| (f(b), b.n_prompts))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let clean = mean(&|b| b.clean);
-        let corrupt = mean(&|b| b.corrupt);
-        let points = circuits
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let m = mean(&|b| b.circuit[i]);
-                CurvePoint {
-                    requested_edges: c.requested,
-                    n_edges: c.n_edges,
-                    threshold: c.threshold,
-                    mean_logit_diff: m,
-                    fraction_of_gap: (m - corrupt) / (clean - corrupt),
-                }
-            })
-            .collect();
-        FaithfulnessCurve {
-            scores_from,
-            split: "test".into(),
-            patch: "tree (resample from corrupt)".into(),
-            n_prompts: batches.iter().map(|b| b.n_prompts).sum(),
-            total_edges,
-            clean_logit_diff: clean,
-            corrupt_logit_diff: corrupt,
-            points,
-        }
-    }
 }
 
 impl std::fmt::Display for FaithfulnessCurve {
@@ -226,30 +166,6 @@ mod tests {
         assert_eq!((c[3].threshold, c[3].n_edges), (Some(0.2), 4)); // two tie at 0.2
         assert_eq!((c[4].threshold, c[4].n_edges), (Some(0.0), 5));
         assert!(c[4].keeps(0.0) && !c[0].keeps(1e9) && !c[2].keeps(0.2));
-    }
-
-    #[test]
-    fn curve_is_a_mean_of_batch_means_with_gap_fractions() {
-        let cs = circuits(&[1.0, 2.0], &[0, 1, 2]);
-        let b = |c: [f64; 3], n| CircuitBatchSums {
-            circuit: c.to_vec(),
-            clean: c[2],
-            corrupt: c[0],
-            n_prompts: n,
-        };
-        let curve = FaithfulnessCurve::from_batches(
-            "x".into(),
-            2,
-            &cs,
-            &[b([0.0, 1.0, 4.0], 2), b([0.0, 3.0, 4.0], 4)],
-        );
-        // batch means: clean (2 + 1)/2 = 1.5, corrupt 0, k=1 (0.5 + 0.75)/2 = 0.625
-        assert_eq!(curve.clean_logit_diff, 1.5);
-        assert_eq!(curve.points[1].mean_logit_diff, 0.625);
-        assert_eq!(curve.points[1].fraction_of_gap, 0.625 / 1.5);
-        assert_eq!(curve.points[0].fraction_of_gap, 0.0);
-        assert_eq!(curve.points[2].fraction_of_gap, 1.0);
-        assert_eq!(curve.n_prompts, 6);
     }
 
     #[test]

@@ -2,16 +2,17 @@
 //! index math, the attribution settings, and the scores file. The order of a flat score
 //! vector is part of the protocol, so it lives here and nowhere else. No tch, no tensors.
 
+pub mod exact;
 pub mod faithfulness;
 pub mod scores;
 pub mod settings;
 pub mod topology;
+pub mod units;
 
 pub use faithfulness::{CurvePoint, FaithfulnessCurve};
-pub use scores::{
-    sum_in_batch_order, BatchOrderSum, DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile,
-    ScoresMetadata,
-};
+pub use exact::ExactSum;
+pub use scores::{DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile, ScoresMetadata};
+pub use units::Accumulator;
 pub use settings::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, SettingsError};
 pub use topology::{DestKind, DestModule, Edge, GraphShape, NamedEdge, TopologyError};
 
@@ -26,5 +27,10 @@ pub mod v1 {
     tonic::include_proto!("attrib.v1");
 }
 
+/// HTTP/2 flow-control windows of worker sessions, both ends: a token-wise GPT-2-small unit
+/// result is ~2 MB, and several are in flight per connection.
+pub const HTTP2_STREAM_WINDOW: u32 = 16 << 20;
+pub const HTTP2_CONNECTION_WINDOW: u32 = 64 << 20;
+
 /// The protocol version this build speaks (`v1::ProtocolVersion`).
-pub const PROTOCOL_VERSION: v1::ProtocolVersion = v1::ProtocolVersion::ProtocolVersion1;
+pub const PROTOCOL_VERSION: v1::ProtocolVersion = v1::ProtocolVersion::ProtocolVersion2;

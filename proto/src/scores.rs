@@ -1,78 +1,17 @@
-//! The result of an attribution: the scores file every role writes and reads, and the one
-//! reduction of per-batch gradient sums that makes results independent of who computed them.
+//! The result of an attribution: the scores file every role writes and reads. The reduction
+//! that produces the scores is `units::Accumulator`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::settings::AttributionSettings;
 use crate::topology::GraphShape;
 
-/// Sums per-batch score vectors in batch order, in f64. Every path that produces final
-/// scores (one process or a cluster) reduces through `BatchOrderSum`, so they agree bit for bit.
-pub fn sum_in_batch_order<'a>(batches: impl IntoIterator<Item = (usize, &'a [f64])>) -> Vec<f64> {
-    let mut sorted: Vec<(usize, &[f64])> = batches.into_iter().collect();
-    sorted.sort_by_key(|&(i, _)| i);
-    let mut sum = BatchOrderSum::default();
-    for (i, s) in sorted {
-        sum.add(i, s, 0.0, 0);
-    }
-    sum.finish().scores
-}
-
-/// Final scores and the mean clean logit difference of the summed batches.
+/// Final scores and the mean clean logit difference of the summed units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reduced {
     pub scores: Vec<f64>,
     pub clean_logit_diff: f64,
     pub n_prompts: usize,
-}
-
-/// The one reduction, fed one batch at a time so results too large to hold at once can be
-/// streamed from a store: batches must arrive in increasing batch order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BatchOrderSum {
-    scores: Vec<f64>,
-    clean_logit_diff_sum: f64,
-    n_prompts: usize,
-    last: Option<usize>,
-}
-
-impl BatchOrderSum {
-    /// Adds batch `index`: its per-edge gradient sums, the sum of its prompts' clean logit
-    /// differences, and its prompt count.
-    pub fn add(
-        &mut self,
-        index: usize,
-        scores: &[f64],
-        clean_logit_diff_sum: f64,
-        n_prompts: usize,
-    ) {
-        assert!(
-            self.last.is_none_or(|l| l < index),
-            "batches are added in increasing order"
-        );
-        if self.last.is_none() {
-            self.scores = vec![0.0; scores.len()];
-        }
-        assert_eq!(
-            scores.len(),
-            self.scores.len(),
-            "score vectors of one job have one length"
-        );
-        for (t, x) in self.scores.iter_mut().zip(scores) {
-            *t += x;
-        }
-        self.clean_logit_diff_sum += clean_logit_diff_sum;
-        self.n_prompts += n_prompts;
-        self.last = Some(index);
-    }
-
-    pub fn finish(self) -> Reduced {
-        Reduced {
-            scores: self.scores,
-            clean_logit_diff: self.clean_logit_diff_sum / self.n_prompts.max(1) as f64,
-            n_prompts: self.n_prompts,
-        }
-    }
 }
 
 /// One edge's prune score, named as AutoCircuit names it.
@@ -97,6 +36,14 @@ pub struct DataSettings {
     /// Token ids per prompt (with BOS and padding).
     pub width: usize,
     pub seq_labels: Option<Vec<String>>,
+    /// K: batches per work unit (one pass, one f32 sum). Scores are the same bits for the
+    /// same K anywhere; files from before units existed read as 1.
+    #[serde(default = "one")]
+    pub batches_per_unit: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// `scores.json` without its edges: what the cluster sends ahead of the score vector.
@@ -200,28 +147,5 @@ impl ScoresFile {
         v.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()));
         v.truncate(k);
         v
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reduction_is_independent_of_arrival_order() {
-        let a = [0.1, 1e16];
-        let b = [0.2, -1e16];
-        let c = [0.3, 1.0];
-        let one = sum_in_batch_order([(0, &a[..]), (1, &b[..]), (2, &c[..])]);
-        let two = sum_in_batch_order([(2, &c[..]), (0, &a[..]), (1, &b[..])]);
-        assert_eq!(one, two);
-        assert_eq!(one[1], 1.0); // (1e16 − 1e16) + 1, in batch order
-        let mut streamed = BatchOrderSum::default();
-        for (i, s) in [(0, &a), (1, &b), (2, &c)] {
-            streamed.add(i, s, 1.0, 2);
-        }
-        let r = streamed.finish();
-        assert_eq!(r.scores, one);
-        assert_eq!((r.clean_logit_diff, r.n_prompts), (0.5, 6));
     }
 }

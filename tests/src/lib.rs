@@ -188,11 +188,18 @@ pub fn request(files: &[PathBuf], batch_size: u32, train: u32, seed: u64) -> v1:
             test_size: 128,
             prepend_bos: true,
             seed,
+            batches_per_unit: 1,
         }),
         settings: Some((&attrib_proto::AttributionSettings::default()).into()),
         label: String::new(),
         faithfulness: None,
     }
+}
+
+/// `req` with K batches per unit.
+pub fn with_k(mut req: v1::SubmitJobRequest, k: u32) -> v1::SubmitJobRequest {
+    req.data.as_mut().expect("data options").batches_per_unit = k;
+    req
 }
 
 pub async fn submit(c: &mut Client, req: v1::SubmitJobRequest) -> String {
@@ -302,6 +309,18 @@ pub fn attribute_in_process(
     train: u32,
     seed: u64,
 ) -> (Vec<String>, attrib_proto::ScoresFile) {
+    attribute_in_process_with(files, out, batch_size, train, seed, &[])
+}
+
+/// `attribute_in_process` with more `attrib-worker attribute` flags.
+pub fn attribute_in_process_with(
+    files: &[PathBuf],
+    out: &Path,
+    batch_size: u32,
+    train: u32,
+    seed: u64,
+    extra: &[&str],
+) -> (Vec<String>, attrib_proto::ScoresFile) {
     let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let st = Command::new(bin("attrib-worker"))
         .arg("attribute")
@@ -314,7 +333,9 @@ pub fn attribute_in_process(
             "--train-size",
             &train.to_string(),
         ])
-        .args(["--seed", &seed.to_string(), "--out"])
+        .args(["--seed", &seed.to_string()])
+        .args(extra)
+        .arg("--out")
         .arg(out)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -174,7 +174,7 @@ async fn several_datasets_in_one_job_score_per_dataset_and_combined() {
     let st = wait_end(&mut cl, &job).await;
     assert_eq!(st.state(), v1::JobState::Done, "{st:?}");
     assert_eq!(st.datasets.len(), 2);
-    assert_eq!(st.datasets[1].batches_done, 2);
+    assert_eq!(st.datasets[1].units_done, 2);
     let (_, s0) = scores(&mut cl, &job, Some(0)).await;
     let (_, s1) = scores(&mut cl, &job, Some(1)).await;
     let (h, all) = scores(&mut cl, &job, None).await;

@@ -4,14 +4,15 @@
 //! metric is the per-prompt logit difference at the last position.
 
 use attrib_datasets::Batch;
-use attrib_proto::faithfulness::{Circuit, CircuitBatchSums};
-use attrib_proto::{DestKind, GraphShape};
+use attrib_proto::faithfulness::Circuit;
+use attrib_proto::units::f32_le_bytes;
+use attrib_proto::{v1, DestKind, GraphShape};
 use tch::{Device, Kind, Tensor};
 
 use crate::attribution::autograd_reference::corrupt_sources;
-use crate::attribution::{catch_torch, pass_input, BatchAnswers};
+use crate::attribution::{catch_torch, pass_input, PassInput};
 use crate::model::masks::masked_sum;
-use crate::model::{Gpt2, HeadInputs, Patcher, TokenBatch};
+use crate::model::{Gpt2, HeadInputs, Patcher};
 use crate::{Error, Result};
 
 /// Mask tensors of `circuit` (1 = patched, i.e. outside the circuit), one per destination
@@ -111,70 +112,70 @@ impl Patcher for TreePatcher<'_> {
     }
 }
 
-/// Per-prompt logit differences of one batch: unpatched clean and corrupt, and each circuit.
+/// Per-prompt logit differences of one unit's prompts: unpatched clean and corrupt, and each
+/// circuit, as the f32 values the forward passes give.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchCircuits {
-    pub clean: Vec<f64>,
-    pub corrupt: Vec<f64>,
+pub struct UnitCircuits {
+    pub clean: Vec<f32>,
+    pub corrupt: Vec<f32>,
     /// `[circuit][prompt]`.
-    pub circuits: Vec<Vec<f64>>,
+    pub circuits: Vec<Vec<f32>>,
 }
 
-impl BatchCircuits {
-    /// The sums the cluster reduces.
-    pub fn sums(&self) -> CircuitBatchSums {
-        CircuitBatchSums {
-            circuit: self.circuits.iter().map(|c| c.iter().sum()).collect(),
-            clean: self.clean.iter().sum(),
-            corrupt: self.corrupt.iter().sum(),
-            n_prompts: self.clean.len(),
+impl UnitCircuits {
+    /// The wire result of unit `unit` of job `job_id` (layout: `UnitResult.values`).
+    pub fn to_result(&self, job_id: String, unit: u32, seconds: f64) -> v1::UnitResult {
+        let values: Vec<f32> = self
+            .circuits
+            .iter()
+            .flatten()
+            .chain(&self.corrupt)
+            .copied()
+            .collect();
+        v1::UnitResult {
+            job_id,
+            unit,
+            values: f32_le_bytes(&values).into(),
+            clean_logit_diffs: self.clean.clone(),
+            seconds,
         }
     }
 }
 
-fn to_f64(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu)).expect("f64 vector")
-}
-
-/// Evaluates `circuits` (chosen from `scores`, flat in `graph` order) on one test batch.
-pub fn evaluate_batch(
+/// Evaluates `circuits` (chosen from `scores`, flat in `graph` order) on a unit of test
+/// batches, all in one pass per circuit.
+pub fn evaluate_unit(
     model: &Gpt2,
     graph: &GraphShape,
     scores: &[f64],
     circuits: &[Circuit],
-    batch: &Batch,
+    batches: &[Batch],
     pad_id: i64,
     prepend_bos: bool,
-) -> Result<BatchCircuits> {
+) -> Result<UnitCircuits> {
     if scores.len() != graph.n_edges() {
         return Err(Error::ScoresDoNotFitGraph {
             scores: scores.len(),
             edges: graph.n_edges(),
         });
     }
+    let first = batches.first().ok_or(Error::NoBatches)?;
+    if batches
+        .iter()
+        .any(|b| b.batch_size != first.batch_size || b.width != first.width)
+    {
+        return Err(Error::UnevenBatches);
+    }
     if let Some(t) = graph.seq_len {
-        if t != batch.width {
+        if t != first.width {
             return Err(Error::SeqLenMismatch {
-                width: batch.width,
+                width: first.width,
                 seq_len: t,
             });
         }
     }
-    let pass = pass_input(model, std::slice::from_ref(batch), pad_id, prepend_bos)?;
-    let answers = &pass.answers[0];
-    catch_torch(|| {
-        tch::no_grad(|| {
-            evaluate(
-                model,
-                graph,
-                scores,
-                circuits,
-                &pass.clean,
-                &pass.corrupt,
-                answers,
-            )
-        })
-    })
+    let pass = pass_input(model, batches, pad_id, prepend_bos)?;
+    catch_torch(|| tch::no_grad(|| evaluate(model, graph, scores, circuits, &pass)))
 }
 
 fn evaluate(
@@ -182,15 +183,12 @@ fn evaluate(
     graph: &GraphShape,
     scores: &[f64],
     circuits: &[Circuit],
-    clean: &TokenBatch,
-    corrupt: &TokenBatch,
-    answers: &BatchAnswers,
-) -> BatchCircuits {
-    let patch = corrupt_sources(model, graph, corrupt);
+    pass: &PassInput,
+) -> UnitCircuits {
+    let patch = corrupt_sources(model, graph, &pass.corrupt);
     let buffer = Tensor::empty(patch.size(), (Kind::Float, model.device));
     let kinds: Vec<(DestKind, usize)> = graph.modules().iter().map(|m| (m.kind, m.block)).collect();
-    let diff = |logits: Tensor| to_f64(&answers.logit_diff(&logits));
-    let circuits = circuits
+    let mut rows: Vec<Tensor> = circuits
         .iter()
         .map(|c| {
             let masks = tree_patch_masks(graph, scores, c, model.device);
@@ -201,12 +199,23 @@ fn evaluate(
                 patch: &patch,
                 diff: &buffer,
             };
-            diff(model.unembed(&model.forward_last(clean, &mut patcher)))
+            pass.logit_diffs(&model.unembed(&model.forward_last(&pass.clean, &mut patcher)))
         })
         .collect();
-    BatchCircuits {
-        clean: diff(model.logits(clean)),
-        corrupt: diff(model.logits(corrupt)),
-        circuits,
+    rows.push(pass.logit_diffs(&model.logits(&pass.clean)));
+    rows.push(pass.logit_diffs(&model.logits(&pass.corrupt)));
+    // One copy to the host for the whole unit.
+    let n = pass.clean.batch as i64;
+    let host = Tensor::stack(&rows, 0).to_device(Device::Cpu);
+    let mut per_row: Vec<Vec<f32>> = (0..rows.len() as i64)
+        .map(|r| Vec::<f32>::try_from(host.get(r)).expect("f32 values"))
+        .collect();
+    debug_assert!(per_row.iter().all(|r| r.len() as i64 == n));
+    let corrupt = per_row.pop().expect("corrupt row");
+    let clean = per_row.pop().expect("clean row");
+    UnitCircuits {
+        clean,
+        corrupt,
+        circuits: per_row,
     }
 }

@@ -38,7 +38,7 @@ pub enum Error {
     SeqLenMismatch { width: usize, seq_len: usize },
     #[error("{width} tokens per prompt exceed the model's context of {n_ctx}")]
     ContextTooLong { width: usize, n_ctx: usize },
-    #[error("batches of one pass must share size and width")]
+    #[error("batches of one unit must share size and width")]
     UnevenBatches,
     #[error("{scores} scores do not fit the graph's {edges} edges")]
     ScoresDoNotFitGraph { scores: usize, edges: usize },
@@ -48,8 +48,10 @@ pub enum Error {
     NoTestBatches { test_size: usize, batch_size: usize },
     #[error("no batch to attribute")]
     NoBatches,
-    #[error("bad batch from the coordinator: {0}")]
-    BadBatch(String),
+    #[error("bad unit from the coordinator: {0}")]
+    BadUnit(String),
+    #[error("unit {unit}: {reason}")]
+    Unit { unit: u32, reason: String },
     #[error("libtorch failed: {0}")]
     TorchPanic(String),
     #[error(transparent)]

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use attrib_datasets::{prepare, Dataset, DatasetOptions, PromptFile, PromptTokenizer};
 use attrib_proto::faithfulness::{circuits, edge_counts};
+use attrib_proto::units::{unit_ranges, Accumulator};
 use attrib_proto::{
     AttributionSettings, DataSettings, FaithfulnessCurve, ModelRecord, ScoresFile, ScoresMetadata,
 };
 
-use crate::attribution::{attribute_batches, graph_for, reduce, PassOptions, StageTimes};
-use crate::circuit::{evaluate_batch, BatchCircuits};
+use crate::attribution::{attribute_batches, graph_for, PassOptions, StageTimes};
+use crate::circuit::{evaluate_unit, UnitCircuits};
 use crate::model::Gpt2;
 use crate::{Error, Result};
 
@@ -23,7 +24,8 @@ pub struct AttributeJob {
     /// model and from `settings`, so there is one source of truth for each.
     pub data: DatasetOptions,
     pub settings: AttributionSettings,
-    pub batches_per_pass: usize,
+    /// K: batches per work unit (one pass each).
+    pub batches_per_unit: usize,
 }
 
 /// Reads and batches the job's prompts for `model`.
@@ -57,12 +59,12 @@ pub fn run_attribute_timed(
     let batches = dataset.train_batches(job.data.batch_size);
     let graph = graph_for(model, &job.settings, dataset.width);
     let opts = PassOptions {
-        batches_per_pass: job.batches_per_pass,
+        batches_per_unit: job.batches_per_unit,
         pad_id: tok.bos_id(),
         prepend_bos: job.data.prepend_bos,
     };
     let attributed = attribute_batches(model, &graph, &batches, &job.settings, &opts, progress)?;
-    let reduced = reduce(&attributed.batches);
+    let reduced = attributed.sums.reduced();
     let meta = ScoresMetadata {
         n_edges: graph.n_edges(),
         clean_logit_diff: reduced.clean_logit_diff,
@@ -80,6 +82,7 @@ pub fn run_attribute_timed(
             seed: job.data.seed,
             width: dataset.width,
             seq_labels: dataset.seq_labels.clone(),
+            batches_per_unit: job.batches_per_unit.max(1),
         },
         model: ModelRecord {
             path: job.model_dir.display().to_string(),
@@ -105,13 +108,15 @@ pub struct FaithfulnessJob {
     pub edge_counts: Vec<usize>,
 }
 
-/// The curve and every test batch's per-prompt values (for inspection and tests).
+/// The curve and every unit's per-prompt values (for inspection and tests).
 pub struct Faithfulness {
     pub curve: FaithfulnessCurve,
-    pub batches: Vec<BatchCircuits>,
+    pub units: Vec<UnitCircuits>,
 }
 
-/// Runs the job on `model`; `progress(done, total)` counts test batches.
+/// Runs the job on `model` in units of the scores' K test batches, every circuit in one group
+/// (the cluster may split them: a circuit's values do not depend on its group);
+/// `progress(done, total)` counts test batches.
 pub fn run_faithfulness(
     job: &FaithfulnessJob,
     model: &Gpt2,
@@ -143,7 +148,7 @@ pub fn run_faithfulness(
         datasets,
         data,
         settings: s.settings,
-        batches_per_pass: 1,
+        batches_per_unit: s.data.batches_per_unit,
     };
     let (dataset, tok) = load_dataset(&attribute, model)?;
     if dataset.width != s.data.width {
@@ -161,27 +166,32 @@ pub fn run_faithfulness(
     }
     let graph = s.graph();
     let circuits = circuits(&scores, &edge_counts(&job.edge_counts, scores.len()));
-    let mut out = Vec::with_capacity(batches.len());
-    for b in &batches {
-        out.push(evaluate_batch(
+    let mut sums = Accumulator::circuits(circuits.len());
+    let mut units = Vec::new();
+    for (u, range) in unit_ranges(batches.len(), s.data.batches_per_unit)
+        .into_iter()
+        .enumerate()
+    {
+        let end = range.end;
+        let unit = evaluate_unit(
             model,
             &graph,
             &scores,
             &circuits,
-            b,
+            &batches[range],
             tok.bos_id(),
             s.data.prepend_bos,
-        )?);
-        progress(out.len(), batches.len());
+        )?;
+        sums.fold_circuits(0..circuits.len(), &unit.to_result(String::new(), u as u32, 0.0))
+            .map_err(|e| Error::Unit {
+                unit: u as u32,
+                reason: e.to_string(),
+            })?;
+        units.push(unit);
+        progress(end, batches.len());
     }
-    let sums: Vec<_> = out.iter().map(BatchCircuits::sums).collect();
     Ok(Faithfulness {
-        curve: FaithfulnessCurve::from_batches(
-            job.scores_from.clone(),
-            scores.len(),
-            &circuits,
-            &sums,
-        ),
-        batches: out,
+        curve: sums.curve(job.scores_from.clone(), scores.len(), &circuits),
+        units,
     })
 }

@@ -15,7 +15,7 @@ use attrib_worker::job::{run_attribute_timed, run_faithfulness, AttributeJob, Fa
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
-use attrib_worker::service::{serve as serve_batches, Engine, EngineConfig, ServeConfig};
+use attrib_worker::service::{serve as serve_units, Engine, EngineConfig, ServeConfig};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Join a coordinator and compute the batches it hands out, until SIGTERM.
+    /// Join a coordinator and compute the work units it hands out, until SIGTERM.
     Serve(ServeArgs),
     /// Mask-gradient prune scores of every edge for a prompt dataset, in this process.
     Attribute(AttributeArgs),
@@ -104,10 +104,16 @@ struct AttributeArgs {
     /// auto | cpu | cuda:N
     #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
     device: String,
-    /// Batches run together in one forward/backward pass (same scores; more memory, which
-    /// is only faster where fresh memory is cheap).
-    #[arg(long, default_value_t = 1, env = "ATTRIB_BATCHES_PER_PASS")]
-    batches_per_pass: usize,
+    /// K: batches per work unit, run together in one forward/backward pass. Scores are the
+    /// bits a cluster job with the same K gives; other K agree to f32 rounding (~1e-7).
+    /// More memory; faster where the device has room (GPUs).
+    #[arg(
+        long,
+        default_value_t = 1,
+        alias = "batches-per-pass",
+        env = "ATTRIB_BATCHES_PER_UNIT"
+    )]
+    batches_per_unit: usize,
     /// How many top edges to print.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -167,12 +173,21 @@ struct ServeArgs {
     /// Serve Prometheus metrics on this address.
     #[arg(long, env = "ATTRIB_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
-    /// Largest gRPC message in MiB (a token-specific batch result is 8 bytes per edge).
+    /// Largest gRPC message in MiB (a token-specific unit result is 4 bytes per edge).
     #[arg(long, default_value_t = 256, env = "ATTRIB_MAX_MESSAGE_MIB")]
     max_message_mib: usize,
-    /// Sleep this long before each batch (tests and demos of failover only).
-    #[arg(long, default_value_t = 0, hide = true, env = "ATTRIB_BATCH_DELAY_MS")]
-    batch_delay_ms: u64,
+    /// P: units held at once, so the device starts the next while a result is on the wire.
+    #[arg(long, default_value_t = 2, env = "ATTRIB_UNITS_IN_FLIGHT")]
+    units_in_flight: u32,
+    /// Sleep this long before each unit (tests and demos of failover only).
+    #[arg(
+        long,
+        default_value_t = 0,
+        hide = true,
+        alias = "batch-delay-ms",
+        env = "ATTRIB_UNIT_DELAY_MS"
+    )]
+    unit_delay_ms: u64,
 }
 
 #[derive(Args)]
@@ -239,7 +254,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let engine = Engine::start(EngineConfig {
         model_dir: model_dir.clone(),
         device: parse_device(&a.device)?,
-        batch_delay: std::time::Duration::from_millis(a.batch_delay_ms),
+        unit_delay: std::time::Duration::from_millis(a.unit_delay_ms),
     })
     .with_context(|| format!("loading model {}", model_dir.display()))?;
     tracing::info!(model = %model_dir.display(), device = %engine.device, seconds = t0.elapsed().as_secs_f64(), "model loaded");
@@ -248,6 +263,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         token: a.token,
         name: a.name.unwrap_or_else(default_worker_name),
         max_message_bytes: a.max_message_mib << 20,
+        units_in_flight: a.units_in_flight.max(1),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -269,10 +285,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
-            tracing::info!("shutting down after the batch in flight");
+            tracing::info!("shutting down after the units held");
             let _ = stop_tx.send(true);
         });
-        serve_batches(&engine, &cfg, stop_rx).await?;
+        serve_units(&engine, &cfg, stop_rx).await?;
         Ok(())
     })
 }
@@ -317,7 +333,7 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
             separate_qkv: !a.no_separate_qkv,
             token_positions: a.token_positions,
         },
-        batches_per_pass: a.batches_per_pass,
+        batches_per_unit: a.batches_per_unit.max(1),
     };
     let t1 = Instant::now();
     let mut progress = |done: usize, total: usize| {

@@ -82,9 +82,9 @@ fn check_against_golden(variant: &str, golden_file: &str) {
             p.mean_logit_diff
         );
         let per_prompt: Vec<f64> = ours
-            .batches
+            .units
             .iter()
-            .flat_map(|b| b.circuits[i].clone())
+            .flat_map(|u| u.circuits[i].iter().map(|&x| x as f64))
             .collect();
         let d = max_diff(&per_prompt, &floats(&c["per_prompt_logit_diff"]));
         assert!(
@@ -119,13 +119,14 @@ fn tokenwise_curve_matches_autocircuit() {
 fn all_edges_is_clean_and_no_edge_is_corrupt() {
     let (ours, _) = ours_on_golden_scores("quickstart", "golden_faithfulness.json");
     let all = ours.curve.points.len() - 1;
-    for b in &ours.batches {
+    let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    for u in &ours.units {
         assert!(
-            max_diff(&b.circuits[all], &b.clean) < 1e-5,
+            max_diff(&f64s(&u.circuits[all]), &f64s(&u.clean)) < 1e-5,
             "k = all edges is the clean run"
         );
         assert!(
-            max_diff(&b.circuits[0], &b.corrupt) < 1e-5,
+            max_diff(&f64s(&u.circuits[0]), &f64s(&u.corrupt)) < 1e-5,
             "k = 0 is the corrupt run"
         );
     }

@@ -86,7 +86,8 @@ fn fast_vs_autograd(settings: AttributionSettings, alpha: f64) {
         &pass.answers[0],
         &settings,
     );
-    let err = rel_err(&fast[0].scores, &reference);
+    let fast: Vec<f64> = fast.scores.iter().map(|&x| x as f64).collect();
+    let err = rel_err(&fast, &reference);
     // Same tolerance as the golden comparisons: float32 sums taken in another order.
     assert!(err < 1e-5, "{settings:?} at {alpha}: {err:.2e}");
 }
@@ -132,7 +133,12 @@ fn finite_difference_agrees_with_the_largest_edge_gradient() {
     let pass = first_pass(&model, 1);
     let settings = AttributionSettings::default();
     let graph = graph_for(&model, &settings, 15);
-    let scores = &pass_scores(&model, &graph, &pass, &settings).unwrap()[0].scores;
+    let scores: Vec<f64> = pass_scores(&model, &graph, &pass, &settings)
+        .unwrap()
+        .scores
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
     let patch = corrupt_sources(&model, &graph, &pass.corrupt);
     let answers: &BatchAnswers = &pass.answers[0];
     // the three largest edges, one in each kind of module where possible

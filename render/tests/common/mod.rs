@@ -61,6 +61,7 @@ pub fn golden_scores(variant: &str) -> ScoresFile {
             seed: 42,
             width: 15,
             seq_labels,
+            batches_per_unit: 1,
         },
         model: ModelRecord {
             path: "tests/fixtures/golden-tiny".into(),
@@ -113,6 +114,7 @@ pub fn gpt2_scores(seq_len: Option<usize>) -> ScoresFile {
             prepend_bos: true,
             seed: 42,
             width: 15,
+            batches_per_unit: 1,
             seq_labels: seq_len.map(|n| (0..n).map(|p| format!("tok{p}")).collect()),
         },
         model: ModelRecord {

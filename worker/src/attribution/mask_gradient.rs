@@ -4,8 +4,9 @@
 //! `x + α·(ΣP − ΣS)` over its sources: one shared input per block for all heads' Q, K and V.
 //! One backward pass gives `g_D = ∂loss/∂x̃_D` for every destination input (per head through
 //! the LayerNorm Jacobian), and the score of edge (s → D) is `Σ g_D·(P[s] − S[s])`, which is
-//! exactly `∂loss/∂m` of that edge. Several batches share one pass; the loss is a sum of
-//! per-batch means, so per-batch scores are the per-batch slices of the contraction.
+//! exactly `∂loss/∂m` of that edge. The batches of a work unit share one pass; the loss is a
+//! sum of per-batch means, and the unit's scores are the contraction summed over its batches
+//! and mask points on the device, copied to the host once.
 
 use attrib_proto::{AttributionSettings, DestKind, DestModule, GraphShape};
 use tch::{Kind, Tensor};
@@ -26,15 +27,27 @@ impl PassInput {
     pub fn n_batches(&self) -> usize {
         self.answers.len()
     }
+
+    /// Per prompt, logit(answer) − logit(wrong answer) from the pass's logits `[C, V]`: `[C]`.
+    pub fn logit_diffs(&self, logits: &Tensor) -> Tensor {
+        let bs = self.batch_size as i64;
+        let per_batch: Vec<Tensor> = self
+            .answers
+            .iter()
+            .enumerate()
+            .map(|(n, ans)| ans.logit_diff(&logits.narrow(0, n as i64 * bs, bs)))
+            .collect();
+        Tensor::cat(&per_batch, 0)
+    }
 }
 
-/// What one batch contributes: its score sums (over mask points) and its clean logit diffs.
+/// What one pass (a work unit) contributes, as the f32 values the engine computed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchScores {
-    pub scores: Vec<f64>,
-    /// Σ over the batch's prompts of the unpatched clean logit difference.
-    pub clean_logit_diff_sum: f64,
-    pub n_prompts: usize,
+pub struct UnitScores {
+    /// Per edge, Σ over the unit's prompts and mask points of ∂metric/∂mask.
+    pub scores: Vec<f32>,
+    /// Per prompt, the unpatched clean logit difference.
+    pub clean_logit_diffs: Vec<f32>,
 }
 
 /// Seconds spent in each stage of the passes (where the time goes).
@@ -121,14 +134,14 @@ impl Patcher for UniformPatcher<'_> {
     }
 }
 
-/// Runs the mask-gradient attribution of one pass: per batch, scores summed over the mask
-/// points, in the graph's flat edge order.
+/// Runs the mask-gradient attribution of one pass: scores summed over its batches and the
+/// mask points, in the graph's flat edge order.
 pub fn pass_scores(
     model: &Gpt2,
     graph: &GraphShape,
     pass: &PassInput,
     settings: &AttributionSettings,
-) -> Result<Vec<BatchScores>> {
+) -> Result<UnitScores> {
     pass_scores_timed(model, graph, pass, settings).map(|(s, _)| s)
 }
 
@@ -138,7 +151,7 @@ pub fn pass_scores_timed(
     graph: &GraphShape,
     pass: &PassInput,
     settings: &AttributionSettings,
-) -> Result<(Vec<BatchScores>, StageTimes)> {
+) -> Result<(UnitScores, StageTimes)> {
     let mut times = StageTimes::default();
     let mut clock = std::time::Instant::now();
     let mut lap = || {
@@ -173,15 +186,10 @@ pub fn pass_scores_timed(
     };
     times.corrupt_forward += lap();
 
-    let mut out: Vec<BatchScores> = (0..nb)
-        .map(|_| BatchScores {
-            scores: vec![0.0; graph.n_edges()],
-            clean_logit_diff_sum: 0.0,
-            n_prompts: bs,
-        })
-        .collect();
+    // Σ over mask points of the contraction, on the device; negated at the end.
+    let mut total: Option<Tensor> = None;
+    let mut clean_diffs: Option<Tensor> = None; // [C]
     let mut s_buf = new_buffer();
-    let mut have_clean = false;
     for &alpha in &alphas {
         let mut p = UniformPatcher {
             alpha,
@@ -199,13 +207,12 @@ pub fn pass_scores_timed(
             let z = logits.narrow(0, (n * bs) as i64, bs as i64);
             let v = apply_grad_function(settings.grad_function, &z);
             terms.push(ans.value(&v, settings.answer_function));
-            if alpha == 0.0 {
-                out[n].clean_logit_diff_sum = logit_diff_sum(ans, &z.detach());
-            }
+        }
+        if alpha == 0.0 {
+            clean_diffs = Some(tch::no_grad(|| pass.logit_diffs(&logits.detach())));
         }
         // The loss is a sum of per-batch means (AutoCircuit sums gradients over batches).
         let loss = -Tensor::stack(&terms, 0).sum(Kind::Float);
-        have_clean |= alpha == 0.0;
         times.clean_forward += lap();
         let UniformPatcher {
             attn_inputs,
@@ -234,28 +241,34 @@ pub fn pass_scores_timed(
             let mut d = s_buf.buf.shallow_clone();
             d -= &p_buf.buf;
         });
-        let per_batch = tch::no_grad(|| contract.scores(&s_buf.buf));
-        for (acc, batch) in out.iter_mut().zip(per_batch) {
-            for (a, s) in acc.scores.iter_mut().zip(batch) {
-                *a -= s as f64;
-            }
-        }
+        let scores = tch::no_grad(|| contract.scores(&s_buf.buf));
+        total = Some(match total {
+            Some(t) => t + scores,
+            None => scores,
+        });
         times.contraction += lap();
     }
-    if !have_clean {
-        let logits = model.logits(&pass.clean);
-        for (n, ans) in pass.answers.iter().enumerate() {
-            let z = logits.narrow(0, (n * bs) as i64, bs as i64);
-            out[n].clean_logit_diff_sum = logit_diff_sum(ans, &z);
+    let clean_diffs = match clean_diffs {
+        Some(d) => d,
+        None => {
+            let d = tch::no_grad(|| pass.logit_diffs(&model.logits(&pass.clean)));
+            times.clean_forward += lap();
+            d
         }
-        times.clean_forward += lap();
-    }
-    Ok((out, times))
-}
-
-/// Σ over a batch's prompts of logit(answer) − logit(wrong answer).
-fn logit_diff_sum(ans: &BatchAnswers, logits: &Tensor) -> f64 {
-    ans.logit_diff(logits).sum(Kind::Double).double_value(&[])
+    };
+    // The unit's one copy to the host: the negated scores and the clean differences together.
+    let scores = -total.expect("at least one mask point");
+    let n_edges = scores.size()[0] as usize;
+    let host = Tensor::cat(&[scores, clean_diffs], 0).to_device(tch::Device::Cpu);
+    let mut values = Vec::<f32>::try_from(host).expect("f32 values");
+    let clean_logit_diffs = values.split_off(n_edges);
+    Ok((
+        UnitScores {
+            scores: values,
+            clean_logit_diffs,
+        },
+        times,
+    ))
 }
 
 /// The modules at the head of `rest` that share one contraction: a block's head inputs, or
@@ -298,7 +311,7 @@ fn checkpoint_sums(p: &Tensor, graph: &GraphShape, nb: usize, bs: usize) -> Vec<
     out
 }
 
-/// The contraction `Σ g_D·(S − P)` of one pass, per batch.
+/// The contraction `Σ g_D·(S − P)` of one pass, summed over its batches.
 struct Contraction<'a> {
     model: &'a Gpt2,
     graph: &'a GraphShape,
@@ -308,20 +321,20 @@ struct Contraction<'a> {
 }
 
 impl Contraction<'_> {
-    /// Per batch, the flat f32 scores of every edge (sign: `Σ g·(S − P)`).
+    /// The flat f32 scores of every edge, summed over the pass's batches in batch order, on
+    /// the device (sign: `Σ g·(S − P)`).
     ///
     /// The contraction is memory-bound (every source difference is a `[B, T, d]` slab), so
     /// modules that read (almost) the same sources share one GEMM and the slabs are read
     /// once per group: `MLP b` reads sources `0..13(b+1)`, block b+1's Q, K and V read those
     /// plus `MLP b` itself, and `Resid End` reads everything. Each module then keeps its own
     /// rows and its first `n_in` columns.
-    fn scores(&self, delta: &Tensor) -> Vec<Vec<f32>> {
+    fn scores(&self, delta: &Tensor) -> Tensor {
         let nb = self.pass.n_batches();
         let modules = self.graph.modules();
         let token_axis = i64::from(self.graph.seq_len.is_some());
         let heads = self.model.cfg.n_heads as i64;
-        let mut pieces: Vec<Vec<Tensor>> =
-            (0..nb).map(|_| Vec::with_capacity(modules.len())).collect();
+        let mut pieces: Vec<Tensor> = Vec::with_capacity(modules.len());
         let mut i = 0;
         while i < modules.len() {
             let group = contraction_group(&modules[i..]);
@@ -349,25 +362,21 @@ impl Contraction<'_> {
                 Tensor::cat(&grads, 0)
             }; // [rows, C, T, d]
             drop(grads);
-            for (n, piece) in pieces.iter_mut().enumerate() {
-                let c = self.contract(&g, delta, n_max, n); // [rows, n_max] or [T, rows, n_max]
-                let mut row = 0;
-                for m in &group {
-                    let rows = if m.kind.is_attention() { heads } else { 1 };
-                    let mine = c.narrow(token_axis, row, rows).narrow(-1, 0, m.n_in as i64);
-                    piece.push(mine.reshape([-1]));
-                    row += rows;
-                }
+            // [rows, n_max] or [T, rows, n_max], summed over batches in batch order.
+            let mut c = self.contract(&g, delta, n_max, 0);
+            for n in 1..nb {
+                c += self.contract(&g, delta, n_max, n);
+            }
+            let mut row = 0;
+            for m in &group {
+                let rows = if m.kind.is_attention() { heads } else { 1 };
+                let mine = c.narrow(token_axis, row, rows).narrow(-1, 0, m.n_in as i64);
+                pieces.push(mine.reshape([-1]));
+                row += rows;
             }
             i += group.len();
         }
-        pieces
-            .into_iter()
-            .map(|p| {
-                Vec::<f32>::try_from(Tensor::cat(&p, 0).to_device(tch::Device::Cpu))
-                    .expect("f32 scores")
-            })
-            .collect()
+        Tensor::cat(&pieces, 0)
     }
 
     /// `∂loss/∂x̃_D` `[1, C, T, d]` of an MLP input or the final residual.

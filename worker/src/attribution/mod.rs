@@ -10,9 +10,9 @@ pub mod run;
 
 pub use eap::eap_batch_scores;
 pub use mask_gradient::{
-    pass_input, pass_scores, pass_scores_timed, BatchScores, PassInput, StageTimes,
+    pass_input, pass_scores, pass_scores_timed, PassInput, StageTimes, UnitScores,
 };
 pub use metric::{apply_grad_function, AnswerIndex, BatchAnswers};
 pub use run::{
-    attribute_batches, catch_torch, graph_for, reduce, Attributed, PassOptions, Reduced,
+    attribute_batches, attribute_unit, catch_torch, graph_for, Attributed, PassOptions, Reduced,
 };

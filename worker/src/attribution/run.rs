@@ -1,22 +1,25 @@
-//! Attribution over a list of batches: group them into passes, run each, hand back per-batch
-//! score sums, and reduce them the one way every attrib path reduces (batch order, f64).
+//! Attribution over a list of batches: cut them into work units of K batches, run each unit as
+//! one pass, and fold its f32 sums exactly (`attrib_proto::units::Accumulator`), the one
+//! reduction the cluster uses too.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use attrib_datasets::Batch;
+use attrib_proto::units::{f32_le_bytes, unit_ranges, Accumulator};
 pub use attrib_proto::Reduced;
-use attrib_proto::{AttributionSettings, BatchOrderSum, GraphShape};
+use attrib_proto::{v1, AttributionSettings, GraphShape};
 
-use super::mask_gradient::{pass_input, pass_scores_timed, BatchScores, StageTimes};
+use super::mask_gradient::{pass_input, pass_scores_timed, StageTimes, UnitScores};
 use crate::model::Gpt2;
 use crate::{Error, Result};
 
 /// How batches are fed to the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PassOptions {
-    /// Batches run together in one forward/backward pass (changes no score: the loss is a
-    /// sum of per-batch means and scores are contracted per batch).
-    pub batches_per_pass: usize,
+    /// K: batches per work unit, run together in one forward/backward pass. The unit's sums
+    /// are f32 sums over its batches, so K changes scores at f32 rounding level; for one K
+    /// they are the same bits in one process and on any cluster.
+    pub batches_per_unit: usize,
     /// Token id used for left padding (GPT-2: `<|endoftext|>`).
     pub pad_id: i64,
     pub prepend_bos: bool,
@@ -25,7 +28,7 @@ pub struct PassOptions {
 impl Default for PassOptions {
     fn default() -> Self {
         PassOptions {
-            batches_per_pass: 1,
+            batches_per_unit: 1,
             pad_id: 50256,
             prepend_bos: true,
         }
@@ -42,14 +45,14 @@ pub fn graph_for(model: &Gpt2, settings: &AttributionSettings, width: usize) -> 
     }
 }
 
-/// Per-batch score sums in batch order, and where the time went.
+/// The exact sums of every unit, and where the time went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attributed {
-    pub batches: Vec<BatchScores>,
+    pub sums: Accumulator,
     pub times: StageTimes,
 }
 
-/// Per-batch score sums for `batches`, in their order. `progress(done, total)` after each pass.
+/// Attributes `batches` unit by unit. `progress(done, total)` counts batches after each unit.
 pub fn attribute_batches(
     model: &Gpt2,
     graph: &GraphShape,
@@ -58,6 +61,39 @@ pub fn attribute_batches(
     opts: &PassOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Attributed> {
+    if batches.is_empty() {
+        return Err(Error::NoBatches);
+    }
+    let mut out = Attributed {
+        sums: Accumulator::attribution(graph.n_edges()),
+        times: StageTimes::default(),
+    };
+    for (u, range) in unit_ranges(batches.len(), opts.batches_per_unit)
+        .into_iter()
+        .enumerate()
+    {
+        let end = range.end;
+        let (unit, times) = attribute_unit(model, graph, &batches[range], settings, opts)?;
+        out.sums
+            .fold_attribution(&unit.into_result(String::new(), u as u32, 0.0))
+            .map_err(|e| Error::Unit {
+                unit: u as u32,
+                reason: e.to_string(),
+            })?;
+        out.times += times;
+        progress(end, batches.len());
+    }
+    Ok(out)
+}
+
+/// One work unit: `batches` (equal size and width) in one pass.
+pub fn attribute_unit(
+    model: &Gpt2,
+    graph: &GraphShape,
+    batches: &[Batch],
+    settings: &AttributionSettings,
+    opts: &PassOptions,
+) -> Result<(UnitScores, StageTimes)> {
     let first = batches.first().ok_or(Error::NoBatches)?;
     if batches
         .iter()
@@ -73,27 +109,21 @@ pub fn attribute_batches(
             });
         }
     }
-    let mut out = Attributed {
-        batches: Vec::with_capacity(batches.len()),
-        times: StageTimes::default(),
-    };
-    for group in batches.chunks(opts.batches_per_pass.max(1)) {
-        let pass = pass_input(model, group, opts.pad_id, opts.prepend_bos)?;
-        let (scores, times) = catch_torch(|| pass_scores_timed(model, graph, &pass, settings))??;
-        out.batches.extend(scores);
-        out.times += times;
-        progress(out.batches.len(), batches.len());
-    }
-    Ok(out)
+    let pass = pass_input(model, batches, opts.pad_id, opts.prepend_bos)?;
+    catch_torch(|| pass_scores_timed(model, graph, &pass, settings))?
 }
 
-/// Final scores and the mean clean logit difference, through the reduction the cluster uses.
-pub fn reduce(batches: &[BatchScores]) -> Reduced {
-    let mut sum = BatchOrderSum::default();
-    for (i, b) in batches.iter().enumerate() {
-        sum.add(i, &b.scores, b.clean_logit_diff_sum, b.n_prompts);
+impl UnitScores {
+    /// The wire result of unit `unit` of job `job_id`.
+    pub fn into_result(self, job_id: String, unit: u32, seconds: f64) -> v1::UnitResult {
+        v1::UnitResult {
+            job_id,
+            unit,
+            values: f32_le_bytes(&self.scores).into(),
+            clean_logit_diffs: self.clean_logit_diffs,
+            seconds,
+        }
     }
-    sum.finish()
 }
 
 /// Runs `f`, turning a libtorch panic (tch's non-`f_` ops panic on C++ errors) into an error.

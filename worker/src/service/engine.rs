@@ -1,20 +1,21 @@
-//! The model's thread: loads GPT-2 once, then computes one batch per command. tch tensors
-//! are not `Sync` and grad mode is per thread, so the model never leaves this thread. A
-//! failing or panicking libtorch op becomes an error reply; the thread lives on.
+//! The model's thread: loads GPT-2 once, then computes the units it is handed, in order. tch
+//! tensors are not `Sync` and grad mode is per thread, so the model never leaves this thread.
+//! A failing or panicking libtorch op becomes an error reply; the thread lives on.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use attrib_datasets::Batch;
 use attrib_proto::faithfulness::Circuit;
 use attrib_proto::fingerprint::model_fingerprint;
-use attrib_proto::{v1, AttributionSettings, GraphShape};
+use attrib_proto::{v1, AttributionSettings};
 use tch::Device;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc as tokio_mpsc;
 
-use crate::attribution::{attribute_batches, catch_torch, graph_for, PassOptions};
-use crate::circuit::evaluate_batch;
+use crate::attribution::{attribute_unit, catch_torch, graph_for, PassOptions};
+use crate::circuit::evaluate_unit;
 use crate::device::device_name;
 use crate::model::Gpt2;
 use crate::{Error, Result};
@@ -23,8 +24,8 @@ use crate::{Error, Result};
 pub struct EngineConfig {
     pub model_dir: PathBuf,
     pub device: Device,
-    /// Sleep before each batch: only for tests and demos that need slow batches.
-    pub batch_delay: Duration,
+    /// Sleep before each unit: only for tests and demos that need slow units.
+    pub unit_delay: Duration,
 }
 
 /// A handle to the model's thread.
@@ -34,9 +35,16 @@ pub struct Engine {
     pub device: String,
 }
 
+/// A computed unit: its job and index, and the result or why there is none.
+pub type Answer = (String, u32, Result<v1::UnitResult>);
+
 struct Command {
-    batch: v1::BatchAssignment,
-    reply: oneshot::Sender<Result<v1::BatchResult>>,
+    unit: v1::UnitAssignment,
+    /// A faithfulness unit's score vector (the session keeps it between units of a job).
+    scores: Option<Arc<Vec<f64>>>,
+    /// Cleared when the session that asked is gone: its queued units are then skipped.
+    wanted: Arc<AtomicBool>,
+    reply: tokio_mpsc::UnboundedSender<Answer>,
 }
 
 impl Engine {
@@ -59,9 +67,13 @@ impl Engine {
                     }
                 };
                 for cmd in rx {
-                    std::thread::sleep(cfg.batch_delay);
-                    let r = catch_torch(|| compute(&model, &cmd.batch)).and_then(|r| r);
-                    let _ = cmd.reply.send(r);
+                    if !cmd.wanted.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    std::thread::sleep(cfg.unit_delay);
+                    let scores = cmd.scores.as_deref().map(Vec::as_slice);
+                    let r = catch_torch(|| compute(&model, &cmd.unit, scores)).and_then(|r| r);
+                    let _ = cmd.reply.send((cmd.unit.job_id, cmd.unit.unit, r));
                 }
             })
             .map_err(|e| Error::Io {
@@ -78,14 +90,23 @@ impl Engine {
         })
     }
 
-    /// Computes one batch on the model's thread.
-    pub async fn compute(&self, batch: v1::BatchAssignment) -> Result<v1::BatchResult> {
-        let (reply, rx) = oneshot::channel();
+    /// Queues a unit on the model's thread; its answer arrives on `reply`. Units are computed
+    /// in the order they are queued, skipped once `wanted` is false.
+    pub fn submit(
+        &self,
+        unit: v1::UnitAssignment,
+        scores: Option<Arc<Vec<f64>>>,
+        wanted: Arc<AtomicBool>,
+        reply: tokio_mpsc::UnboundedSender<Answer>,
+    ) -> Result<()> {
         self.tx
-            .send(Command { batch, reply })
-            .map_err(|_| Error::TorchPanic("the engine thread is gone".into()))?;
-        rx.await
-            .map_err(|_| Error::TorchPanic("the engine thread dropped the batch".into()))?
+            .send(Command {
+                unit,
+                scores,
+                wanted,
+                reply,
+            })
+            .map_err(|_| Error::TorchPanic("the engine thread is gone".into()))
     }
 }
 
@@ -107,88 +128,62 @@ fn load(cfg: &EngineConfig) -> Result<(Gpt2, v1::ModelIdentity)> {
     Ok((model, identity))
 }
 
-/// One batch through the same code as `attrib-worker attribute` (one batch per pass), or one
-/// faithfulness unit through the same code as `attrib-worker faithfulness`.
-fn compute(model: &Gpt2, a: &v1::BatchAssignment) -> Result<v1::BatchResult> {
+/// One unit through the same code as `attrib-worker attribute` (one pass), or one faithfulness
+/// unit through the same code as `attrib-worker faithfulness`.
+fn compute(model: &Gpt2, a: &v1::UnitAssignment, scores: Option<&[f64]>) -> Result<v1::UnitResult> {
     let t0 = Instant::now();
     let settings = AttributionSettings::try_from(
         a.settings
             .as_ref()
-            .ok_or_else(|| Error::BadBatch("no settings".into()))?,
+            .ok_or_else(|| Error::BadUnit("no settings".into()))?,
     )
-    .map_err(|e| Error::BadBatch(e.to_string()))?;
-    let batch = to_batch(a)?;
-    let graph = graph_for(model, &settings, batch.width);
+    .map_err(|e| Error::BadUnit(e.to_string()))?;
+    let batches = to_batches(a)?;
+    let graph = graph_for(model, &settings, a.width as usize);
     if let Some(eval) = &a.circuits {
-        return evaluate_circuits(model, &graph, eval, a, &batch, t0);
+        let scores = scores.ok_or_else(|| {
+            Error::BadUnit(format!("no score vector kept for job {}", a.job_id))
+        })?;
+        let circuits: Vec<Circuit> = eval
+            .circuits
+            .iter()
+            .map(|c| Circuit {
+                requested: 0, // only the threshold decides which edges are kept
+                threshold: c.min_abs_score,
+                n_edges: 0,
+            })
+            .collect();
+        let out = evaluate_unit(
+            model,
+            &graph,
+            scores,
+            &circuits,
+            &batches,
+            a.pad_id,
+            a.prepend_bos,
+        )?;
+        return Ok(out.to_result(a.job_id.clone(), a.unit, t0.elapsed().as_secs_f64()));
     }
     let opts = PassOptions {
-        batches_per_pass: 1,
+        batches_per_unit: batches.len(),
         pad_id: a.pad_id,
         prepend_bos: a.prepend_bos,
     };
-    let out = attribute_batches(model, &graph, &[batch], &settings, &opts, &mut |_, _| {})?;
-    let b = out.batches.into_iter().next().ok_or(Error::NoBatches)?;
-    Ok(v1::BatchResult {
-        job_id: a.job_id.clone(),
-        batch: a.batch,
-        scores: b.scores,
-        clean_logit_diff_sum: b.clean_logit_diff_sum,
-        n_prompts: b.n_prompts as u32,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+    let (out, _) = attribute_unit(model, &graph, &batches, &settings, &opts)?;
+    Ok(out.into_result(a.job_id.clone(), a.unit, t0.elapsed().as_secs_f64()))
 }
 
-/// A faithfulness unit: the circuits' logit-difference sums, then the corrupt sum.
-fn evaluate_circuits(
-    model: &Gpt2,
-    graph: &GraphShape,
-    eval: &v1::CircuitEval,
-    a: &v1::BatchAssignment,
-    batch: &Batch,
-    t0: Instant,
-) -> Result<v1::BatchResult> {
-    let circuits: Vec<Circuit> = eval
-        .circuits
-        .iter()
-        .map(|c| Circuit {
-            requested: 0, // only the threshold decides which edges are kept
-            threshold: c.min_abs_score,
-            n_edges: 0,
-        })
-        .collect();
-    let out = evaluate_batch(
-        model,
-        graph,
-        &eval.scores,
-        &circuits,
-        batch,
-        a.pad_id,
-        a.prepend_bos,
-    )?;
-    let sums = out.sums();
-    let mut scores = sums.circuit;
-    scores.push(sums.corrupt);
-    Ok(v1::BatchResult {
-        job_id: a.job_id.clone(),
-        batch: a.batch,
-        scores,
-        clean_logit_diff_sum: sums.clean,
-        n_prompts: sums.n_prompts as u32,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
-}
-
-/// Checks the wire batch's sizes and rebuilds the dataset crate's batch.
-fn to_batch(a: &v1::BatchAssignment) -> Result<Batch> {
-    let (n, w) = (a.batch_size as usize, a.width as usize);
-    let bad = |what: String| Err(Error::BadBatch(what));
-    if n == 0 || w == 0 {
-        return bad(format!("batch size {n} and width {w} must be positive"));
+/// Checks the wire unit's sizes and rebuilds the dataset crate's batches.
+fn to_batches(a: &v1::UnitAssignment) -> Result<Vec<Batch>> {
+    let (bs, w) = (a.batch_size as usize, a.width as usize);
+    let bad = |what: String| Err(Error::BadUnit(what));
+    if bs == 0 || w == 0 {
+        return bad(format!("batch size {bs} and width {w} must be positive"));
     }
-    if a.clean.len() != n * w || a.corrupt.len() != n * w {
+    let n = a.clean.len() / w;
+    if n == 0 || n % bs != 0 || a.clean.len() != n * w || a.corrupt.len() != n * w {
         return bad(format!(
-            "{} clean and {} corrupt token ids for {n} prompts of {w} tokens",
+            "{} clean and {} corrupt token ids are not whole batches of {bs} prompts of {w} tokens",
             a.clean.len(),
             a.corrupt.len()
         ));
@@ -208,13 +203,18 @@ fn to_batch(a: &v1::BatchAssignment) -> Result<Batch> {
         return bad("a prompt without answers".into());
     }
     let ids = |v: &[v1::TokenIds]| v.iter().map(|t| t.ids.clone()).collect();
-    Ok(Batch {
-        index: a.batch as usize,
-        batch_size: n,
-        width: w,
-        clean: a.clean.clone(),
-        corrupt: a.corrupt.clone(),
-        answers: ids(&a.answers),
-        wrong_answers: ids(&a.wrong_answers),
-    })
+    Ok((0..n / bs)
+        .map(|b| {
+            let (p, t) = (b * bs, b * bs * w..(b + 1) * bs * w);
+            Batch {
+                index: a.first_batch as usize + b,
+                batch_size: bs,
+                width: w,
+                clean: a.clean[t.clone()].to_vec(),
+                corrupt: a.corrupt[t].to_vec(),
+                answers: ids(&a.answers[p..p + bs]),
+                wrong_answers: ids(&a.wrong_answers[p..p + bs]),
+            }
+        })
+        .collect())
 }

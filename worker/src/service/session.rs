@@ -1,11 +1,17 @@
 //! The worker's side of `WorkerGateway.OpenSession`: dial, say hello, compute what arrives,
-//! and come back after the coordinator restarts or the network drops. Stops for good when the
-//! coordinator refuses this worker (another model, a wrong token) or on SIGTERM, after the
-//! batch in flight is answered.
+//! and come back after the coordinator restarts or the network drops. Up to
+//! `units_in_flight` units are held at once: they queue on the model's thread, so the device
+//! starts the next unit while the last result is on the wire. Stops for good when the
+//! coordinator refuses this worker (another model, a wrong token) or on SIGTERM, after every
+//! unit it holds is answered.
 
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use attrib_proto::auth::AttachToken;
+use attrib_proto::units::KeptScores;
 use attrib_proto::v1;
 use attrib_proto::v1::coordinator_message::Msg as In;
 use attrib_proto::v1::worker_gateway_client::WorkerGatewayClient;
@@ -14,7 +20,7 @@ use metrics::{counter, histogram};
 use tokio::sync::{mpsc, watch};
 use tonic::Code;
 
-use super::engine::Engine;
+use super::engine::{Answer, Engine};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -23,8 +29,10 @@ pub struct ServeConfig {
     pub token: Option<String>,
     /// Shown in the coordinator's logs and worker list.
     pub name: String,
-    /// Largest message either way (a token-specific result is 8 bytes per edge).
+    /// Largest message either way (a token-specific result is 4 bytes per edge).
     pub max_message_bytes: usize,
+    /// P: units held at once.
+    pub units_in_flight: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +51,16 @@ enum Ended {
     Lost(String),
 }
 
-/// Serves batches until `shutdown` turns true (then finishes the batch in flight) or the
+/// Answers from the model's thread. They outlive a session: a unit that was computing when
+/// its session ended is delivered late in the next one (the coordinator folds it unless
+/// another worker's result for it came first), so a coordinator restart or a network blip
+/// does not throw finished work away.
+struct Answers {
+    tx: tokio::sync::mpsc::UnboundedSender<Answer>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Answer>,
+}
+
+/// Serves units until `shutdown` turns true (then answers the units held) or the
 /// coordinator refuses this worker.
 pub async fn serve(
     engine: &Engine,
@@ -51,8 +68,10 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let mut backoff = Duration::from_millis(200);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Answer>();
+    let mut answers = Answers { tx, rx };
     loop {
-        match session(engine, cfg, &mut shutdown).await? {
+        match session(engine, cfg, &mut shutdown, &mut answers).await? {
             Ended::Drained => return Ok(()),
             Ended::Lost(why) => {
                 if *shutdown.borrow() {
@@ -73,6 +92,7 @@ async fn session(
     engine: &Engine,
     cfg: &ServeConfig,
     shutdown: &mut watch::Receiver<bool>,
+    answers: &mut Answers,
 ) -> Result<Ended, ServeError> {
     let endpoint = tonic::transport::Endpoint::from_shared(cfg.coordinator.clone())
         .map_err(|e| ServeError::BadUrl {
@@ -80,6 +100,9 @@ async fn session(
             reason: e.to_string(),
         })?
         .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .initial_stream_window_size(attrib_proto::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(attrib_proto::HTTP2_CONNECTION_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
@@ -103,6 +126,7 @@ async fn session(
         name: cfg.name.clone(),
         device: engine.device.clone(),
         model: Some(engine.identity.clone()),
+        units_in_flight: cfg.units_in_flight.max(1),
     };
     let _ = tx.send(msg(Out::Hello(hello))).await;
     let mut inbound = match client
@@ -125,55 +149,86 @@ async fn session(
         }
         Err(s) => return refused_or_lost(s),
     }
+    // Units on the model's thread; cleared when this session ends, so that they are skipped.
+    let wanted = Arc::new(AtomicBool::new(true));
+    let _skip_on_exit = ClearOnDrop(wanted.clone());
+    let mut held: HashSet<(String, u32)> = HashSet::new();
+    let mut kept: KeptScores<Arc<Vec<f64>>> = KeptScores::default();
+    let mut draining = false;
     loop {
-        let next = tokio::select! {
-            m = inbound.message() => m,
-            _ = shutdown.changed() => return Ok(drain(tx, inbound).await),
-        };
-        let batch = match next {
-            Ok(Some(v1::CoordinatorMessage {
-                msg: Some(In::Batch(b)),
-            })) => b,
-            Ok(Some(_)) => continue,
-            Ok(None) => return Ok(Ended::Lost("the coordinator ended the session".into())),
-            Err(s) => return refused_or_lost(s),
-        };
-        let (job, index) = (batch.job_id.clone(), batch.batch);
-        let t0 = Instant::now();
-        // Not raced against shutdown: a batch in flight is always answered.
-        let answer = match engine.compute(batch).await {
-            Ok(r) => {
-                counter!("attrib_worker_batches_total", "outcome" => "done").increment(1);
-                histogram!("attrib_worker_batch_seconds").record(t0.elapsed().as_secs_f64());
-                Out::Result(r)
-            }
-            Err(e) => {
-                counter!("attrib_worker_batches_total", "outcome" => "failed").increment(1);
-                tracing::error!(%job, batch = index, error = %e, "batch failed");
-                Out::Failure(v1::BatchFailure {
-                    job_id: job,
-                    batch: index,
-                    error: e.to_string(),
-                })
-            }
-        };
-        if tx.send(msg(answer)).await.is_err() {
-            return Ok(Ended::Lost(
-                "the session closed before the answer was sent".into(),
-            ));
-        }
-        if *shutdown.borrow() {
+        if draining && held.is_empty() {
             return Ok(drain(tx, inbound).await);
+        }
+        tokio::select! {
+            m = inbound.message() => {
+                let mut unit = match m {
+                    Ok(Some(v1::CoordinatorMessage { msg: Some(In::Unit(u)) })) => u,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Ok(Ended::Lost("the coordinator ended the session".into())),
+                    Err(s) => return refused_or_lost(s),
+                };
+                // A faithfulness job's scores come with the session's first unit of the job.
+                let scores = unit.circuits.as_mut().and_then(|c| {
+                    if c.scores.is_empty() {
+                        kept.get(&unit.job_id).cloned()
+                    } else {
+                        let v = Arc::new(std::mem::take(&mut c.scores));
+                        kept.keep(&unit.job_id, v.clone());
+                        Some(v)
+                    }
+                });
+                held.insert((unit.job_id.clone(), unit.unit));
+                if let Err(e) = engine.submit(unit, scores, wanted.clone(), answers.tx.clone()) {
+                    return Ok(Ended::Lost(e.to_string()));
+                }
+            }
+            Some((job, index, result)) = answers.rx.recv() => {
+                let late = !held.remove(&(job.clone(), index));
+                let answer = match result {
+                    Ok(r) if late => {
+                        tracing::info!(%job, unit = index, "delivering a unit finished after its session ended");
+                        Out::Result(r)
+                    }
+                    Err(_) if late => continue, // the coordinator has handed it out again
+                    Ok(r) => {
+                        counter!("attrib_worker_units_total", "outcome" => "done").increment(1);
+                        histogram!("attrib_worker_unit_seconds").record(r.seconds);
+                        Out::Result(r)
+                    }
+                    Err(e) => {
+                        counter!("attrib_worker_units_total", "outcome" => "failed").increment(1);
+                        tracing::error!(%job, unit = index, error = %e, "unit failed");
+                        Out::Failure(v1::UnitFailure { job_id: job, unit: index, error: e.to_string() })
+                    }
+                };
+                if tx.send(msg(answer)).await.is_err() {
+                    return Ok(Ended::Lost("the session closed before the answer was sent".into()));
+                }
+            }
+            _ = shutdown.changed(), if !draining => {
+                // No more units; the ones held are answered first (not raced against shutdown).
+                let _ = tx.send(msg(Out::Draining(v1::Draining {}))).await;
+                draining = true;
+            }
         }
     }
 }
 
-/// Tells the coordinator no more batches are wanted and waits for it to close the session.
+/// Clears the flag when the session ends, whichever way.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Every unit held is answered: closes the stream and waits for the coordinator to end the
+/// session.
 async fn drain(
     tx: mpsc::Sender<v1::WorkerMessage>,
     mut inbound: tonic::Streaming<v1::CoordinatorMessage>,
 ) -> Ended {
-    let _ = tx.send(msg(Out::Draining(v1::Draining {}))).await;
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while let Ok(Some(_)) = inbound.message().await {}
@@ -182,7 +237,6 @@ async fn drain(
     tracing::info!("drained: left the coordinator");
     Ended::Drained
 }
-
 fn refused_or_lost(s: tonic::Status) -> Result<Ended, ServeError> {
     match s.code() {
         Code::FailedPrecondition

@@ -62,7 +62,7 @@ pub fn quickstart_job(settings: AttributionSettings) -> AttributeJob {
         datasets: vec![ioi_vanilla()],
         data: DatasetOptions::default(),
         settings,
-        batches_per_pass: 2,
+        batches_per_unit: 2,
     }
 }
 

@@ -1,0 +1,442 @@
+//! `attrib-loadtest`: the real coordinator (its own process, on a GPT-2-small-shaped model)
+//! under M simulated workers that speak the real worker protocol over loopback and return
+//! synthetic sums of the job's real size. For each run it prints units/s and MB/s into the
+//! coordinator, the coordinator's CPU share and peak RSS, the database's peak size, and
+//! whether the final scores equal an in-process fold of the same synthetic results, bit for
+//! bit. Exits non-zero if any run's scores differ or a run fails.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use attrib_proto::v1;
+use attrib_sim::cluster::{client, scores, status, units_of, Client, CoordinatorProc, SimPool};
+use attrib_sim::{model, Fault, SimConfig, Synthetic};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Load test of attrib-coordinator with simulated workers")]
+struct Args {
+    /// Runs: edge (edge-level, each worker count), tokenwise (token-wise, each worker count),
+    /// sweep (every IOI file as its own dataset), chaos (workers killed at random and the
+    /// coordinator restarted once), db (the 512-prompt token-wise job's database).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "edge,tokenwise,sweep,chaos,db"
+    )]
+    runs: Vec<String>,
+    /// Simulated worker counts for the edge and tokenwise runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    workers: Vec<usize>,
+    /// IOI prompt files to use (fewer files: smaller jobs).
+    #[arg(long, default_value_t = 47)]
+    files: usize,
+    /// Copies of the vanilla IOI file in the token-wise job (1,000 prompts each).
+    #[arg(long, default_value_t = 10)]
+    tokenwise_copies: usize,
+    /// P: units each simulated worker holds.
+    #[arg(long, default_value_t = 2)]
+    units_in_flight: u32,
+    /// Units per second per simulated worker (default: as fast as they can).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Folder of AutoCircuit IOI prompt files.
+    #[arg(long, default_value = "datasets/ioi")]
+    datasets: PathBuf,
+    /// GPT-2 tokenizer.json.
+    #[arg(long, default_value = "assets/gpt2/tokenizer.json")]
+    tokenizer: PathBuf,
+    /// The attrib-coordinator binary (default: next to this one).
+    #[arg(long)]
+    coordinator: Option<PathBuf>,
+}
+
+/// One job to run.
+struct JobSpec {
+    files: Vec<PathBuf>,
+    merge: bool,
+    token_positions: bool,
+    train: u32,
+}
+
+/// What one run measured.
+struct Measured {
+    name: String,
+    workers: usize,
+    units: u32,
+    values: usize,
+    seconds: f64,
+    mbytes: f64,
+    cpu_share: f64,
+    peak_rss: u64,
+    db_peak: u64,
+    accumulator: u64,
+    equal: bool,
+    note: String,
+}
+
+const BATCH: u32 = 16;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let coordinator_bin = match &a.coordinator {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary folder")?
+            .join("attrib-coordinator"),
+    };
+    let dir = tempfile::tempdir()?;
+    let model_dir = dir.path().join("gpt2-small-shape");
+    model::gpt2_small_shape(&model_dir, &a.tokenizer)?;
+    let mut ioi: Vec<PathBuf> = std::fs::read_dir(&a.datasets)
+        .with_context(|| format!("reading {}", a.datasets.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    ioi.sort();
+    ioi.truncate(a.files.max(1));
+    let vanilla = a.datasets.join("ioi_vanilla_template_prompts.json");
+    let lab = Lab {
+        coordinator_bin,
+        model_dir,
+        dir: dir.path().to_path_buf(),
+        synthetic: Synthetic::default(),
+        units_in_flight: a.units_in_flight,
+        rate: a.rate,
+    };
+    println!(
+        "attrib-loadtest: GPT-2-small shape (12 layers, 12 heads), batch {BATCH}, K = 1, P = {}, rate {}; {} cores",
+        a.units_in_flight,
+        a.rate.map_or("full speed".into(), |r| format!("{r} units/s per worker")),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut results = Vec::new();
+    for run in &a.runs {
+        match run.as_str() {
+            "edge" => {
+                for &m in &a.workers {
+                    let job = JobSpec {
+                        files: ioi.clone(),
+                        merge: true,
+                        token_positions: false,
+                        train: 1000 * ioi.len() as u32,
+                    };
+                    results.push(lab.run("edge-level", &job, m, Chaos::None).await?);
+                }
+            }
+            "tokenwise" => {
+                for &m in &a.workers {
+                    let job = JobSpec {
+                        files: vec![vanilla.clone(); a.tokenwise_copies.max(1)],
+                        merge: true,
+                        token_positions: true,
+                        train: 1000 * a.tokenwise_copies.max(1) as u32,
+                    };
+                    results.push(lab.run("token-wise", &job, m, Chaos::None).await?);
+                }
+            }
+            "sweep" => {
+                let job = JobSpec {
+                    files: ioi.clone(),
+                    merge: false,
+                    token_positions: false,
+                    train: 1000,
+                };
+                let name = format!("sweep: {} datasets", ioi.len());
+                results.push(lab.run(&name, &job, 8, Chaos::None).await?);
+            }
+            "chaos" => {
+                let job = JobSpec {
+                    files: ioi.clone(),
+                    merge: true,
+                    token_positions: false,
+                    train: 1000 * ioi.len() as u32,
+                };
+                let chaos = Chaos::KillAndRestart {
+                    kill_every: Duration::from_millis(150),
+                    restart_at: 0.4,
+                };
+                results.push(lab.run("chaos, edge-level", &job, 16, chaos).await?);
+            }
+            "db" => {
+                let job = JobSpec {
+                    files: vec![vanilla.clone()],
+                    merge: true,
+                    token_positions: true,
+                    train: 512,
+                };
+                results.push(lab.run("512 prompts token-wise", &job, 1, Chaos::None).await?);
+            }
+            other => bail!("unknown run {other:?}"),
+        }
+    }
+    print_table(&results);
+    if results.iter().any(|r| !r.equal) {
+        bail!("scores differ from the in-process fold");
+    }
+    Ok(())
+}
+
+fn print_table(rs: &[Measured]) {
+    println!();
+    println!("| run | workers | units | values/unit | units/s | MB/s in | coordinator CPU | peak RSS | DB peak (x accumulator) | scores = in-process fold |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in rs {
+        println!(
+            "| {}{} | {} | {} | {} | {:.0} | {:.0} | {:.0}% | {:.0} MB | {:.1} MB ({:.2}x) | {} |",
+            r.name,
+            r.note,
+            r.workers,
+            r.units,
+            r.values,
+            r.units as f64 / r.seconds,
+            r.mbytes / r.seconds,
+            100.0 * r.cpu_share,
+            r.peak_rss as f64 / 1e6,
+            r.db_peak as f64 / 1e6,
+            r.db_peak as f64 / r.accumulator.max(1) as f64,
+            if r.equal { "yes, bit for bit" } else { "NO" }
+        );
+    }
+}
+
+enum Chaos {
+    None,
+    KillAndRestart {
+        kill_every: Duration,
+        restart_at: f64,
+    },
+}
+
+struct Lab {
+    coordinator_bin: PathBuf,
+    model_dir: PathBuf,
+    dir: PathBuf,
+    synthetic: Synthetic,
+    units_in_flight: u32,
+    rate: Option<f64>,
+}
+
+/// Samples the database's size every millisecond on its own thread and keeps the largest.
+struct DbWatch {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DbWatch {
+    fn start(db: PathBuf) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let size = |suffix: &str| {
+                let mut f = db.clone().into_os_string();
+                f.push(suffix);
+                std::fs::metadata(f).map_or(0, |m| m.len())
+            };
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(size("") + size("-wal"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        DbWatch { peak, stop }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Lab {
+    fn request(&self, job: &JobSpec) -> anyhow::Result<v1::SubmitJobRequest> {
+        let files = job
+            .files
+            .iter()
+            .map(|f| {
+                Ok(v1::PromptFileText {
+                    name: f.display().to_string(),
+                    json: std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let datasets = if job.merge {
+            vec![v1::DatasetSpec {
+                name: String::new(),
+                files,
+            }]
+        } else {
+            files
+                .into_iter()
+                .map(|f| v1::DatasetSpec {
+                    name: String::new(),
+                    files: vec![f],
+                })
+                .collect()
+        };
+        Ok(v1::SubmitJobRequest {
+            datasets,
+            data: Some(v1::DataOptions {
+                batch_size: BATCH,
+                train_size: job.train,
+                test_size: 0,
+                prepend_bos: true,
+                seed: 42,
+                batches_per_unit: 1,
+            }),
+            settings: Some(
+                (&attrib_proto::AttributionSettings {
+                    token_positions: job.token_positions,
+                    ..Default::default()
+                })
+                    .into(),
+            ),
+            label: "loadtest".into(),
+            faithfulness: None,
+        })
+    }
+
+    async fn run(
+        &self,
+        name: &str,
+        job: &JobSpec,
+        workers: usize,
+        chaos: Chaos,
+    ) -> anyhow::Result<Measured> {
+        let run_dir = tempfile::tempdir_in(&self.dir)?;
+        let db = run_dir.path().join("attrib.db");
+        let flags = ["--max-request-mib", "256"];
+        let mut coord = CoordinatorProc::start(&self.coordinator_bin, &self.model_dir, &db, 0, &flags)?;
+        let mut c = client(&coord.url).await?;
+        let req = self.request(job)?;
+        let job_id = c
+            .submit_job(req)
+            .await
+            .context("submitting the job")?
+            .into_inner()
+            .job_id;
+        let template = SimConfig {
+            url: coord.url.clone(),
+            token: None,
+            name: String::new(),
+            identity: model::identity(&self.model_dir)?,
+            units_in_flight: self.units_in_flight,
+            rate: self.rate,
+            fault: Fault::None,
+        };
+        let mut pool = SimPool::new(template, self.synthetic.clone());
+        let watch = DbWatch::start(db.clone());
+        let (t0, cpu0) = (Instant::now(), coord.cpu_seconds());
+        let mut cpu_before_restart = 0.0;
+        pool.spawn(workers);
+        let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ t0.elapsed().as_nanos() as u64;
+        let (mut kills, mut restarted, mut last_kill) = (0usize, false, Instant::now());
+        let st = loop {
+            if pool.any_stopped() {
+                bail!("a simulated worker was refused (see above)");
+            }
+            let st = match status(&mut c, &job_id).await {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    c = reconnect(&coord.url).await?;
+                    continue;
+                }
+            };
+            if st.state().is_terminal() {
+                break st;
+            }
+            if let Chaos::KillAndRestart {
+                kill_every,
+                restart_at,
+            } = chaos
+            {
+                if last_kill.elapsed() >= kill_every && !pool.is_empty() {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    pool.kill((rng % pool.len() as u64) as usize);
+                    pool.spawn(1);
+                    kills += 1;
+                    last_kill = Instant::now();
+                }
+                if !restarted && st.units_done as f64 >= restart_at * st.units_total as f64 {
+                    cpu_before_restart = coord.cpu_seconds() - cpu0;
+                    let port = coord.port;
+                    coord.kill();
+                    coord = CoordinatorProc::start(
+                        &self.coordinator_bin,
+                        &self.model_dir,
+                        &db,
+                        port,
+                        &flags,
+                    )?;
+                    c = reconnect(&coord.url).await?;
+                    restarted = true;
+                    continue;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let seconds = t0.elapsed().as_secs_f64();
+        let cpu = cpu_before_restart + coord.cpu_seconds() - if restarted { 0.0 } else { cpu0 };
+        let peak_rss = coord.peak_rss();
+        let mbytes = pool.stats.bytes.load(Ordering::Relaxed) as f64 / 1e6;
+        drop(pool);
+        if st.state() != v1::JobState::Done {
+            bail!("{name}: the job ended {}: {}", st.state().label(), st.error);
+        }
+        let got = scores(&mut c, &job_id).await?;
+        let db_peak = watch.finish();
+        let expected = self.synthetic.expected(got.len(), &units_of(&st, BATCH));
+        let equal = got.len() == expected.sums.len() - 1
+            && got
+                .iter()
+                .zip(expected.reduced().scores)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        let note = match chaos {
+            Chaos::None => String::new(),
+            Chaos::KillAndRestart { .. } => format!(
+                " ({kills} workers killed, coordinator restarted once: {} units resumed, {} retried)",
+                st.units_resumed, st.units_retried
+            ),
+        };
+        let m = Measured {
+            name: name.to_string(),
+            workers,
+            units: st.units_total,
+            values: got.len(),
+            seconds,
+            mbytes,
+            cpu_share: cpu / seconds,
+            peak_rss,
+            db_peak,
+            accumulator: expected.encode().len() as u64,
+            equal,
+            note,
+        };
+        eprintln!(
+            "[loadtest] {name}, {workers} workers: {} units in {seconds:.1} s, scores {}",
+            m.units,
+            if equal { "equal" } else { "DIFFER" }
+        );
+        Ok(m)
+    }
+}
+
+async fn reconnect(url: &str) -> anyhow::Result<Client> {
+    let t0 = Instant::now();
+    loop {
+        match client(url).await {
+            Ok(c) => return Ok(c),
+            Err(e) if t0.elapsed() > Duration::from_secs(60) => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! A real coordinator process driven by simulated workers, and what it costs: the pieces the
+//! load test and the tests share. The coordinator runs as its own process so that its CPU
+//! time and peak memory are its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use attrib_proto::units::unit_ranges;
+use attrib_proto::v1;
+use attrib_proto::v1::attrib_client::AttribClient;
+use tonic::transport::Channel;
+
+use crate::synthetic::Synthetic;
+use crate::worker::{run, Fault, SimConfig, SimStats};
+
+/// An `attrib-coordinator` child process, killed when dropped.
+pub struct CoordinatorProc {
+    pub child: Child,
+    pub url: String,
+    pub port: u16,
+    pub db: PathBuf,
+}
+
+impl CoordinatorProc {
+    /// Starts `binary` on `model` and `db`, on `port` (0: any free one), with `extra` flags.
+    pub fn start(
+        binary: &Path,
+        model: &Path,
+        db: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let ready = db.with_extension(format!("ready-{port}"));
+        let _ = std::fs::remove_file(&ready);
+        let mut child = Command::new(binary)
+            .arg("--model")
+            .arg(model)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(db)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let t0 = Instant::now();
+        let url = loop {
+            if let Ok(u) = std::fs::read_to_string(&ready) {
+                if !u.is_empty() {
+                    break u;
+                }
+            }
+            if let Some(s) = child.try_wait()? {
+                bail!("the coordinator exited early: {s}");
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                bail!("the coordinator did not start");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let port = url.rsplit(':').next().unwrap_or("0").parse()?;
+        Ok(CoordinatorProc {
+            child,
+            url,
+            port,
+            db: db.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// CPU seconds (user + system) so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command: utime and stime are fields 14 and 15.
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f
+            .get(11..13)
+            .map(|v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
+            .unwrap_or(0.0);
+        // SAFETY: sysconf has no preconditions.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    /// Peak resident memory in bytes (VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Bytes the database takes now: the file and its write-ahead log.
+    pub fn db_bytes(&self) -> u64 {
+        let size = |suffix: &str| {
+            let mut p = self.db.clone().into_os_string();
+            p.push(suffix);
+            std::fs::metadata(p).map_or(0, |m| m.len())
+        };
+        size("") + size("-wal")
+    }
+}
+
+impl Drop for CoordinatorProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub type Client = AttribClient<Channel>;
+
+pub async fn client(url: &str) -> anyhow::Result<Client> {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect()
+        .await?;
+    Ok(AttribClient::new(ch).max_decoding_message_size(256 << 20))
+}
+
+pub async fn status(c: &mut Client, job: &str) -> anyhow::Result<v1::JobStatus> {
+    c.get_job(v1::GetJobRequest {
+        job_id: job.to_string(),
+    })
+    .await?
+    .into_inner()
+    .job
+    .context("no status")
+}
+
+/// A done job's combined scores.
+pub async fn scores(c: &mut Client, job: &str) -> anyhow::Result<Vec<f64>> {
+    let mut s = c
+        .get_scores(v1::GetScoresRequest {
+            job_id: job.to_string(),
+            dataset: None,
+            chunk_size: 0,
+        })
+        .await?
+        .into_inner();
+    let mut values = Vec::new();
+    while let Some(m) = s.message().await? {
+        if let Some(v1::get_scores_response::Part::Chunk(c)) = m.part {
+            values.extend(c.scores);
+        }
+    }
+    Ok(values)
+}
+
+/// Every unit of a job as (index, prompts), from its status: units of K batches of
+/// `batch_size` prompts, cut per dataset.
+pub fn units_of(s: &v1::JobStatus, batch_size: u32) -> Vec<(u32, usize)> {
+    let mut out = Vec::new();
+    for d in &s.datasets {
+        let batches = (d.train_prompts / batch_size) as usize;
+        for r in unit_ranges(batches, s.batches_per_unit as usize) {
+            out.push((out.len() as u32, r.len() * batch_size as usize));
+        }
+    }
+    out
+}
+
+/// A pool of simulated workers running as tasks of this process.
+pub struct SimPool {
+    pub stats: Arc<SimStats>,
+    pub synthetic: Synthetic,
+    template: SimConfig,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    started: usize,
+}
+
+impl SimPool {
+    pub fn new(template: SimConfig, synthetic: Synthetic) -> Self {
+        SimPool {
+            stats: Arc::new(SimStats::default()),
+            synthetic,
+            template,
+            tasks: Vec::new(),
+            started: 0,
+        }
+    }
+
+    /// Starts `n` more workers.
+    pub fn spawn(&mut self, n: usize) {
+        for _ in 0..n {
+            let cfg = SimConfig {
+                name: format!("sim-{}", self.started),
+                ..self.template.clone()
+            };
+            self.started += 1;
+            self.tasks.push(tokio::spawn(run(
+                cfg,
+                self.synthetic.clone(),
+                self.stats.clone(),
+            )));
+        }
+    }
+
+    /// Starts one worker with a fault.
+    pub fn spawn_faulty(&mut self, fault: Fault) {
+        let cfg = SimConfig {
+            name: format!("sim-{}-faulty", self.started),
+            fault,
+            ..self.template.clone()
+        };
+        self.started += 1;
+        self.tasks.push(tokio::spawn(run(
+            cfg,
+            self.synthetic.clone(),
+            self.stats.clone(),
+        )));
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Kills worker `i` the way a crash would: its connection drops mid-session.
+    pub fn kill(&mut self, i: usize) {
+        self.tasks.swap_remove(i).abort();
+    }
+
+    /// Whether a worker stopped by itself (the coordinator refused it; it said why).
+    pub fn any_stopped(&self) -> bool {
+        self.tasks.iter().any(|t| t.is_finished())
+    }
+}
+
+impl Drop for SimPool {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Models for simulated clusters: a coordinator reads a model's shape, tokenizes prompts and
+//! fingerprints the weights file, but never loads weights, so a GPT-2 folder with a real
+//! config and tokenizer and a placeholder weights file is all a load test needs.
+
+use std::path::Path;
+
+use anyhow::Context;
+use attrib_proto::fingerprint::model_fingerprint;
+use attrib_proto::model_config::ModelConfig;
+use attrib_proto::v1;
+
+/// Writes a GPT-2-small-shaped folder (12 layers, 12 heads, d_model 768) with the tokenizer
+/// at `tokenizer` and a placeholder `model.safetensors`.
+pub fn gpt2_small_shape(dir: &Path, tokenizer: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let config = ModelConfig {
+        n_layers: 12,
+        n_heads: 12,
+        d_model: 768,
+        d_head: 64,
+        d_mlp: 3072,
+        n_ctx: 1024,
+        d_vocab: 50257,
+        eps: 1e-5,
+    };
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config.to_hf())?,
+    )?;
+    std::fs::copy(tokenizer, dir.join("tokenizer.json"))
+        .with_context(|| format!("copying {}", tokenizer.display()))?;
+    std::fs::write(
+        dir.join("model.safetensors"),
+        b"no weights: a shape-only model for simulated workers",
+    )?;
+    Ok(())
+}
+
+/// The identity a worker holding the model in `dir` announces.
+pub fn identity(dir: &Path) -> anyhow::Result<v1::ModelIdentity> {
+    let c = ModelConfig::read(&dir.join("config.json"))?;
+    Ok(v1::ModelIdentity {
+        fingerprint: model_fingerprint(dir)?,
+        n_layers: c.n_layers as u32,
+        n_heads: c.n_heads as u32,
+        d_model: c.d_model as u32,
+        n_ctx: c.n_ctx as u32,
+        d_vocab: c.d_vocab as u32,
+    })
+}

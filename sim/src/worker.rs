@@ -1,0 +1,164 @@
+//! A simulated worker: the real `WorkerGateway` session over gRPC (hello, up to P units held,
+//! results, reconnects after a lost session), answering every attribution unit with the
+//! synthetic sums of its real size (`Synthetic`), at full speed or a set rate. Faults can be
+//! injected to test the coordinator's refusals.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use attrib_proto::auth::AttachToken;
+use attrib_proto::v1;
+use attrib_proto::v1::coordinator_message::Msg as In;
+use attrib_proto::v1::worker_gateway_client::WorkerGatewayClient;
+use attrib_proto::v1::worker_message::Msg as Out;
+use attrib_proto::GraphShape;
+use prost::bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::synthetic::Synthetic;
+
+/// A misbehaviour to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Unit `unit`'s first edge sum is +∞ (outside the exact sum's range).
+    NotFinite { unit: u32 },
+    /// Unit `unit`'s result is sent twice: the second is a late duplicate.
+    Duplicate { unit: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub url: String,
+    pub token: Option<String>,
+    pub name: String,
+    /// Must be the coordinator's model (shape and fingerprint).
+    pub identity: v1::ModelIdentity,
+    /// P: units held at once.
+    pub units_in_flight: u32,
+    /// Most units per second this worker answers; `None`: as fast as it can.
+    pub rate: Option<f64>,
+    pub fault: Fault,
+}
+
+/// What simulated workers sent, shared by all of them.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    pub units: AtomicU64,
+    /// Result payload bytes (edge sums and logit differences).
+    pub bytes: AtomicU64,
+    pub sessions: AtomicU64,
+}
+
+/// Runs sessions until the coordinator refuses this worker (the error says why); a lost
+/// session is dialled again after a short pause.
+pub async fn run(cfg: SimConfig, synthetic: Synthetic, stats: Arc<SimStats>) -> anyhow::Result<()> {
+    loop {
+        match session(&cfg, &synthetic, &stats).await {
+            Ok(()) => {}
+            Err(Lost::Refused(why)) => {
+                eprintln!("[sim] {} refused: {why}", cfg.name);
+                anyhow::bail!("{}: refused: {why}", cfg.name)
+            }
+            Err(Lost::Again(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+enum Lost {
+    Refused(String),
+    Again(#[allow(dead_code)] String),
+}
+
+fn lost(s: tonic::Status) -> Lost {
+    match s.code() {
+        tonic::Code::FailedPrecondition
+        | tonic::Code::Unauthenticated
+        | tonic::Code::PermissionDenied
+        | tonic::Code::InvalidArgument => Lost::Refused(s.message().to_string()),
+        _ => Lost::Again(s.message().to_string()),
+    }
+}
+
+fn msg(m: Out) -> v1::WorkerMessage {
+    v1::WorkerMessage { msg: Some(m) }
+}
+
+async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Result<(), Lost> {
+    let channel = tonic::transport::Endpoint::from_shared(cfg.url.clone())
+        .map_err(|e| Lost::Refused(e.to_string()))?
+        .tcp_nodelay(true)
+        .initial_stream_window_size(attrib_proto::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(attrib_proto::HTTP2_CONNECTION_WINDOW)
+        .connect()
+        .await
+        .map_err(|e| Lost::Again(e.to_string()))?;
+    let token = AttachToken::new(cfg.token.as_deref()).map_err(lost)?;
+    let mut client = WorkerGatewayClient::with_interceptor(channel, token)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::WorkerMessage>(cfg.units_in_flight as usize + 2);
+    let hello = v1::WorkerHello {
+        protocol: attrib_proto::PROTOCOL_VERSION as i32,
+        name: cfg.name.clone(),
+        device: "simulated".into(),
+        model: Some(cfg.identity.clone()),
+        units_in_flight: cfg.units_in_flight,
+    };
+    let _ = tx.send(msg(Out::Hello(hello))).await;
+    let mut inbound = client
+        .open_session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(lost)?
+        .into_inner();
+    stats.sessions.fetch_add(1, Ordering::Relaxed);
+    let shape = |a: &v1::UnitAssignment| {
+        let s = a.settings.unwrap_or_default();
+        GraphShape {
+            n_layers: cfg.identity.n_layers as usize,
+            n_heads: cfg.identity.n_heads as usize,
+            separate_qkv: s.separate_qkv,
+            seq_len: s.token_positions.then_some(a.width as usize),
+        }
+    };
+    let mut next = Instant::now();
+    while let Some(m) = inbound.message().await.map_err(lost)? {
+        let Some(In::Unit(a)) = m.msg else {
+            continue;
+        };
+        if let Some(rate) = cfg.rate {
+            tokio::time::sleep_until(next).await;
+            next = next.max(Instant::now()) + Duration::from_secs_f64(1.0 / rate);
+        }
+        if a.circuits.is_some() {
+            let f = v1::UnitFailure {
+                job_id: a.job_id,
+                unit: a.unit,
+                error: "simulated workers attribute only".into(),
+            };
+            let _ = tx.send(msg(Out::Failure(f))).await;
+            continue;
+        }
+        let mut r = synthetic.result(&a.job_id, a.unit, shape(&a).n_edges(), a.answers.len());
+        if cfg.fault == (Fault::NotFinite { unit: a.unit }) {
+            let mut v = r.values.to_vec();
+            v[..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+            r.values = Bytes::from(v);
+        }
+        let copies = if cfg.fault == (Fault::Duplicate { unit: a.unit }) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let bytes = r.values.len() + 4 * r.clean_logit_diffs.len();
+            if tx.send(msg(Out::Result(r.clone()))).await.is_err() {
+                return Err(Lost::Again("session closed".into()));
+            }
+            stats.units.fetch_add(1, Ordering::Relaxed);
+            stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+    Err(Lost::Again("the coordinator ended the session".into()))
+}
