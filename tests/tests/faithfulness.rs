@@ -65,7 +65,7 @@ async fn cluster_curve_is_the_one_process_curve() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let curve = read_curve(&out);
 
-    // Same circuits, same per-batch sums, same reduction: identical numbers.
+    // Same circuits, same per-prompt values, same exact reduction: identical numbers.
     assert_eq!(
         curve.points, expected.points,
         "cluster vs attrib-worker faithfulness"
@@ -99,7 +99,7 @@ async fn cluster_curve_is_the_one_process_curve() {
         .find(|j| j["kind"] == "faithfulness")
         .expect("a faithfulness job");
     assert_eq!(f["scores_job_id"], job.as_str());
-    assert_eq!(f["batches_total"], 24); // 8 test batches x 3 groups of 3 circuits
+    assert_eq!(f["units_total"], 24); // 8 test batches (K = 1) x 3 groups of 3 circuits
     assert_eq!(f["datasets"][0]["train_prompts"], 128);
     let fjob = f["job_id"].as_str().unwrap().to_string();
 
