@@ -80,10 +80,14 @@ impl Coordinator {
     async fn resume(&self) -> Result<()> {
         let jobs = self.store.run(|s| s.jobs()).await?;
         for job in jobs.into_iter().filter(|j| !j.state.is_terminal()) {
-            let mut status = v1::JobStatus {
+            // A job that cannot resume fails, saying why; its stored sums stay.
+            let failed = |e: Error| v1::JobStatus {
                 job_id: job.id.clone(),
                 label: job.label.clone(),
                 created_unix_ms: job.created_ms,
+                state: v1::JobState::Failed as i32,
+                error: e.to_string(),
+                finished_unix_ms: now_ms(),
                 ..Default::default()
             };
             if job.model_fingerprint != self.model.fingerprint {
@@ -91,16 +95,14 @@ impl Coordinator {
                     stored: job.model_fingerprint.clone(),
                     current: self.model.fingerprint.clone(),
                 };
-                self.finish_unreduced(&mut status, v1::JobState::Failed, e.to_string())
-                    .await?;
+                self.store_unreduced(&failed(e)).await?;
                 continue;
             }
-            let (planned, _) = self.plan_request(job.request).await?;
+            let (planned, _) = self.plan_request(job.request.clone()).await?;
             let planned = match planned {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
-                    self.finish_unreduced(&mut status, v1::JobState::Failed, e.to_string())
-                        .await?;
+                    self.store_unreduced(&failed(e)).await?;
                     continue;
                 }
             };
@@ -113,8 +115,7 @@ impl Coordinator {
             let sums = match sums {
                 Ok(s) => s,
                 Err(e) => {
-                    self.finish_unreduced(&mut status, v1::JobState::Failed, e.to_string())
-                        .await?;
+                    self.store_unreduced(&failed(e)).await?;
                     continue;
                 }
             };
@@ -233,15 +234,13 @@ impl Coordinator {
     }
 
     pub async fn cancel(&self, id: &str) -> Result<v1::JobStatus> {
-        let run = self.lock().remove(id);
-        let Some(run) = run else {
-            return self.status(id).await;
-        };
-        let mut status = run.status();
-        self.finish_unreduced(&mut status, v1::JobState::Cancelled, String::new())
-            .await?;
-        tracing::info!(job = %id, "job cancelled");
-        Ok(status)
+        match self.end_job(id, v1::JobState::Cancelled, String::new()).await? {
+            Some(status) => {
+                tracing::info!(job = %id, "job cancelled");
+                Ok(status)
+            }
+            None => self.status(id).await,
+        }
     }
 
     /// Stored scores of a done job: `dataset` `None` for all datasets combined.
@@ -407,15 +406,30 @@ impl Coordinator {
     }
 
     async fn fail_job(&self, job: &str, msg: String) -> Result<()> {
-        let removed = self.lock().remove(job);
-        if let Some(run) = removed {
-            // Keep what was computed: the last sums go to the store with the failure.
-            self.commit_job(&run.id, &run.sums, run.retried).await?;
-            let mut status = run.status();
-            self.finish_unreduced(&mut status, v1::JobState::Failed, msg)
-                .await?;
+        self.end_job(job, v1::JobState::Failed, msg).await.map(|_| ())
+    }
+
+    /// Ends a running job without scores. It stops at once (and says so to watchers), the
+    /// store records it, then it leaves the scheduler. A failed job keeps what was computed:
+    /// its last sums are committed first. `None` if the job was not running.
+    async fn end_job(
+        &self,
+        id: &str,
+        state: v1::JobState,
+        error: String,
+    ) -> Result<Option<v1::JobStatus>> {
+        let ended = self.lock().end(id, state, error, now_ms());
+        let Some((status, sums, retried)) = ended else {
+            return Ok(None);
+        };
+        self.changed();
+        if state == v1::JobState::Failed {
+            self.commit_job(id, &sums, retried).await?;
         }
-        Ok(())
+        self.store_unreduced(&status).await?;
+        self.lock().remove(id);
+        self.changed();
+        Ok(Some(status))
     }
 
     /// `worker` left (disconnected, hung, drained): every unit it held goes back to the queue.
@@ -555,18 +569,11 @@ impl Coordinator {
         Err(Error::NoCurve(id.to_string()))
     }
 
-    /// Ends a job without scores (failed or cancelled). A failed job keeps its committed
-    /// sums; a cancelled one's are dropped.
-    async fn finish_unreduced(
-        &self,
-        status: &mut v1::JobStatus,
-        state: v1::JobState,
-        error: String,
-    ) -> Result<()> {
-        status.state = state as i32;
-        status.error = error;
-        status.finished_unix_ms = now_ms();
+    /// Stores a job's end without scores (failed or cancelled). A failed job keeps its
+    /// committed sums; a cancelled one's are dropped.
+    async fn store_unreduced(&self, status: &v1::JobStatus) -> Result<()> {
         let s = status.clone();
+        let state = status.state();
         let keep_sums = state == v1::JobState::Failed;
         self.store
             .run(move |store| {

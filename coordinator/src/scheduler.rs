@@ -32,6 +32,9 @@ pub struct JobRun {
     committed: u32,
     started: Option<Instant>,
     last_result: Option<Instant>,
+    /// Set by `Scheduler::end`.
+    error: String,
+    finished_ms: i64,
 }
 
 impl JobRun {
@@ -64,6 +67,8 @@ impl JobRun {
             committed: 0,
             started: None,
             last_result: None,
+            error: String::new(),
+            finished_ms: 0,
         };
         for unit in folded {
             if run.mark_done(unit) {
@@ -125,9 +130,9 @@ impl JobRun {
             units_computed: self.computed,
             prompts_done: self.prompts_done,
             datasets,
-            error: String::new(),
+            error: self.error.clone(),
             created_unix_ms: self.created_ms,
-            finished_unix_ms: 0,
+            finished_unix_ms: self.finished_ms,
             running_seconds,
             kind: if self.plan.circuits.is_some() {
                 "faithfulness"
@@ -220,6 +225,27 @@ impl Scheduler {
         Some(self.jobs.remove(i))
     }
 
+    /// Ends `id` without scores (failed or cancelled): no unit of it is handed out or counted
+    /// any more, and its status says so while the store records it; `remove` it after.
+    /// Returns its final status, sums and retry count, or `None` if it is not running.
+    pub fn end(
+        &mut self,
+        id: &str,
+        state: v1::JobState,
+        error: String,
+        now_ms: i64,
+    ) -> Option<(v1::JobStatus, Arc<Mutex<JobSums>>, u32)> {
+        for w in self.workers.values_mut() {
+            w.held.retain(|(j, _)| j != id);
+        }
+        let run = self.job_mut(id).filter(|r| !r.state.is_terminal())?;
+        run.state = state;
+        run.error = error;
+        run.finished_ms = now_ms;
+        run.pending.clear();
+        Some((run.status(), run.sums.clone(), run.retried))
+    }
+
     pub fn register_worker(
         &mut self,
         name: &str,
@@ -276,7 +302,7 @@ impl Scheduler {
         if let Some(w) = self.workers.get_mut(worker) {
             w.units_done += 1;
         }
-        let Some(run) = self.job_mut(job) else {
+        let Some(run) = self.job_mut(job).filter(|r| !r.state.is_terminal()) else {
             return Recorded::Ignored;
         };
         run.computed += 1;
@@ -299,7 +325,7 @@ impl Scheduler {
     /// A worker could not compute `unit` of `job`.
     pub fn record_failure(&mut self, job: &str, unit: u32, error: &str) -> FailureOutcome {
         let max = self.max_attempts;
-        let Some(run) = self.job_mut(job) else {
+        let Some(run) = self.job_mut(job).filter(|r| !r.state.is_terminal()) else {
             return FailureOutcome::Ignored;
         };
         let Some(f) = run.failures.get_mut(unit as usize) else {
@@ -326,7 +352,7 @@ impl Scheduler {
         };
         let mut requeued = Vec::new();
         for (job, unit) in entry.held {
-            let Some(run) = self.job_mut(&job) else {
+            let Some(run) = self.job_mut(&job).filter(|r| !r.state.is_terminal()) else {
                 continue;
             };
             if !run.done[unit as usize] && run.pending.insert(unit) {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,16 +105,6 @@ impl CoordinatorProc {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
-    }
-
-    /// Bytes the database takes now: the file and its write-ahead log.
-    pub fn db_bytes(&self) -> u64 {
-        let size = |suffix: &str| {
-            let mut p = self.db.clone().into_os_string();
-            p.push(suffix);
-            std::fs::metadata(p).map_or(0, |m| m.len())
-        };
-        size("") + size("-wal")
     }
 }
 
@@ -249,5 +240,37 @@ impl Drop for SimPool {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// Samples the database's size every millisecond on its own thread and keeps the largest.
+pub struct DbWatch {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DbWatch {
+    pub fn start(db: PathBuf) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let size = |suffix: &str| {
+                let mut f = db.clone().into_os_string();
+                f.push(suffix);
+                std::fs::metadata(f).map_or(0, |m| m.len())
+            };
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(size("") + size("-wal"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        DbWatch { peak, stop }
+    }
+
+    /// Stops sampling; the largest size seen, in bytes.
+    pub fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.peak.load(Ordering::Relaxed)
     }
 }

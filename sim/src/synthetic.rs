@@ -43,18 +43,18 @@ pub struct Synthetic {
 }
 
 impl Synthetic {
-    /// Unit `unit`'s edge sums for a graph of `n_edges`, as little-endian f32 bytes.
-    pub fn values(&self, n_edges: usize, unit: u32) -> Bytes {
+    /// Unit `unit`'s `n_values` values (edge sums), as little-endian f32 bytes.
+    pub fn values(&self, n_values: usize, unit: u32) -> Bytes {
         let pool = {
             let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
             pools
-                .entry(n_edges)
+                .entry(n_values)
                 .or_insert_with(|| {
                     Arc::new(
                         (0..POOL as u64)
                             .map(|k| {
                                 let v: Vec<f32> =
-                                    (0..n_edges as u64).map(|i| value(k, i)).collect();
+                                    (0..n_values as u64).map(|i| value(k, i)).collect();
                                 Bytes::from(f32_le_bytes(&v))
                             })
                             .collect(),
@@ -65,12 +65,13 @@ impl Synthetic {
         pool[(unit % POOL) as usize].clone()
     }
 
-    /// Unit `unit`'s result for a job of `n_edges` edges with `n_prompts` prompts in the unit.
-    pub fn result(&self, job: &str, unit: u32, n_edges: usize, n_prompts: usize) -> v1::UnitResult {
+    /// Unit `unit`'s result of `n_values` values (an attribution unit's: one per edge) for
+    /// `n_prompts` prompts.
+    pub fn result(&self, job: &str, unit: u32, n_values: usize, n_prompts: usize) -> v1::UnitResult {
         v1::UnitResult {
             job_id: job.to_string(),
             unit,
-            values: self.values(n_edges, unit),
+            values: self.values(n_values, unit),
             clean_logit_diffs: (0..n_prompts as u64)
                 .map(|p| value(1000 + unit as u64, p))
                 .collect(),

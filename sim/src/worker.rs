@@ -1,7 +1,7 @@
 //! A simulated worker: the real `WorkerGateway` session over gRPC (hello, up to P units held,
-//! results, reconnects after a lost session), answering every attribution unit with the
-//! synthetic sums of its real size (`Synthetic`), at full speed or a set rate. Faults can be
-//! injected to test the coordinator's refusals.
+//! results, reconnects after a lost session), answering every unit with synthetic values of
+//! its real size (`Synthetic`), at full speed or a set rate. Faults can be injected to test
+//! the coordinator's refusals.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +49,9 @@ pub struct SimStats {
     /// Result payload bytes (edge sums and logit differences).
     pub bytes: AtomicU64,
     pub sessions: AtomicU64,
+    /// Faithfulness units received, and how many of them carried the score vector.
+    pub circuit_units: AtomicU64,
+    pub score_vectors: AtomicU64,
 }
 
 /// Runs sessions until the coordinator refuses this worker (the error says why); a lost
@@ -131,16 +134,18 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
             tokio::time::sleep_until(next).await;
             next = next.max(Instant::now()) + Duration::from_secs_f64(1.0 / rate);
         }
-        if a.circuits.is_some() {
-            let f = v1::UnitFailure {
-                job_id: a.job_id,
-                unit: a.unit,
-                error: "simulated workers attribute only".into(),
-            };
-            let _ = tx.send(msg(Out::Failure(f))).await;
-            continue;
-        }
-        let mut r = synthetic.result(&a.job_id, a.unit, shape(&a).n_edges(), a.answers.len());
+        // A faithfulness unit's values: per circuit and prompt, then per prompt the corrupt one.
+        let n_values = match &a.circuits {
+            Some(c) => {
+                stats.circuit_units.fetch_add(1, Ordering::Relaxed);
+                if !c.scores.is_empty() {
+                    stats.score_vectors.fetch_add(1, Ordering::Relaxed);
+                }
+                (c.circuits.len() + 1) * a.answers.len()
+            }
+            None => shape(&a).n_edges(),
+        };
+        let mut r = synthetic.result(&a.job_id, a.unit, n_values, a.answers.len());
         if cfg.fault == (Fault::NotFinite { unit: a.unit }) {
             let mut v = r.values.to_vec();
             v[..4].copy_from_slice(&f32::INFINITY.to_le_bytes());

@@ -6,13 +6,14 @@
 //! bit. Exits non-zero if any run's scores differ or a run fails.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use attrib_proto::v1;
-use attrib_sim::cluster::{client, scores, status, units_of, Client, CoordinatorProc, SimPool};
+use attrib_sim::cluster::{
+    client, scores, status, units_of, Client, CoordinatorProc, DbWatch, SimPool,
+};
 use attrib_sim::{model, Fault, SimConfig, Synthetic};
 use clap::Parser;
 
@@ -220,37 +221,6 @@ struct Lab {
     synthetic: Synthetic,
     units_in_flight: u32,
     rate: Option<f64>,
-}
-
-/// Samples the database's size every millisecond on its own thread and keeps the largest.
-struct DbWatch {
-    peak: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl DbWatch {
-    fn start(db: PathBuf) -> Self {
-        let peak = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let size = |suffix: &str| {
-                let mut f = db.clone().into_os_string();
-                f.push(suffix);
-                std::fs::metadata(f).map_or(0, |m| m.len())
-            };
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max(size("") + size("-wal"), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        DbWatch { peak, stop }
-    }
-
-    fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.peak.load(Ordering::Relaxed)
-    }
 }
 
 impl Lab {
