@@ -89,10 +89,18 @@ CREATE TABLE IF NOT EXISTS curves (
 );
 ";
 
-/// Drops a job's running state and records its final status, committing `tx` (which may hold
-/// the job's results): either the job is finished with its results, or nothing changed.
-fn close_job(tx: rusqlite::Transaction<'_>, job: &str, status: &v1::JobStatus) -> Result<()> {
+/// Opens the transaction that finishes `job`: its running state is dropped first, so that the
+/// results written next reuse the freed pages instead of growing the file. Commit it with
+/// `close_job`.
+fn begin_close<'c>(conn: &'c mut Connection, job: &str) -> Result<rusqlite::Transaction<'c>> {
+    let tx = conn.transaction()?;
     drop_running_state(&tx, job)?;
+    Ok(tx)
+}
+
+/// Records `job`'s final status and commits `tx` (from `begin_close`, holding the job's
+/// results): either the job is finished with its results, or nothing changed.
+fn close_job(tx: rusqlite::Transaction<'_>, job: &str, status: &v1::JobStatus) -> Result<()> {
     set_final(&tx, job, status)?;
     tx.commit()?;
     Ok(())
@@ -296,7 +304,7 @@ impl Store {
         status: &v1::JobStatus,
     ) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = begin_close(&mut conn, job)?;
         for (dataset, meta, graph, values) in scores {
             tx.execute(
                 "INSERT OR REPLACE INTO scores (job_id, dataset, metadata, graph, scores)
@@ -323,7 +331,7 @@ impl Store {
         status: &v1::JobStatus,
     ) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = begin_close(&mut conn, job)?;
         tx.execute(
             "INSERT OR REPLACE INTO curves (job_id, scores_job, curve) VALUES (?1, ?2, ?3)",
             params![job, scores_job, curve_json],

@@ -109,10 +109,16 @@ async fn a_tokenwise_gpt2_small_jobs_database_stays_under_three_accumulators() {
     let model_dir = dir.path().join("gpt2-small-shape");
     model::gpt2_small_shape(&model_dir, &repo().join("assets/gpt2/tokenizer.json")).unwrap();
     let db = dir.path().join("tokenwise.db");
-    let c = CoordinatorProc::start(&bin("attrib-coordinator"), &model_dir, &db, 0, &[]).unwrap();
+    // Commits every 100 ms while the worker answers 40 units a second: the accumulator is
+    // rewritten about ten times during the job.
+    let commits = ["--commit-interval-ms", "100"];
+    let c = CoordinatorProc::start(&bin("attrib-coordinator"), &model_dir, &db, 0, &commits)
+        .unwrap();
     let watch = DbWatch::start(db.clone());
     let synthetic = Synthetic::default();
-    let mut pool = SimPool::new(sim_config(&c.url, &model_dir), synthetic.clone());
+    let mut sim = sim_config(&c.url, &model_dir);
+    sim.rate = Some(40.0);
+    let mut pool = SimPool::new(sim, synthetic.clone());
     pool.spawn(1);
     let mut client = client(&c.url, None).await;
     let mut req = request(&[ioi()], 16, 512, 42);
@@ -127,6 +133,7 @@ async fn a_tokenwise_gpt2_small_jobs_database_stays_under_three_accumulators() {
     assert_synthetic_scores(&mut client, &job, &synthetic).await;
     let st = wait_end(&mut client, &job).await;
     assert_eq!(st.units_total, 32);
+    assert!(st.units_committed == 32);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let peak = watch.finish();
     let n_edges = 487_365;
