@@ -98,7 +98,9 @@ impl Coordinator {
                 self.store_unreduced(&failed(e)).await?;
                 continue;
             }
-            let (planned, _) = self.plan_request(job.request.clone()).await?;
+            let id = job.id.clone();
+            let request = self.store.run(move |s| s.request(&id)).await?;
+            let (planned, _) = self.plan_request(request).await?;
             let planned = match planned {
                 Ok(p) => Arc::new(p),
                 Err(e) => {

@@ -29,7 +29,6 @@ pub struct StoredJob {
     pub id: String,
     pub label: String,
     pub state: v1::JobState,
-    pub request: v1::SubmitJobRequest,
     pub model_fingerprint: String,
     pub created_ms: i64,
     pub retried: u32,
@@ -58,11 +57,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT NOT NULL UNIQUE,
     label TEXT NOT NULL,
     state TEXT NOT NULL,
-    request BLOB NOT NULL,
     model_fingerprint TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
     retried INTEGER NOT NULL DEFAULT 0,
     final_status BLOB
+);
+-- Apart from `jobs`: SQLite rewrites a whole row on every update, and a request carries its
+-- prompt files (megabytes).
+CREATE TABLE IF NOT EXISTS requests (
+    job_id TEXT PRIMARY KEY,
+    request BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS accumulators (
     job_id TEXT NOT NULL,
@@ -183,13 +187,17 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO jobs (id, label, state, request, model_fingerprint, created_ms)
-             VALUES ('pending', ?1, 'queued', ?2, ?3, ?4)",
-            params![label, request.encode_to_vec(), fingerprint, created_ms],
+            "INSERT INTO jobs (id, label, state, model_fingerprint, created_ms)
+             VALUES ('pending', ?1, 'queued', ?2, ?3)",
+            params![label, fingerprint, created_ms],
         )?;
         let seq = tx.last_insert_rowid();
         let id = format!("job-{seq:06}");
         tx.execute("UPDATE jobs SET id = ?1 WHERE seq = ?2", params![id, seq])?;
+        tx.execute(
+            "INSERT INTO requests (job_id, request) VALUES (?1, ?2)",
+            params![id, request.encode_to_vec()],
+        )?;
         tx.commit()?;
         Ok(id)
     }
@@ -254,11 +262,11 @@ impl Store {
         Ok(())
     }
 
-    /// Every job, oldest first.
+    /// Every job, oldest first (without requests: `request` loads one).
     pub fn jobs(&self) -> Result<Vec<StoredJob>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, label, state, request, model_fingerprint, created_ms, retried
+            "SELECT id, label, state, model_fingerprint, created_ms, retried
              FROM jobs ORDER BY seq",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -266,27 +274,22 @@ impl Store {
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, u32>(6)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, u32>(5)?,
             ))
         })?;
         let mut jobs = Vec::new();
         for row in rows {
-            let (id, label, state, request, model_fingerprint, created_ms, retried) = row?;
-            let corrupt = |reason: String| Error::Corrupt {
+            let (id, label, state, model_fingerprint, created_ms, retried) = row?;
+            let state = parse_state(&state).ok_or_else(|| Error::Corrupt {
                 job: id.clone(),
-                reason,
-            };
-            let request = v1::SubmitJobRequest::decode(request.as_slice())
-                .map_err(|e| corrupt(e.to_string()))?;
-            let state = parse_state(&state).ok_or_else(|| corrupt(format!("state {state:?}")))?;
+                reason: format!("state {state:?}"),
+            })?;
             jobs.push(StoredJob {
                 id,
                 label,
                 state,
-                request,
                 model_fingerprint,
                 created_ms,
                 retried,
@@ -357,7 +360,7 @@ impl Store {
     pub fn request(&self, job: &str) -> Result<v1::SubmitJobRequest> {
         let blob: Option<Vec<u8>> = self
             .conn()
-            .query_row("SELECT request FROM jobs WHERE id = ?1", [job], |r| {
+            .query_row("SELECT request FROM requests WHERE job_id = ?1", [job], |r| {
                 r.get(0)
             })
             .optional()?;
@@ -444,8 +447,9 @@ impl Store {
     }
 }
 
-/// Moves a per-batch database (layout 0) to this layout: its unfinished jobs fail, saying
-/// why, and its batch results go. Returns whether there was anything to migrate.
+/// Moves a per-batch database (layout 0) to this layout: requests get their own table, the
+/// unfinished jobs fail, saying why, and the batch results go. Returns whether there was
+/// anything to migrate.
 fn migrate_batch_results(tx: &rusqlite::Transaction<'_>) -> Result<bool> {
     let old: bool = tx.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'batch_results'",
@@ -455,11 +459,16 @@ fn migrate_batch_results(tx: &rusqlite::Transaction<'_>) -> Result<bool> {
     if !old {
         return Ok(false);
     }
-    let unfinished: Vec<(String, Vec<u8>)> = tx
-        .prepare("SELECT id, request FROM jobs WHERE state IN ('queued', 'running')")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    // Requests move to their own table.
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO requests (job_id, request) SELECT id, request FROM jobs;
+         ALTER TABLE jobs DROP COLUMN request;",
+    )?;
+    let unfinished: Vec<String> = tx
+        .prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running')")?
+        .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for (id, _) in &unfinished {
+    for id in &unfinished {
         let status = v1::JobStatus {
             job_id: id.clone(),
             state: v1::JobState::Failed as i32,
@@ -591,6 +600,7 @@ mod tests {
         assert_eq!(jobs[1].state, v1::JobState::Failed);
         let st = store.final_status("job-000002").unwrap().unwrap();
         assert!(st.error.contains("resubmit"), "{}", st.error);
+        assert_eq!(store.request("job-000001").unwrap(), v1::SubmitJobRequest::default());
         let n: i64 = store
             .conn()
             .query_row("SELECT count(*) FROM scores", [], |r| r.get(0))
