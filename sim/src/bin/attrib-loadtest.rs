@@ -35,8 +35,11 @@ struct Args {
     /// IOI prompt files to use (fewer files: smaller jobs).
     #[arg(long, default_value_t = 47)]
     files: usize,
-    /// Copies of the vanilla IOI file in the token-wise job (1,000 prompts each).
-    #[arg(long, default_value_t = 10)]
+    /// Copies of those files merged into the edge-level throughput job (2,937 units each).
+    #[arg(long, default_value_t = 2)]
+    edge_copies: usize,
+    /// Copies of the vanilla IOI file in the token-wise job (62.5 units each).
+    #[arg(long, default_value_t = 20)]
     tokenwise_copies: usize,
     /// P: units each simulated worker holds.
     #[arg(long, default_value_t = 2)]
@@ -121,11 +124,14 @@ async fn main() -> anyhow::Result<()> {
         match run.as_str() {
             "edge" => {
                 for &m in &a.workers {
+                    let files: Vec<PathBuf> = (0..a.edge_copies.max(1))
+                        .flat_map(|_| ioi.iter().cloned())
+                        .collect();
                     let job = JobSpec {
-                        files: ioi.clone(),
+                        train: 1000 * files.len() as u32,
+                        files,
                         merge: true,
                         token_positions: false,
-                        train: 1000 * ioi.len() as u32,
                     };
                     results.push(lab.run("edge-level", &job, m, Chaos::None).await?);
                 }
