@@ -2,20 +2,23 @@
 //! rounded f64 per slot out. Addition of integers is associative, so the result is the same
 //! bits whatever the order, grouping, retries or restarts of the additions.
 //!
-//! Each slot holds an `i128` fixed-point number with 64 fraction bits (`main`). Every f32 whose
-//! lowest set bit is at least 2^-64 and whose magnitude is below 2^62 lands there exactly with
-//! one shift and one add. Anything else (tinier bits, larger values, or a slot whose `main`
-//! would overflow) goes exactly into a 384-bit integer with 160 fraction bits (`Wide`), kept
-//! per slot only where needed. Every finite f32 fits `Wide`, which has room for 2^95 additions
-//! of the largest f32, so no finite input is ever rounded or lost; NaN and ±∞ are refused.
+//! Each slot holds an `i128` fixed-point number with 64 fraction bits (`main`, kept as two
+//! 64-bit planes). Every f32 whose lowest set bit is at least 2^-64 and whose magnitude is
+//! below 2^62 lands there exactly with one shift and one add (`lanes`, the hot loop). Anything
+//! else (tinier bits, larger values, or a slot whose `main` would overflow) goes exactly into
+//! a 384-bit integer with 160 fraction bits (`Wide`), kept per slot only where needed. Every
+//! finite f32 fits `Wide`, which has room for 2^95 additions of the largest f32, so no finite
+//! input is ever rounded or lost; NaN and ±∞ are refused.
 
 use std::collections::BTreeMap;
 
+mod lanes;
+mod wide;
+
+use wide::Wide;
+
 /// Fraction bits of `main`: one unit is 2^-64.
 const MAIN_FRAC: i32 = 64;
-/// Fraction bits of `Wide`: one unit is 2^-160, below the smallest f32 (2^-149).
-const WIDE_FRAC: i32 = 160;
-const LIMBS: usize = 6;
 
 /// A value that no accumulator can hold.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,109 +33,13 @@ pub struct NotFinite {
 #[error("not an exact-sum encoding: {0}")]
 pub struct BadEncoding(pub String);
 
-/// A two's-complement 384-bit integer counting units of 2^-160.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Wide([u64; LIMBS]);
-
-impl Wide {
-    /// Adds (or subtracts) `mag · 2^bit`; `mag · 2^(bit mod 64)` spans at most three limbs.
-    fn add_mag(&mut self, mag: u128, bit: u32, negative: bool) {
-        let (first, shift) = ((bit / 64) as usize, bit % 64);
-        let lo = mag << shift;
-        let hi = if shift == 0 { 0 } else { mag >> (128 - shift) };
-        let parts = [lo as u64, (lo >> 64) as u64, hi as u64];
-        let mut carry = false;
-        for i in first..LIMBS {
-            let part = parts.get(i - first).copied().unwrap_or(0);
-            if i - first >= parts.len() && !carry {
-                break;
-            }
-            let limb = &mut self.0[i];
-            let (v, c1, c2);
-            if negative {
-                (v, c1) = limb.overflowing_sub(part);
-                let (w, b) = v.overflowing_sub(carry as u64);
-                *limb = w;
-                c2 = b;
-            } else {
-                (v, c1) = limb.overflowing_add(part);
-                let (w, b) = v.overflowing_add(carry as u64);
-                *limb = w;
-                c2 = b;
-            }
-            carry = c1 || c2;
-        }
-    }
-
-    fn add_f32(&mut self, x: f32) {
-        let (m, e) = mantissa_exponent(x);
-        self.add_mag(m as u128, (e + WIDE_FRAC) as u32, x < 0.0);
-    }
-
-    fn add_main(&mut self, v: i128) {
-        self.add_mag(v.unsigned_abs(), (WIDE_FRAC - MAIN_FRAC) as u32, v < 0);
-    }
-
-    fn add(&mut self, o: &Wide) {
-        let mut carry = false;
-        for (a, b) in self.0.iter_mut().zip(o.0) {
-            let (v, c1) = a.overflowing_add(b);
-            let (v, c2) = v.overflowing_add(carry as u64);
-            *a = v;
-            carry = c1 || c2;
-        }
-    }
-
-    fn is_negative(&self) -> bool {
-        self.0[LIMBS - 1] >> 63 == 1
-    }
-
-    fn negated(&self) -> Wide {
-        let mut out = Wide(self.0.map(|l| !l));
-        out.add_mag(1, 0, false);
-        out
-    }
-
-    /// The nearest f64 (ties to even).
-    fn to_f64(self) -> f64 {
-        let negative = self.is_negative();
-        let mag = if negative { self.negated() } else { self };
-        let Some(top) = (0..LIMBS).rev().find(|&i| mag.0[i] != 0) else {
-            return 0.0;
-        };
-        let h = top as i32 * 64 + 63 - mag.0[top].leading_zeros() as i32; // highest set bit
-        // The 64 bits below and at `h`, with every lower bit folded into the last one (sticky),
-        // so that the u64 -> f64 conversion rounds exactly as the full number would.
-        let low = (h - 63).max(0);
-        let mut window = 0u64;
-        let mut sticky = false;
-        for b in 0..LIMBS as i32 * 64 {
-            let set = mag.0[(b / 64) as usize] >> (b % 64) & 1 == 1;
-            if !set {
-                continue;
-            }
-            if b < low {
-                sticky = true;
-            } else {
-                window |= 1 << (b - low);
-            }
-        }
-        let rounded = (window | sticky as u64) as f64 * pow2(low - WIDE_FRAC);
-        if negative {
-            -rounded
-        } else {
-            rounded
-        }
-    }
-}
-
 /// 2^k for k in f64's normal range.
-fn pow2(k: i32) -> f64 {
+pub(crate) fn pow2(k: i32) -> f64 {
     f64::from_bits(((1023 + k) as u64) << 52)
 }
 
 /// `x = ±m · 2^e` with `m < 2^24` an integer: for finite non-zero x.
-fn mantissa_exponent(x: f32) -> (u32, i32) {
+pub(crate) fn mantissa_exponent(x: f32) -> (u32, i32) {
     let bits = x.to_bits();
     let exp = ((bits >> 23) & 0xff) as i32;
     let frac = bits & 0x7f_ffff;
@@ -141,27 +48,6 @@ fn mantissa_exponent(x: f32) -> (u32, i32) {
     } else {
         (frac | 0x80_0000, exp - 150)
     }
-}
-
-/// Adds the f32 with bits `bits` to `acc` if it fits exactly: a zero, or a normal value in
-/// [2^-41, 2^62) (its lowest mantissa bit at 2^-64 or above, shifted below 2^126) whose sum
-/// does not overflow. Returns false, changing nothing, for everything else.
-#[inline(always)]
-fn add_fast(acc: &mut i128, bits: u32) -> bool {
-    let shift = ((bits >> 23) & 0xff).wrapping_sub(86);
-    if shift <= 102 {
-        // The signed mantissa, widened and shifted (cheaper than signing the shifted i128).
-        let m = ((bits & 0x7f_ffff) | 0x80_0000) as i64;
-        let sign = ((bits as i32) >> 31) as i64; // 0 or -1
-        let q = (((m ^ sign) - sign) as i128) << shift;
-        let (v, overflow) = acc.overflowing_add(q);
-        if overflow {
-            return false;
-        }
-        *acc = v;
-        return true;
-    }
-    bits << 1 == 0
 }
 
 /// `check_finite` over little-endian bytes, branch-free until a non-finite value is found.
@@ -200,7 +86,10 @@ pub fn check_finite(
 /// Exact running sums of f32 values, one per slot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExactSum {
-    main: Vec<i128>,
+    /// Each slot's `main`, an i128 of 2^-64 units: its low and high 64 bits, in two planes
+    /// so that the hot loop works on plain 64-bit lanes.
+    lo: Vec<u64>,
+    hi: Vec<i64>,
     /// Slots holding values `main` cannot: their sum is `main + wide`.
     wide: BTreeMap<u32, Wide>,
 }
@@ -208,23 +97,33 @@ pub struct ExactSum {
 impl ExactSum {
     pub fn new(slots: usize) -> Self {
         ExactSum {
-            main: vec![0; slots],
+            lo: vec![0; slots],
+            hi: vec![0; slots],
             wide: BTreeMap::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.main.len()
+        self.lo.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.main.is_empty()
+        self.lo.is_empty()
+    }
+
+    fn main(&self, slot: usize) -> i128 {
+        ((self.hi[slot] as i128) << 64) | self.lo[slot] as i128
+    }
+
+    fn set_main(&mut self, slot: usize, v: i128) {
+        self.lo[slot] = v as u64;
+        self.hi[slot] = (v >> 64) as i64;
     }
 
     /// Adds `x` to slot `slot`.
     #[inline]
     pub fn add(&mut self, slot: usize, x: f32) -> Result<(), NotFinite> {
-        if add_fast(&mut self.main[slot], x.to_bits()) {
+        if lanes::add_lane(&mut self.lo[slot], &mut self.hi[slot], x.to_bits()) {
             return Ok(());
         }
         self.add_slow(slot, x)
@@ -244,8 +143,8 @@ impl ExactSum {
         if (-MAIN_FRAC..=38).contains(&e) {
             let q = (m as i128) << (e + MAIN_FRAC);
             let q = if x < 0.0 { -q } else { q };
-            if let Some(v) = self.main[slot].checked_add(q) {
-                self.main[slot] = v;
+            if let Some(v) = self.main(slot).checked_add(q) {
+                self.set_main(slot, v);
                 return Ok(());
             }
         }
@@ -263,18 +162,15 @@ impl ExactSum {
 
     /// `add_all` from little-endian f32 bytes, as they travel on the wire. All or nothing: a
     /// non-finite value is found before any slot changes. This is the coordinator's hot loop:
-    /// the common values take `add_fast` in one pass, the rest `add_slow` after it.
+    /// the common values take the lanes in one pass, the rest `add_slow` after it.
     pub fn add_all_le(&mut self, offset: usize, bytes: &[u8]) -> Result<(), NotFinite> {
         check_finite_le(offset, bytes)?;
-        let main = &mut self.main[offset..offset + bytes.len() / 4];
+        let range = offset..offset + bytes.len() / 4;
         let mut slow = Vec::new();
-        for (i, (acc, c)) in main.iter_mut().zip(bytes.chunks_exact(4)).enumerate() {
-            let bits = u32::from_le_bytes(c.try_into().expect("4 bytes"));
-            if !add_fast(acc, bits) {
-                slow.push((i, f32::from_bits(bits)));
-            }
-        }
-        for (i, x) in slow {
+        lanes::add_le(&mut self.lo[range.clone()], &mut self.hi[range], bytes, &mut slow);
+        for i in slow {
+            let c = &bytes[4 * i..4 * i + 4];
+            let x = f32::from_le_bytes(c.try_into().expect("4 bytes"));
             self.add_slow(offset + i, x)?;
         }
         Ok(())
@@ -283,9 +179,10 @@ impl ExactSum {
     /// Adds another accumulator of the same length, slot by slot.
     pub fn absorb(&mut self, other: &ExactSum) {
         assert_eq!(self.len(), other.len(), "accumulators of one length");
-        for (slot, (a, &b)) in self.main.iter_mut().zip(&other.main).enumerate() {
-            match a.checked_add(b) {
-                Some(v) => *a = v,
+        for slot in 0..self.len() {
+            let b = other.main(slot);
+            match self.main(slot).checked_add(b) {
+                Some(v) => self.set_main(slot, v),
                 None => self.wide.entry(slot as u32).or_default().add_main(b),
             }
         }
@@ -297,10 +194,10 @@ impl ExactSum {
     /// Slot `slot`'s exact sum, rounded once to the nearest f64.
     pub fn value(&self, slot: usize) -> f64 {
         match self.wide.get(&(slot as u32)) {
-            None => self.main[slot] as f64 * pow2(-MAIN_FRAC),
+            None => self.main(slot) as f64 * pow2(-MAIN_FRAC),
             Some(w) => {
                 let mut w = *w;
-                w.add_main(self.main[slot]);
+                w.add_main(self.main(slot));
                 w.to_f64()
             }
         }
@@ -314,10 +211,10 @@ impl ExactSum {
     /// Bytes that `decode` turns back into this accumulator: the slot count, every slot's
     /// `main` (16 bytes, little-endian), then the wide slots (index and six limbs).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + 16 * self.main.len() + 52 * self.wide.len());
-        out.extend_from_slice(&(self.main.len() as u64).to_le_bytes());
-        for v in &self.main {
-            out.extend_from_slice(&v.to_le_bytes());
+        let mut out = Vec::with_capacity(16 + 16 * self.len() + 52 * self.wide.len());
+        out.extend_from_slice(&(self.len() as u64).to_le_bytes());
+        for slot in 0..self.len() {
+            out.extend_from_slice(&self.main(slot).to_le_bytes());
         }
         out.extend_from_slice(&(self.wide.len() as u64).to_le_bytes());
         for (slot, w) in &self.wide {
@@ -335,11 +232,11 @@ impl ExactSum {
         if n > bytes.len() / 16 {
             return Err(BadEncoding(format!("{n} slots in {} bytes", bytes.len())));
         }
-        let main = (0..n)
-            .map(|_| r.take::<16>().map(i128::from_le_bytes))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut sums = ExactSum::new(n);
+        for slot in 0..n {
+            sums.set_main(slot, i128::from_le_bytes(r.take::<16>()?));
+        }
         let n_wide = r.u64()? as usize;
-        let mut wide = BTreeMap::new();
         for _ in 0..n_wide {
             let slot = u32::from_le_bytes(r.take::<4>()?);
             if slot as usize >= n {
@@ -349,12 +246,12 @@ impl ExactSum {
             for l in &mut w.0 {
                 *l = r.u64()?;
             }
-            wide.insert(slot, w);
+            sums.wide.insert(slot, w);
         }
         if !r.0.is_empty() {
             return Err(BadEncoding(format!("{} bytes left over", r.0.len())));
         }
-        Ok(ExactSum { main, wide })
+        Ok(sums)
     }
 }
 
