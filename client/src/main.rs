@@ -89,10 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
                 return Ok(exit::OK);
             }
-            eprintln!(
-                "[attrib] submitted {} ({} units)",
-                r.job_id, r.units_total
-            );
+            eprintln!("[attrib] submitted {} ({} units)", r.job_id, r.units_total);
             follow(&mut client, &r.job_id, json).await
         }
         Command::Watch { job } => follow(&mut client, &job, json).await,

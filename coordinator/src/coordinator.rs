@@ -236,7 +236,10 @@ impl Coordinator {
     }
 
     pub async fn cancel(&self, id: &str) -> Result<v1::JobStatus> {
-        match self.end_job(id, v1::JobState::Cancelled, String::new()).await? {
+        match self
+            .end_job(id, v1::JobState::Cancelled, String::new())
+            .await?
+        {
             Some(status) => {
                 tracing::info!(job = %id, "job cancelled");
                 Ok(status)
@@ -408,7 +411,9 @@ impl Coordinator {
     }
 
     async fn fail_job(&self, job: &str, msg: String) -> Result<()> {
-        self.end_job(job, v1::JobState::Failed, msg).await.map(|_| ())
+        self.end_job(job, v1::JobState::Failed, msg)
+            .await
+            .map(|_| ())
     }
 
     /// Ends a running job without scores. It stops at once (and says so to watchers), the

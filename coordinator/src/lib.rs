@@ -11,11 +11,11 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod plan;
-pub mod sums;
 pub mod scheduler;
 pub mod server;
 pub mod spawn;
 pub mod store;
+pub mod sums;
 pub mod worker_service;
 
 pub use config::CoordinatorConfig;

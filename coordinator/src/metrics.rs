@@ -54,8 +54,14 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         "bytes of unit results received (scores and logit differences)"
     );
     describe_counter!("attrib_prompts_total", "prompts in folded units");
-    describe_counter!("attrib_commits_total", "group commits of running jobs' sums");
-    describe_counter!("attrib_commit_bytes_total", "bytes written by group commits");
+    describe_counter!(
+        "attrib_commits_total",
+        "group commits of running jobs' sums"
+    );
+    describe_counter!(
+        "attrib_commit_bytes_total",
+        "bytes written by group commits"
+    );
     describe_histogram!("attrib_commit_seconds", "seconds per job's group commit");
     describe_gauge!("attrib_workers_connected", "workers with an open session");
     Ok(())

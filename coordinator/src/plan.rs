@@ -310,9 +310,7 @@ impl JobPlan {
     /// Prompts a unit adds to the job's progress (a test batch counts once, not per group).
     pub fn unit_prompts(&self, unit: u32) -> u32 {
         match self.unit(unit) {
-            Some(UnitRef {
-                group: Some(g), ..
-            }) if g > 0 => 0,
+            Some(UnitRef { group: Some(g), .. }) if g > 0 => 0,
             Some(u) => (u.batches.len() * self.data.batch_size as usize) as u32,
             None => 0,
         }
@@ -348,9 +346,7 @@ impl JobPlan {
         }
         match (&self.circuits, u.group) {
             (Some(c), Some(g)) => sums[0].fold_circuits(c.group(g), r).map(|_| 0),
-            _ => sums[u.dataset]
-                .fold_attribution(r)
-                .map(|_| u.dataset),
+            _ => sums[u.dataset].fold_attribution(r).map(|_| u.dataset),
         }
     }
 
@@ -379,7 +375,10 @@ impl JobPlan {
                 .collect(),
         });
         let flat = |side: fn(&Batch) -> &Vec<i64>| {
-            batches.iter().flat_map(|b| side(b).iter().copied()).collect()
+            batches
+                .iter()
+                .flat_map(|b| side(b).iter().copied())
+                .collect()
         };
         let ids = |side: fn(&Batch) -> &Vec<Vec<i64>>| {
             batches
@@ -509,7 +508,10 @@ pub(crate) mod tests {
         let m = tiny_model();
         let p = plan(&request(4, 16, false, &[ioi_text(), ioi_text()]), &m).unwrap();
         assert_eq!(p.n_units(), 8);
-        assert_eq!((p.datasets[1].first_unit, p.datasets[1].first_batch), (4, 4));
+        assert_eq!(
+            (p.datasets[1].first_unit, p.datasets[1].first_batch),
+            (4, 4)
+        );
         let u = p.unit(5).unwrap();
         assert_eq!((u.dataset, u.batches, u.group), (1, 1..2, None));
         assert!(p.unit(8).is_none());
@@ -528,7 +530,14 @@ pub(crate) mod tests {
         // 4 batches per dataset: units of 3 and 1, never across datasets.
         assert_eq!(p.n_units(), 4);
         assert_eq!(p.unit(1).unwrap().batches, 3..4);
-        assert_eq!(p.unit(2).unwrap(), UnitRef { dataset: 1, batches: 0..3, group: None });
+        assert_eq!(
+            p.unit(2).unwrap(),
+            UnitRef {
+                dataset: 1,
+                batches: 0..3,
+                group: None
+            }
+        );
         assert_eq!((p.unit_prompts(2), p.unit_prompts(3)), (12, 4));
         let a = p.assignment("j", 2, false).unwrap();
         assert_eq!(a.clean.len(), (3 * a.batch_size * a.width) as usize);
@@ -574,7 +583,10 @@ pub(crate) mod tests {
         let t: Vec<Option<f64>> = c.circuits.iter().map(|t| t.min_abs_score).collect();
         assert_eq!(t, vec![Some(100.0), Some(0.0)]); // k = 10: the 10th largest of 0..110
         let again = p.assignment("f", 1, false).unwrap().circuits.unwrap();
-        assert!(again.scores.is_empty(), "the worker keeps the scores of a job");
+        assert!(
+            again.scores.is_empty(),
+            "the worker keeps the scores of a job"
+        );
         // The unit's prompts are test prompts, not train prompts.
         let train = plan(&source, &m).unwrap();
         assert_ne!(a.clean, train.assignment("t", 0, false).unwrap().clean);

@@ -442,8 +442,7 @@ mod tests {
         let mut sums = JobSums::new(&plan);
         for u in [0, 2] {
             let r = attrib_proto::v1::UnitResult {
-                values: attrib_proto::units::f32_le_bytes(&vec![1.0; plan.graph.n_edges()])
-                    .into(),
+                values: attrib_proto::units::f32_le_bytes(&vec![1.0; plan.graph.n_edges()]).into(),
                 clean_logit_diffs: vec![0.5; 4],
                 ..Default::default()
             };

@@ -210,7 +210,11 @@ impl Store {
         let state: Option<String> = tx
             .query_row("SELECT state FROM jobs WHERE id = ?1", [job], |r| r.get(0))
             .optional()?;
-        if state.as_deref().and_then(parse_state).is_none_or(|s| s.is_terminal()) {
+        if state
+            .as_deref()
+            .and_then(parse_state)
+            .is_none_or(|s| s.is_terminal())
+        {
             return Ok(false);
         }
         for (slot, bytes) in &snap.sums {
@@ -235,9 +239,11 @@ impl Store {
     pub fn progress(&self, job: &str) -> Result<Option<StoredProgress>> {
         let conn = self.conn();
         let folded: Option<Vec<u8>> = conn
-            .query_row("SELECT folded FROM progress WHERE job_id = ?1", [job], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT folded FROM progress WHERE job_id = ?1",
+                [job],
+                |r| r.get(0),
+            )
             .optional()?;
         let Some(folded) = folded else {
             return Ok(None);
@@ -360,9 +366,11 @@ impl Store {
     pub fn request(&self, job: &str) -> Result<v1::SubmitJobRequest> {
         let blob: Option<Vec<u8>> = self
             .conn()
-            .query_row("SELECT request FROM requests WHERE job_id = ?1", [job], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT request FROM requests WHERE job_id = ?1",
+                [job],
+                |r| r.get(0),
+            )
             .optional()?;
         let blob = blob.ok_or_else(|| Error::UnknownJob(job.to_string()))?;
         v1::SubmitJobRequest::decode(blob.as_slice()).map_err(|e| Error::Corrupt {
@@ -554,7 +562,9 @@ mod tests {
         store.release_free_pages().unwrap(); // everything in the main file
         let running = size();
         assert!(running > 100_000, "{running}");
-        store.finish_job(&id, &[], &status(&id, v1::JobState::Done)).unwrap();
+        store
+            .finish_job(&id, &[], &status(&id, v1::JobState::Done))
+            .unwrap();
         store.release_free_pages().unwrap();
         assert!(store.progress(&id).unwrap().is_none());
         assert!(
@@ -600,7 +610,10 @@ mod tests {
         assert_eq!(jobs[1].state, v1::JobState::Failed);
         let st = store.final_status("job-000002").unwrap().unwrap();
         assert!(st.error.contains("resubmit"), "{}", st.error);
-        assert_eq!(store.request("job-000001").unwrap(), v1::SubmitJobRequest::default());
+        assert_eq!(
+            store.request("job-000001").unwrap(),
+            v1::SubmitJobRequest::default()
+        );
         let n: i64 = store
             .conn()
             .query_row("SELECT count(*) FROM scores", [], |r| r.get(0))

@@ -73,11 +73,17 @@ impl JobSums {
             let acc = Accumulator::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
             match s.sums.get_mut(*i) {
                 Some(slot) if slot.sums.len() == acc.sums.len() => *slot = acc,
-                _ => return Err(corrupt(format!("stored sums {i} do not fit the job's plan"))),
+                _ => {
+                    return Err(corrupt(format!(
+                        "stored sums {i} do not fit the job's plan"
+                    )))
+                }
             }
         }
         if folded.len() != s.folded.len().div_ceil(8) {
-            return Err(corrupt("the folded-unit set does not fit the job's plan".into()));
+            return Err(corrupt(
+                "the folded-unit set does not fit the job's plan".into(),
+            ));
         }
         for (u, f) in s.folded.iter_mut().enumerate() {
             *f = folded[u / 8] >> (u % 8) & 1 == 1;
@@ -185,8 +191,14 @@ mod tests {
         )
         .unwrap();
         let mut s = JobSums::new(&plan);
-        assert_eq!(s.fold(&plan, 2, &unit_result(&plan, 2, 2.0)), Ok(Folded::New));
-        assert_eq!(s.fold(&plan, 2, &unit_result(&plan, 2, 9.0)), Ok(Folded::Duplicate));
+        assert_eq!(
+            s.fold(&plan, 2, &unit_result(&plan, 2, 2.0)),
+            Ok(Folded::New)
+        );
+        assert_eq!(
+            s.fold(&plan, 2, &unit_result(&plan, 2, 9.0)),
+            Ok(Folded::Duplicate)
+        );
         let snap = s.snapshot().unwrap();
         assert_eq!((snap.sums.len(), snap.sums[0].0, snap.units), (1, 1, 1));
         assert!(s.snapshot().is_none(), "nothing new to save");
@@ -205,7 +217,8 @@ mod tests {
         // Combined is the exact sum of the datasets': equal to folding all into one.
         let mut one = Accumulator::attribution(plan.graph.n_edges());
         for u in 0..4 {
-            one.fold_attribution(&unit_result(&plan, u, u as f32)).unwrap();
+            one.fold_attribution(&unit_result(&plan, u, u as f32))
+                .unwrap();
         }
         assert_eq!(sa.combined, one.reduced());
         assert_eq!(sa.per_dataset[1].n_prompts, 16);

@@ -9,12 +9,12 @@ pub mod settings;
 pub mod topology;
 pub mod units;
 
-pub use faithfulness::{CurvePoint, FaithfulnessCurve};
 pub use exact::ExactSum;
+pub use faithfulness::{CurvePoint, FaithfulnessCurve};
 pub use scores::{DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile, ScoresMetadata};
-pub use units::Accumulator;
 pub use settings::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, SettingsError};
 pub use topology::{DestKind, DestModule, Edge, GraphShape, NamedEdge, TopologyError};
+pub use units::Accumulator;
 
 pub mod auth;
 pub mod convert;

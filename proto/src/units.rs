@@ -75,7 +75,11 @@ impl Accumulator {
     ) -> Result<(), FoldError> {
         let n_circuits = self.sums.len() - 2;
         let n = r.clean_logit_diffs.len();
-        expect_len("circuit values (bytes)", r.values.len(), 4 * (group.len() + 1) * n)?;
+        expect_len(
+            "circuit values (bytes)",
+            r.values.len(),
+            4 * (group.len() + 1) * n,
+        )?;
         let values: Vec<f32> = le_f32s(&r.values).collect();
         check_finite(0, values.iter().chain(&r.clean_logit_diffs).copied())?;
         let (patched, corrupt) = values.split_at(group.len() * n);
@@ -279,12 +283,17 @@ mod tests {
     #[test]
     fn bad_units_are_refused_and_change_nothing() {
         let mut a = Accumulator::attribution(3);
-        let e = a.fold_attribution(&result(&[1.0, 2.0], &[1.0])).unwrap_err();
+        let e = a
+            .fold_attribution(&result(&[1.0, 2.0], &[1.0]))
+            .unwrap_err();
         assert!(e.to_string().contains("2 values, expected 3"), "{e}");
         let e = a
             .fold_attribution(&result(&[1.0, f32::NAN, 0.0], &[1.0]))
             .unwrap_err();
-        assert!(matches!(e, FoldError::NotFinite(NotFinite { slot: 1, .. })), "{e}");
+        assert!(
+            matches!(e, FoldError::NotFinite(NotFinite { slot: 1, .. })),
+            "{e}"
+        );
         let mut f = Accumulator::circuits(3);
         let before = f.clone();
         let bad = result(&[1.0, 2.0, f32::INFINITY, 0.0], &[1.0, 1.0]);

@@ -36,6 +36,12 @@ impl CoordinatorProc {
     ) -> anyhow::Result<Self> {
         let ready = db.with_extension(format!("ready-{port}"));
         let _ = std::fs::remove_file(&ready);
+        // Its log goes next to the database (named in errors), not into the caller's output.
+        let log_path = db.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
         let mut child = Command::new(binary)
             .arg("--model")
             .arg(model)
@@ -44,8 +50,9 @@ impl CoordinatorProc {
             .arg("--ready-file")
             .arg(&ready)
             .args(extra)
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let t0 = Instant::now();
@@ -56,7 +63,8 @@ impl CoordinatorProc {
                 }
             }
             if let Some(s) = child.try_wait()? {
-                bail!("the coordinator exited early: {s}");
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!("the coordinator exited early: {s}\n{log}");
             }
             if t0.elapsed() > Duration::from_secs(120) {
                 bail!("the coordinator did not start");
@@ -84,7 +92,8 @@ impl CoordinatorProc {
 
     /// CPU seconds (user + system) so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the parenthesised command: utime and stime are fields 14 and 15.
         let after = stat.rsplit(')').next().unwrap_or("");
         let f: Vec<&str> = after.split_whitespace().collect();

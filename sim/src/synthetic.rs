@@ -67,7 +67,13 @@ impl Synthetic {
 
     /// Unit `unit`'s result of `n_values` values (an attribution unit's: one per edge) for
     /// `n_prompts` prompts.
-    pub fn result(&self, job: &str, unit: u32, n_values: usize, n_prompts: usize) -> v1::UnitResult {
+    pub fn result(
+        &self,
+        job: &str,
+        unit: u32,
+        n_values: usize,
+        n_prompts: usize,
+    ) -> v1::UnitResult {
         v1::UnitResult {
             job_id: job.to_string(),
             unit,

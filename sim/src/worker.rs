@@ -23,9 +23,13 @@ use crate::synthetic::Synthetic;
 pub enum Fault {
     None,
     /// Unit `unit`'s first edge sum is +∞ (outside the exact sum's range).
-    NotFinite { unit: u32 },
+    NotFinite {
+        unit: u32,
+    },
     /// Unit `unit`'s result is sent twice: the second is a late duplicate.
-    Duplicate { unit: u32 },
+    Duplicate {
+        unit: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +105,8 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
     let mut client = WorkerGatewayClient::with_interceptor(channel, token)
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
-    let (tx, rx) = tokio::sync::mpsc::channel::<v1::WorkerMessage>(cfg.units_in_flight as usize + 2);
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<v1::WorkerMessage>(cfg.units_in_flight as usize + 2);
     let hello = v1::WorkerHello {
         protocol: attrib_proto::PROTOCOL_VERSION as i32,
         name: cfg.name.clone(),

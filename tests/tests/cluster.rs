@@ -55,12 +55,20 @@ async fn units_and_pipelining_change_no_bit() {
             let status = wait_end(&mut client, &job).await;
             assert_eq!(status.state(), v1::JobState::Done, "{status:?}");
             assert_eq!(
-                (status.units_done, status.units_total, status.batches_per_unit),
+                (
+                    status.units_done,
+                    status.units_total,
+                    status.batches_per_unit
+                ),
                 (8 / k, 8 / k, k)
             );
             let (header, got) = scores(&mut client, &job, None).await;
             assert_eq!(header.n_edges as usize, expected.n_edges);
-            assert_eq!(&as_texts(&got), want, "{setup}, K = {k} vs attrib-worker attribute");
+            assert_eq!(
+                &as_texts(&got),
+                want,
+                "{setup}, K = {k} vs attrib-worker attribute"
+            );
             if k == 1 {
                 k1_scores = got;
                 k1_job = job;
@@ -149,10 +157,16 @@ async fn a_worker_holds_p_units_at_once() {
             assert_eq!(ws[0].units_in_flight, 3);
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "never 3 units: {ws:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never 3 units: {ws:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(wait_end(&mut client, &job).await.state(), v1::JobState::Done);
+    assert_eq!(
+        wait_end(&mut client, &job).await.state(),
+        v1::JobState::Done
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,12 +174,7 @@ async fn a_worker_killed_mid_job_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (expected, _) = reference(dir.path());
     let c = coordinator(&dir.path().join("kill.db"), None, &[]);
-    let mut victim = worker(
-        &c.url,
-        "victim",
-        &tiny_model(),
-        &["--unit-delay-ms", "400"],
-    );
+    let mut victim = worker(&c.url, "victim", &tiny_model(), &["--unit-delay-ms", "400"]);
     let _survivor = worker(
         &c.url,
         "survivor",
@@ -197,23 +206,13 @@ async fn a_hung_worker_times_out_and_a_terminated_one_answers_its_units() {
         None,
         &["--unit-timeout-secs", "2"],
     );
-    let victim = worker(
-        &c.url,
-        "victim",
-        &tiny_model(),
-        &["--unit-delay-ms", "300"],
-    );
+    let victim = worker(&c.url, "victim", &tiny_model(), &["--unit-delay-ms", "300"]);
     let mut client = client(&c.url, None).await;
     wait_workers(&mut client, 1).await;
     let job = submit(&mut client, request(&[ioi()], 16, 128, 42)).await;
     wait_victim_busy(&mut client).await;
     victim.signal(libc::SIGSTOP); // hung: the connection stays open, nothing answers
-    let mut polite = worker(
-        &c.url,
-        "polite",
-        &tiny_model(),
-        &["--unit-delay-ms", "300"],
-    );
+    let mut polite = worker(&c.url, "polite", &tiny_model(), &["--unit-delay-ms", "300"]);
     let s = wait_for(&mut client, &job, |s| s.units_retried >= 1).await;
     assert!(s.units_retried >= 1);
     // SIGTERM: the units it holds are answered, then the worker leaves with status 0.

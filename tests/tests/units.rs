@@ -81,7 +81,10 @@ async fn a_faithfulness_jobs_scores_go_to_a_worker_once() {
     pool.spawn(1);
     let mut client = client(&c.url, None).await;
     let job = submit(&mut client, request(&[ioi()], 16, 128, 42)).await;
-    assert_eq!(wait_end(&mut client, &job).await.state(), v1::JobState::Done);
+    assert_eq!(
+        wait_end(&mut client, &job).await.state(),
+        v1::JobState::Done
+    );
     let f = v1::SubmitJobRequest {
         faithfulness: Some(v1::FaithfulnessSpec {
             scores_job_id: job,
@@ -112,8 +115,8 @@ async fn a_tokenwise_gpt2_small_jobs_database_stays_under_three_accumulators() {
     // Commits every 100 ms while the worker answers 40 units a second: the accumulator is
     // rewritten about ten times during the job.
     let commits = ["--commit-interval-ms", "100"];
-    let c = CoordinatorProc::start(&bin("attrib-coordinator"), &model_dir, &db, 0, &commits)
-        .unwrap();
+    let c =
+        CoordinatorProc::start(&bin("attrib-coordinator"), &model_dir, &db, 0, &commits).unwrap();
     let watch = DbWatch::start(db.clone());
     let synthetic = Synthetic::default();
     let mut sim = sim_config(&c.url, &model_dir);
@@ -148,5 +151,8 @@ async fn a_tokenwise_gpt2_small_jobs_database_stays_under_three_accumulators() {
     assert!(peak < 3 * accumulator, "{peak} >= 3 x {accumulator}");
     // Done: the accumulator's pages went back; the final scores (8 bytes an edge) remain.
     let now = std::fs::metadata(&db).unwrap().len();
-    assert!(now < 8 * n_edges as u64 + accumulator / 4, "{now} bytes left");
+    assert!(
+        now < 8 * n_edges as u64 + accumulator / 4,
+        "{now} bytes left"
+    );
 }

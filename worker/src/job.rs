@@ -182,11 +182,14 @@ pub fn run_faithfulness(
             tok.bos_id(),
             s.data.prepend_bos,
         )?;
-        sums.fold_circuits(0..circuits.len(), &unit.to_result(String::new(), u as u32, 0.0))
-            .map_err(|e| Error::Unit {
-                unit: u as u32,
-                reason: e.to_string(),
-            })?;
+        sums.fold_circuits(
+            0..circuits.len(),
+            &unit.to_result(String::new(), u as u32, 0.0),
+        )
+        .map_err(|e| Error::Unit {
+            unit: u as u32,
+            reason: e.to_string(),
+        })?;
         units.push(unit);
         progress(end, batches.len());
     }

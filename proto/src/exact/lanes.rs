@@ -34,9 +34,7 @@ pub(super) fn add_lane(lo: &mut u64, hi: &mut i64, bits: u32) -> bool {
     let n_hi = (q_hi ^ sign).wrapping_add(sign & u64::from(q_lo == 0));
     let (a_lo, a_hi) = (*lo, *hi as u64);
     let s_lo = a_lo.wrapping_add(n_lo);
-    let s_hi = a_hi
-        .wrapping_add(n_hi)
-        .wrapping_add(u64::from(s_lo < a_lo));
+    let s_hi = a_hi.wrapping_add(n_hi).wrapping_add(u64::from(s_lo < a_lo));
     // Signed overflow: both addends of one sign and a sum of the other.
     let overflow = ((a_hi ^ s_hi) & (n_hi ^ s_hi)) >> 63 == 1;
     let write = fits && !overflow;
@@ -57,7 +55,10 @@ fn add_le_portable(lo: &mut [u64], hi: &mut [i64], bytes: &[u8], slow: &mut Vec<
         let lo: &mut [u64; BLOCK] = (&mut lo[at..at + BLOCK]).try_into().expect("a block");
         let hi: &mut [i64; BLOCK] = (&mut hi[at..at + BLOCK]).try_into().expect("a block");
         let mut bits = [0u32; BLOCK];
-        for (b, c) in bits.iter_mut().zip(bytes[4 * at..4 * (at + BLOCK)].chunks_exact(4)) {
+        for (b, c) in bits
+            .iter_mut()
+            .zip(bytes[4 * at..4 * (at + BLOCK)].chunks_exact(4))
+        {
             *b = u32::from_le_bytes(c.try_into().expect("4 bytes"));
         }
         let mut left = [0u8; BLOCK];
@@ -152,13 +153,18 @@ mod tests {
                 return (start(i), false);
             }
             let m = ((bits & 0x7f_ffff) | 0x80_0000) as i128;
-            let q = if x < 0.0 { -(m << (e - 86)) } else { m << (e - 86) };
+            let q = if x < 0.0 {
+                -(m << (e - 86))
+            } else {
+                m << (e - 86)
+            };
             match start(i).checked_add(q) {
                 Some(v) => (v, true),
                 None => (start(i), false),
             }
         };
-        let run = |f: &dyn Fn(&mut [u64], &mut [i64], &mut Vec<usize>)| {
+        type Variant<'a> = &'a dyn Fn(&mut [u64], &mut [i64], &mut Vec<usize>);
+        let run = |f: Variant| {
             let mut lo: Vec<u64> = (0..n).map(|i| start(i) as u64).collect();
             let mut hi: Vec<i64> = (0..n).map(|i| (start(i) >> 64) as i64).collect();
             let mut slow = Vec::new();

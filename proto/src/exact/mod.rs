@@ -70,10 +70,7 @@ pub fn le_f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
 }
 
 /// The first non-finite value, as the error that slot `offset + i` would give.
-pub fn check_finite(
-    offset: usize,
-    values: impl IntoIterator<Item = f32>,
-) -> Result<(), NotFinite> {
+pub fn check_finite(offset: usize, values: impl IntoIterator<Item = f32>) -> Result<(), NotFinite> {
     match values.into_iter().enumerate().find(|(_, x)| !x.is_finite()) {
         Some((i, value)) => Err(NotFinite {
             slot: offset + i,
@@ -167,7 +164,12 @@ impl ExactSum {
         check_finite_le(offset, bytes)?;
         let range = offset..offset + bytes.len() / 4;
         let mut slow = Vec::new();
-        lanes::add_le(&mut self.lo[range.clone()], &mut self.hi[range], bytes, &mut slow);
+        lanes::add_le(
+            &mut self.lo[range.clone()],
+            &mut self.hi[range],
+            bytes,
+            &mut slow,
+        );
         for i in slow {
             let c = &bytes[4 * i..4 * i + 4];
             let x = f32::from_le_bytes(c.try_into().expect("4 bytes"));
@@ -370,12 +372,20 @@ mod tests {
     fn equals_the_correctly_rounded_exact_sum() {
         for seed in 0..200 {
             let v = awkward(seed, 1 + seed as usize % 60);
-            assert_eq!(sum_of(&v).to_bits(), fsum(&v).to_bits(), "seed {seed}: {v:?}");
+            assert_eq!(
+                sum_of(&v).to_bits(),
+                fsum(&v).to_bits(),
+                "seed {seed}: {v:?}"
+            );
         }
         // Cancellation down to the smallest subnormal, and a tie that rounds to even.
         let tiny = f32::from_bits(1);
         assert_eq!(sum_of(&[1e30, tiny, -1e30]), tiny as f64);
-        let v = [1.0, f32::from_bits(0x3380_0000), f32::from_bits(0x3380_0000)]; // 1 + 2^-24 + 2^-24
+        let v = [
+            1.0,
+            f32::from_bits(0x3380_0000),
+            f32::from_bits(0x3380_0000),
+        ]; // 1 + 2^-24 + 2^-24
         assert_eq!(sum_of(&v), 1.0 + 2f64.powi(-23));
         let half_ulp = [(1u64 << 53) as f32, 1.0, f32::from_bits(1)];
         assert_eq!(sum_of(&half_ulp), fsum(&half_ulp)); // 2^53 + 1 + tiny rounds up

@@ -78,8 +78,8 @@ impl Wide {
             return 0.0;
         };
         let h = top as i32 * 64 + 63 - mag.0[top].leading_zeros() as i32; // highest set bit
-        // The 64 bits below and at `h`, with every lower bit folded into the last one (sticky),
-        // so that the u64 -> f64 conversion rounds exactly as the full number would.
+                                                                          // The 64 bits below and at `h`, with every lower bit folded into the last one (sticky),
+                                                                          // so that the u64 -> f64 conversion rounds exactly as the full number would.
         let low = (h - 63).max(0);
         let mut window = 0u64;
         let mut sticky = false;
@@ -102,4 +102,3 @@ impl Wide {
         }
     }
 }
-

@@ -177,7 +177,10 @@ async fn main() -> anyhow::Result<()> {
                     token_positions: true,
                     train: 512,
                 };
-                results.push(lab.run("512 prompts token-wise", &job, 1, Chaos::None).await?);
+                results.push(
+                    lab.run("512 prompts token-wise", &job, 1, Chaos::None)
+                        .await?,
+                );
             }
             other => bail!("unknown run {other:?}"),
         }
@@ -288,7 +291,8 @@ impl Lab {
         let run_dir = tempfile::tempdir_in(&self.dir)?;
         let db = run_dir.path().join("attrib.db");
         let flags = ["--max-request-mib", "256"];
-        let mut coord = CoordinatorProc::start(&self.coordinator_bin, &self.model_dir, &db, 0, &flags)?;
+        let mut coord =
+            CoordinatorProc::start(&self.coordinator_bin, &self.model_dir, &db, 0, &flags)?;
         let mut c = client(&coord.url).await?;
         let req = self.request(job)?;
         let job_id = c

@@ -141,9 +141,8 @@ fn compute(model: &Gpt2, a: &v1::UnitAssignment, scores: Option<&[f64]>) -> Resu
     let batches = to_batches(a)?;
     let graph = graph_for(model, &settings, a.width as usize);
     if let Some(eval) = &a.circuits {
-        let scores = scores.ok_or_else(|| {
-            Error::BadUnit(format!("no score vector kept for job {}", a.job_id))
-        })?;
+        let scores = scores
+            .ok_or_else(|| Error::BadUnit(format!("no score vector kept for job {}", a.job_id)))?;
         let circuits: Vec<Circuit> = eval
             .circuits
             .iter()
@@ -181,7 +180,7 @@ fn to_batches(a: &v1::UnitAssignment) -> Result<Vec<Batch>> {
         return bad(format!("batch size {bs} and width {w} must be positive"));
     }
     let n = a.clean.len() / w;
-    if n == 0 || n % bs != 0 || a.clean.len() != n * w || a.corrupt.len() != n * w {
+    if n == 0 || !n.is_multiple_of(bs) || a.clean.len() != n * w || a.corrupt.len() != n * w {
         return bad(format!(
             "{} clean and {} corrupt token ids are not whole batches of {bs} prompts of {w} tokens",
             a.clean.len(),
