@@ -89,8 +89,16 @@ unsafe fn add_le_avx2(lo: &mut [u64], hi: &mut [i64], bytes: &[u8], slow: &mut V
     add_le_portable(lo, hi, bytes, slow)
 }
 
-/// `add_le_portable` in the widest vectors this CPU has.
-pub(super) fn add_le(lo: &mut [u64], hi: &mut [i64], bytes: &[u8], slow: &mut Vec<usize>) {
+/// The compilation of the loop this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+/// The widest kernel this CPU has.
+pub fn kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -98,15 +106,25 @@ pub(super) fn add_le(lo: &mut [u64], hi: &mut [i64], bytes: &[u8], slow: &mut Ve
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512dq")
         {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { add_le_avx512(lo, hi, bytes, slow) };
+            return Kernel::Avx512;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { add_le_avx2(lo, hi, bytes, slow) };
+            return Kernel::Avx2;
         }
     }
-    add_le_portable(lo, hi, bytes, slow)
+    Kernel::Portable
+}
+
+/// `add_le_portable` in the widest vectors this CPU has.
+pub(super) fn add_le(lo: &mut [u64], hi: &mut [i64], bytes: &[u8], slow: &mut Vec<usize>) {
+    match kernel() {
+        // SAFETY: `kernel` found the features these functions are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { add_le_avx512(lo, hi, bytes, slow) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { add_le_avx2(lo, hi, bytes, slow) },
+        _ => add_le_portable(lo, hi, bytes, slow),
+    }
 }
 
 #[cfg(test)]

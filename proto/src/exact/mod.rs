@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 mod lanes;
 mod wide;
 
+pub use lanes::{kernel, Kernel};
+
 use wide::Wide;
 
 /// Fraction bits of `main`: one unit is 2^-64.

@@ -22,11 +22,12 @@ use clap::Parser;
 struct Args {
     /// Runs: edge (edge-level, each worker count), tokenwise (token-wise, each worker count),
     /// sweep (every IOI file as its own dataset), chaos (workers killed at random and the
-    /// coordinator restarted once), db (the 512-prompt token-wise job's database).
+    /// coordinator restarted once), db (the 512-prompt token-wise job's database), fold (the
+    /// exact sum's hot loop alone, in this process).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "edge,tokenwise,sweep,chaos,db"
+        default_value = "fold,edge,tokenwise,sweep,chaos,db"
     )]
     runs: Vec<String>,
     /// Simulated worker counts for the edge and tokenwise runs.
@@ -170,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
                 };
                 results.push(lab.run("chaos, edge-level", &job, 16, chaos).await?);
             }
+            "fold" => time_fold(&lab.synthetic),
             "db" => {
                 let job = JobSpec {
                     files: vec![vanilla.clone()],
@@ -190,6 +192,34 @@ async fn main() -> anyhow::Result<()> {
         bail!("scores differ from the in-process fold");
     }
     Ok(())
+}
+
+/// The coordinator's hot loop on its own: token-wise GPT-2-small unit results folded into one
+/// accumulator, 5 rounds of 64 units; prints the median ns per value.
+fn time_fold(synthetic: &Synthetic) {
+    let n = 487_365;
+    let mut acc = attrib_proto::ExactSum::new(n);
+    let mut rounds: Vec<f64> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            for u in 0..64 {
+                acc.add_all_le(0, &synthetic.values(n, u))
+                    .expect("synthetic values are finite");
+            }
+            t0.elapsed().as_secs_f64() * 1e9 / (64 * n) as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    println!(
+        "exact fold ({:?} kernel): median {:.2} ns per value over 5 rounds of 64 token-wise units ({})",
+        attrib_proto::exact::kernel(),
+        rounds[2],
+        rounds
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn print_table(rs: &[Measured]) {
