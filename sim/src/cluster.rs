@@ -92,17 +92,7 @@ impl CoordinatorProc {
 
     /// CPU seconds (user + system) so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the parenthesised command: utime and stime are fields 14 and 15.
-        let after = stat.rsplit(')').next().unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f
-            .get(11..13)
-            .map(|v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
-            .unwrap_or(0.0);
-        // SAFETY: sysconf has no preconditions.
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+        cpu_seconds(self.pid())
     }
 
     /// Peak resident memory in bytes (VmHWM).
@@ -115,6 +105,20 @@ impl CoordinatorProc {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     }
+}
+
+/// CPU seconds (user + system) process `pid` used so far.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command: utime and stime are fields 14 and 15.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f
+        .get(11..13)
+        .map(|v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 impl Drop for CoordinatorProc {

@@ -37,7 +37,7 @@ struct Args {
     #[arg(long, default_value_t = 47)]
     files: usize,
     /// Copies of those files merged into the edge-level throughput job (2,937 units each).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     edge_copies: usize,
     /// Copies of the vanilla IOI file in the token-wise job (62.5 units each).
     #[arg(long, default_value_t = 20)]
@@ -59,12 +59,34 @@ struct Args {
     coordinator: Option<PathBuf>,
 }
 
-/// One job to run.
+/// One job to run, and on what.
 struct JobSpec {
     files: Vec<PathBuf>,
     merge: bool,
     token_positions: bool,
     train: u32,
+    workers: usize,
+    chaos: Chaos,
+    /// Units per second per worker, instead of `--rate`.
+    rate: Option<f64>,
+    /// The coordinator's `--commit-interval-ms` (its default when `None`).
+    commit_interval_ms: Option<u64>,
+}
+
+impl JobSpec {
+    /// `files` merged into one dataset of all their prompts, on `workers` full-speed workers.
+    fn merged(files: Vec<PathBuf>, token_positions: bool, workers: usize) -> Self {
+        JobSpec {
+            train: 1000 * files.len() as u32,
+            files,
+            merge: true,
+            token_positions,
+            workers,
+            chaos: Chaos::None,
+            rate: None,
+            commit_interval_ms: None,
+        }
+    }
 }
 
 /// What one run measured.
@@ -76,6 +98,8 @@ struct Measured {
     seconds: f64,
     mbytes: f64,
     cpu_share: f64,
+    /// Of this process, where the simulated workers run.
+    sim_cpu_share: f64,
     peak_rss: u64,
     db_peak: u64,
     accumulator: u64,
@@ -122,69 +146,53 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut results = Vec::new();
     for run in &a.runs {
-        match run.as_str() {
-            "edge" => {
-                for &m in &a.workers {
-                    let files: Vec<PathBuf> = (0..a.edge_copies.max(1))
-                        .flat_map(|_| ioi.iter().cloned())
-                        .collect();
-                    let job = JobSpec {
-                        train: 1000 * files.len() as u32,
-                        files,
-                        merge: true,
-                        token_positions: false,
-                    };
-                    results.push(lab.run("edge-level", &job, m, Chaos::None).await?);
-                }
+        let spec = match run.as_str() {
+            "fold" => {
+                time_fold(&lab.synthetic);
+                continue;
             }
-            "tokenwise" => {
-                for &m in &a.workers {
-                    let job = JobSpec {
-                        files: vec![vanilla.clone(); a.tokenwise_copies.max(1)],
-                        merge: true,
-                        token_positions: true,
-                        train: 1000 * a.tokenwise_copies.max(1) as u32,
-                    };
-                    results.push(lab.run("token-wise", &job, m, Chaos::None).await?);
-                }
-            }
+            "edge" => a
+                .workers
+                .iter()
+                .map(|&m| {
+                    let files = (0..a.edge_copies.max(1)).flat_map(|_| ioi.iter().cloned());
+                    (
+                        "edge-level".to_string(),
+                        JobSpec::merged(files.collect(), false, m),
+                    )
+                })
+                .collect(),
+            "tokenwise" => a
+                .workers
+                .iter()
+                .map(|&m| {
+                    let files = vec![vanilla.clone(); a.tokenwise_copies.max(1)];
+                    ("token-wise".to_string(), JobSpec::merged(files, true, m))
+                })
+                .collect(),
             "sweep" => {
-                let job = JobSpec {
-                    files: ioi.clone(),
-                    merge: false,
-                    token_positions: false,
-                    train: 1000,
-                };
-                let name = format!("sweep: {} datasets", ioi.len());
-                results.push(lab.run(&name, &job, 8, Chaos::None).await?);
+                let mut job = JobSpec::merged(ioi.clone(), false, 8);
+                (job.merge, job.train) = (false, 1000);
+                vec![(format!("sweep: {} datasets", ioi.len()), job)]
             }
             "chaos" => {
-                let job = JobSpec {
-                    files: ioi.clone(),
-                    merge: true,
-                    token_positions: false,
-                    train: 1000 * ioi.len() as u32,
-                };
-                let chaos = Chaos::KillAndRestart {
-                    kill_every: Duration::from_millis(150),
+                let mut job = JobSpec::merged(ioi.clone(), false, 16);
+                job.chaos = Chaos::KillAndRestart {
+                    kill_every: Duration::from_millis(100),
                     restart_at: 0.4,
                 };
-                results.push(lab.run("chaos, edge-level", &job, 16, chaos).await?);
+                vec![("chaos, edge-level".to_string(), job)]
             }
-            "fold" => time_fold(&lab.synthetic),
             "db" => {
-                let job = JobSpec {
-                    files: vec![vanilla.clone()],
-                    merge: true,
-                    token_positions: true,
-                    train: 512,
-                };
-                results.push(
-                    lab.run("512 prompts token-wise", &job, 1, Chaos::None)
-                        .await?,
-                );
+                // Slow enough for about ten group commits, each rewriting the accumulator.
+                let mut job = JobSpec::merged(vec![vanilla.clone()], true, 1);
+                (job.train, job.rate, job.commit_interval_ms) = (512, Some(40.0), Some(100));
+                vec![("512 prompts token-wise".to_string(), job)]
             }
             other => bail!("unknown run {other:?}"),
+        };
+        for (name, job) in spec {
+            results.push(lab.run(&name, &job).await?);
         }
     }
     print_table(&results);
@@ -224,11 +232,11 @@ fn time_fold(synthetic: &Synthetic) {
 
 fn print_table(rs: &[Measured]) {
     println!();
-    println!("| run | workers | units | values/unit | units/s | MB/s in | coordinator CPU | peak RSS | DB peak (x accumulator) | scores = in-process fold |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| run | workers | units | values/unit | units/s | MB/s in | coordinator CPU | simulated workers CPU | coordinator peak RSS | DB peak (x accumulator) | scores = in-process fold |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rs {
         println!(
-            "| {}{} | {} | {} | {} | {:.0} | {:.0} | {:.0}% | {:.0} MB | {:.1} MB ({:.2}x) | {} |",
+            "| {}{} | {} | {} | {} | {:.0} | {:.0} | {:.0}% | {:.0}% | {:.0} MB | {:.1} MB ({:.2}x) | {} |",
             r.name,
             r.note,
             r.workers,
@@ -237,6 +245,7 @@ fn print_table(rs: &[Measured]) {
             r.units as f64 / r.seconds,
             r.mbytes / r.seconds,
             100.0 * r.cpu_share,
+            100.0 * r.sim_cpu_share,
             r.peak_rss as f64 / 1e6,
             r.db_peak as f64 / 1e6,
             r.db_peak as f64 / r.accumulator.max(1) as f64,
@@ -245,6 +254,7 @@ fn print_table(rs: &[Measured]) {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Chaos {
     None,
     KillAndRestart {
@@ -311,16 +321,17 @@ impl Lab {
         })
     }
 
-    async fn run(
-        &self,
-        name: &str,
-        job: &JobSpec,
-        workers: usize,
-        chaos: Chaos,
-    ) -> anyhow::Result<Measured> {
+    async fn run(&self, name: &str, job: &JobSpec) -> anyhow::Result<Measured> {
+        let (workers, chaos) = (job.workers, job.chaos);
         let run_dir = tempfile::tempdir_in(&self.dir)?;
         let db = run_dir.path().join("attrib.db");
-        let flags = ["--max-request-mib", "256"];
+        let interval = job.commit_interval_ms.unwrap_or(1000).to_string();
+        let flags = [
+            "--max-request-mib",
+            "256",
+            "--commit-interval-ms",
+            &interval,
+        ];
         let mut coord =
             CoordinatorProc::start(&self.coordinator_bin, &self.model_dir, &db, 0, &flags)?;
         let mut c = client(&coord.url).await?;
@@ -337,12 +348,12 @@ impl Lab {
             name: String::new(),
             identity: model::identity(&self.model_dir)?,
             units_in_flight: self.units_in_flight,
-            rate: self.rate,
+            rate: job.rate.or(self.rate),
             fault: Fault::None,
         };
         let mut pool = SimPool::new(template, self.synthetic.clone());
         let watch = DbWatch::start(db.clone());
-        let (t0, cpu0) = (Instant::now(), coord.cpu_seconds());
+        let (t0, cpu0, sim_cpu0) = (Instant::now(), coord.cpu_seconds(), own_cpu_seconds());
         let mut cpu_before_restart = 0.0;
         pool.spawn(workers);
         let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ t0.elapsed().as_nanos() as u64;
@@ -396,6 +407,7 @@ impl Lab {
         };
         let seconds = t0.elapsed().as_secs_f64();
         let cpu = cpu_before_restart + coord.cpu_seconds() - if restarted { 0.0 } else { cpu0 };
+        let sim_cpu = own_cpu_seconds() - sim_cpu0;
         let peak_rss = coord.peak_rss();
         let mbytes = pool.stats.bytes.load(Ordering::Relaxed) as f64 / 1e6;
         drop(pool);
@@ -425,6 +437,7 @@ impl Lab {
             seconds,
             mbytes,
             cpu_share: cpu / seconds,
+            sim_cpu_share: sim_cpu / seconds,
             peak_rss,
             db_peak,
             accumulator: expected.encode().len() as u64,
@@ -438,6 +451,11 @@ impl Lab {
         );
         Ok(m)
     }
+}
+
+/// CPU seconds this process (the simulated workers and the driver) used so far.
+fn own_cpu_seconds() -> f64 {
+    attrib_sim::cluster::cpu_seconds(std::process::id() as i32)
 }
 
 async fn reconnect(url: &str) -> anyhow::Result<Client> {
