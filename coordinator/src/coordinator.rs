@@ -336,8 +336,9 @@ impl Coordinator {
     }
 
     /// Folds a unit's result into its job's sums (once), counts it, and finishes the job
-    /// after its last unit.
-    pub async fn complete(&self, worker: &str, r: v1::UnitResult) -> Result<()> {
+    /// after its last unit. `held`: the worker's session holds the unit (else the result is
+    /// a late one, from an earlier session).
+    pub async fn complete(&self, worker: &str, r: v1::UnitResult, held: bool) -> Result<()> {
         metrics::result_bytes(r.values.len() + 4 * r.clean_logit_diffs.len());
         let found = {
             let mut s = self.lock();
@@ -384,9 +385,14 @@ impl Coordinator {
                 let msg = format!("{}: {e}", describe_unit(&plan, r.unit));
                 self.fail_job(job, msg).await
             }
-            Err(e @ FoldError::Length { .. }) => {
+            Err(e @ FoldError::Length { .. }) if held => {
                 let msg = format!("result refused: {e}");
                 self.fail_unit(worker, job, r.unit, &msg).await
+            }
+            Err(e) => {
+                // A late result is no attempt of the unit's current holder: dropped.
+                tracing::warn!(%worker, %job, unit = r.unit, error = %e, "late result refused");
+                Ok(())
             }
         }
     }
@@ -426,12 +432,21 @@ impl Coordinator {
         error: String,
     ) -> Result<Option<v1::JobStatus>> {
         let ended = self.lock().end(id, state, error, now_ms());
-        let Some((status, sums, retried)) = ended else {
+        let Some((mut status, sums, retried)) = ended else {
             return Ok(None);
         };
         self.changed();
         if state == v1::JobState::Failed {
-            self.commit_job(id, &sums, retried).await?;
+            // In turn with the committer, so that the store's sums and folded set stay one.
+            let _one = self.committing.lock().await;
+            match self.commit_job(id, &sums, retried).await {
+                Ok(()) => {
+                    if let Some(run) = self.lock().job(id) {
+                        status.units_committed = run.status().units_committed;
+                    }
+                }
+                Err(e) => tracing::error!(job = %id, error = %e, "last commit of a failed job"),
+            }
         }
         self.store_unreduced(&status).await?;
         self.lock().remove(id);
@@ -474,6 +489,7 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Writes one job's snapshot; the caller holds `committing`.
     async fn commit_job(&self, id: &str, sums: &Arc<Mutex<JobSums>>, retried: u32) -> Result<()> {
         let Some(snap) = lock(sums).snapshot() else {
             return Ok(());
@@ -522,7 +538,8 @@ impl Coordinator {
                 .run(move |s| {
                     let json = serde_json::to_string(&curve).expect("a curve serializes");
                     s.finish_curve(&job, &curve.scores_from, &json, &final_status)?;
-                    s.release_free_pages()
+                    release_free_pages(s);
+                    Ok(())
                 })
                 .await?;
             self.retire(id, &status);
@@ -546,7 +563,8 @@ impl Coordinator {
                     }
                 }
                 s.finish_job(&job, &rows, &final_status)?;
-                s.release_free_pages()
+                release_free_pages(s);
+                Ok(())
             })
             .await?;
         self.retire(id, &status);
@@ -588,7 +606,8 @@ impl Coordinator {
                     store.fail_job(&s.job_id, &s)
                 } else {
                     store.finish_job(&s.job_id, &[], &s)?;
-                    store.release_free_pages()
+                    release_free_pages(store);
+                    Ok(())
                 }
             })
             .await?;
@@ -598,6 +617,14 @@ impl Coordinator {
         }
         self.changed();
         Ok(())
+    }
+}
+
+/// Gives a finished job's pages back; a failure only costs space, so it is logged, not
+/// returned (the job's end is already stored).
+fn release_free_pages(store: &Store) {
+    if let Err(e) = store.release_free_pages() {
+        tracing::warn!(error = %e, "cannot release the database's free pages");
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Error {
     },
     #[error("worker refused: it speaks protocol {got}, this coordinator speaks {expected}")]
     Protocol { got: i32, expected: i32 },
+    #[error("job {job} has already ended; it cannot end {state} too")]
+    Ended { job: String, state: &'static str },
     #[error("the job was made with model {stored}, but this coordinator serves {current}")]
     ModelChanged { stored: String, current: String },
     #[error(transparent)]
@@ -66,6 +68,7 @@ impl From<Error> for Status {
             Error::NotDone { .. }
             | Error::WrongKind { .. }
             | Error::ModelMismatch { .. }
+            | Error::Ended { .. }
             | Error::Protocol { .. } => Status::failed_precondition(msg),
             Error::NoSuchDataset { .. }
             | Error::InvalidRequest { .. }

@@ -35,6 +35,9 @@ pub struct JobRun {
     /// Set by `Scheduler::end`.
     error: String,
     finished_ms: i64,
+    /// Every unit is folded and the job is being stored as done: it can no longer end
+    /// otherwise.
+    finishing: bool,
 }
 
 impl JobRun {
@@ -69,6 +72,7 @@ impl JobRun {
             last_result: None,
             error: String::new(),
             finished_ms: 0,
+            finishing: false,
         };
         for unit in folded {
             if run.mark_done(unit) {
@@ -235,15 +239,20 @@ impl Scheduler {
         error: String,
         now_ms: i64,
     ) -> Option<(v1::JobStatus, Arc<Mutex<JobSums>>, u32)> {
-        for w in self.workers.values_mut() {
-            w.held.retain(|(j, _)| j != id);
-        }
-        let run = self.job_mut(id).filter(|r| !r.state.is_terminal())?;
+        let run = self
+            .jobs
+            .iter_mut()
+            .find(|j| j.id == id)
+            .filter(|r| !r.state.is_terminal() && !r.finishing)?;
         run.state = state;
         run.error = error;
         run.finished_ms = now_ms;
         run.pending.clear();
-        Some((run.status(), run.sums.clone(), run.retried))
+        let ended = (run.status(), run.sums.clone(), run.retried);
+        for w in self.workers.values_mut() {
+            w.held.retain(|(j, _)| j != id);
+        }
+        Some(ended)
     }
 
     pub fn register_worker(
@@ -310,8 +319,9 @@ impl Scheduler {
         if !new || !run.mark_done(unit) {
             return Recorded::Ignored;
         }
+        run.finishing = run.is_complete();
         Recorded::New {
-            job_complete: run.is_complete(),
+            job_complete: run.finishing,
         }
     }
 
@@ -328,19 +338,19 @@ impl Scheduler {
         let Some(run) = self.job_mut(job).filter(|r| !r.state.is_terminal()) else {
             return FailureOutcome::Ignored;
         };
-        let Some(f) = run.failures.get_mut(unit as usize) else {
+        // A unit already folded (a late result came first) has nothing left to fail.
+        if run.done.get(unit as usize).is_none_or(|&d| d) {
             return FailureOutcome::Ignored;
-        };
+        }
+        let f = &mut run.failures[unit as usize];
         *f += 1;
         if *f >= max {
             return FailureOutcome::JobFailed(format!(
                 "unit {unit} failed {f} times; last error: {error}"
             ));
         }
-        if !run.done[unit as usize] {
-            run.pending.insert(unit);
-            run.retried += 1;
-        }
+        run.pending.insert(unit);
+        run.retried += 1;
         FailureOutcome::Retry
     }
 
@@ -466,5 +476,26 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(s.assign(&w).unwrap().1, 3);
+    }
+
+    #[test]
+    fn a_done_unit_cannot_fail_and_a_complete_job_cannot_be_ended() {
+        let mut s = sched_with_job(4);
+        let w = s.register_worker("w", "cpu", 4, 0);
+        for u in 0..4 {
+            assert_eq!(s.assign(&w).unwrap().1, u);
+        }
+        s.answered(&w, "j", 0);
+        s.record_result(&w, "j", 0, true);
+        // Another worker's failure of the folded unit (a late result came first) is moot.
+        assert_eq!(s.record_failure("j", 0, "oom"), FailureOutcome::Ignored);
+        for u in 1..4 {
+            let done = s.record_result(&w, "j", u, true);
+            assert_eq!(done == (Recorded::New { job_complete: true }), u == 3);
+        }
+        // Being stored as done: a cancel or a failure now changes nothing.
+        let ended = s.end("j", v1::JobState::Cancelled, String::new(), 1);
+        assert!(ended.is_none());
+        assert_eq!(s.job("j").unwrap().status().state(), v1::JobState::Running);
     }
 }

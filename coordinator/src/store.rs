@@ -116,11 +116,19 @@ fn drop_running_state(tx: &rusqlite::Transaction<'_>, job: &str) -> Result<()> {
     Ok(())
 }
 
+/// Records the end of a job that has not ended yet; a job ends once.
 fn set_final(tx: &rusqlite::Transaction<'_>, job: &str, status: &v1::JobStatus) -> Result<()> {
-    tx.execute(
-        "UPDATE jobs SET state = ?1, final_status = ?2 WHERE id = ?3",
+    let changed = tx.execute(
+        "UPDATE jobs SET state = ?1, final_status = ?2
+         WHERE id = ?3 AND state NOT IN ('done', 'failed', 'cancelled')",
         params![status.state().label(), status.encode_to_vec(), job],
     )?;
+    if changed != 1 {
+        return Err(Error::Ended {
+            job: job.to_string(),
+            state: status.state().label(),
+        });
+    }
     Ok(())
 }
 

@@ -118,8 +118,8 @@ async fn serve_worker(
                         // A result for a unit this session does not hold is a late one (its
                         // worker finished it after an earlier session ended): folded unless
                         // the unit is folded already.
-                        held.remove(&(r.job_id.clone(), r.unit));
-                        coord.complete(worker, r).await
+                        let was_held = held.remove(&(r.job_id.clone(), r.unit));
+                        coord.complete(worker, r, was_held).await
                     }
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Failure(f)) })) => {
                         if !held.remove(&(f.job_id.clone(), f.unit)) {

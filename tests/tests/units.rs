@@ -10,6 +10,9 @@ use attrib_sim::cluster::{units_of, CoordinatorProc, DbWatch, SimPool};
 use attrib_sim::{model, Fault, SimConfig, Synthetic};
 use attrib_tests::*;
 
+/// Edges of the golden tiny model's graph (2 layers, 4 heads, separate Q/K/V).
+const TINY_EDGES: usize = 110;
+
 fn sim_config(url: &str, model_dir: &std::path::Path) -> SimConfig {
     SimConfig {
         url: url.to_string(),
@@ -22,11 +25,18 @@ fn sim_config(url: &str, model_dir: &std::path::Path) -> SimConfig {
     }
 }
 
-/// The job's combined scores equal the in-process fold of the same synthetic results.
-async fn assert_synthetic_scores(client: &mut Client, job: &str, synthetic: &Synthetic) {
+/// The job's combined scores (`n_edges` of them) equal the in-process fold of the same
+/// synthetic results.
+async fn assert_synthetic_scores(
+    client: &mut Client,
+    job: &str,
+    synthetic: &Synthetic,
+    n_edges: usize,
+) {
     let st = wait_end(client, job).await;
     assert_eq!(st.state(), v1::JobState::Done, "{st:?}");
     let (_, got) = scores(client, job, None).await;
+    assert_eq!(got.len(), n_edges);
     let expected = synthetic.expected(got.len(), &units_of(&st, 16)).reduced();
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got), bits(&expected.scores));
@@ -41,7 +51,7 @@ async fn a_late_duplicate_result_counts_once() {
     pool.spawn_faulty(Fault::Duplicate { unit: 3 });
     let mut client = client(&c.url, None).await;
     let job = submit(&mut client, request(&[ioi()], 16, 128, 42)).await;
-    assert_synthetic_scores(&mut client, &job, &synthetic).await;
+    assert_synthetic_scores(&mut client, &job, &synthetic, TINY_EDGES).await;
     let st = wait_end(&mut client, &job).await;
     assert_eq!((st.units_done, st.units_computed), (8, 9), "{st:?}");
 }
@@ -70,7 +80,7 @@ async fn a_value_the_exact_sum_cannot_hold_fails_the_job_naming_the_unit() {
     let mut pool = SimPool::new(sim_config(&c.url, &tiny_model()), synthetic.clone());
     pool.spawn(1);
     let job = submit(&mut client, request(&[ioi()], 16, 32, 42)).await;
-    assert_synthetic_scores(&mut client, &job, &synthetic).await;
+    assert_synthetic_scores(&mut client, &job, &synthetic, TINY_EDGES).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,13 +143,13 @@ async fn a_tokenwise_gpt2_small_jobs_database_stays_under_three_accumulators() {
             .into(),
     );
     let job = submit(&mut client, req).await;
-    assert_synthetic_scores(&mut client, &job, &synthetic).await;
+    assert_synthetic_scores(&mut client, &job, &synthetic, 487_365).await;
     let st = wait_end(&mut client, &job).await;
     assert_eq!(st.units_total, 32);
     assert!(st.units_committed == 32);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let peak = watch.finish();
-    let n_edges = 487_365;
+    let n_edges = 487_365; // GPT-2 small, token-wise over 15 positions
     let accumulator = synthetic
         .expected(n_edges, &units_of(&st, 16))
         .encode()

@@ -262,6 +262,8 @@ pub fn pass_scores_timed(
     let host = Tensor::cat(&[scores, clean_diffs], 0).to_device(tch::Device::Cpu);
     let mut values = Vec::<f32>::try_from(host).expect("f32 values");
     let clean_logit_diffs = values.split_off(n_edges);
+    // The copy waits for the device: on a GPU, the queued work's time lands here.
+    times.contraction += lap();
     Ok((
         UnitScores {
             scores: values,

@@ -35,10 +35,17 @@ pub struct Engine {
     pub device: String,
 }
 
-/// A computed unit: its job and index, and the result or why there is none.
-pub type Answer = (String, u32, Result<v1::UnitResult>);
+/// A computed unit: the session that asked, the unit's job and index, and the result or why
+/// there is none.
+pub struct Answer {
+    pub session: u64,
+    pub job: String,
+    pub unit: u32,
+    pub result: Result<v1::UnitResult>,
+}
 
 struct Command {
+    session: u64,
     unit: v1::UnitAssignment,
     /// A faithfulness unit's score vector (the session keeps it between units of a job).
     scores: Option<Arc<Vec<f64>>>,
@@ -72,8 +79,13 @@ impl Engine {
                     }
                     std::thread::sleep(cfg.unit_delay);
                     let scores = cmd.scores.as_deref().map(Vec::as_slice);
-                    let r = catch_torch(|| compute(&model, &cmd.unit, scores)).and_then(|r| r);
-                    let _ = cmd.reply.send((cmd.unit.job_id, cmd.unit.unit, r));
+                    let result = catch_torch(|| compute(&model, &cmd.unit, scores)).and_then(|r| r);
+                    let _ = cmd.reply.send(Answer {
+                        session: cmd.session,
+                        job: cmd.unit.job_id,
+                        unit: cmd.unit.unit,
+                        result,
+                    });
                 }
             })
             .map_err(|e| Error::Io {
@@ -90,10 +102,12 @@ impl Engine {
         })
     }
 
-    /// Queues a unit on the model's thread; its answer arrives on `reply`. Units are computed
-    /// in the order they are queued, skipped once `wanted` is false.
+    /// Queues a unit for session `session` on the model's thread; its answer arrives on
+    /// `reply`. Units are computed in the order they are queued, skipped once `wanted` is
+    /// false.
     pub fn submit(
         &self,
+        session: u64,
         unit: v1::UnitAssignment,
         scores: Option<Arc<Vec<f64>>>,
         wanted: Arc<AtomicBool>,
@@ -101,6 +115,7 @@ impl Engine {
     ) -> Result<()> {
         self.tx
             .send(Command {
+                session,
                 unit,
                 scores,
                 wanted,

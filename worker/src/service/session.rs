@@ -70,8 +70,10 @@ pub async fn serve(
     let mut backoff = Duration::from_millis(200);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Answer>();
     let mut answers = Answers { tx, rx };
+    let mut n = 0;
     loop {
-        match session(engine, cfg, &mut shutdown, &mut answers).await? {
+        n += 1;
+        match session(n, engine, cfg, &mut shutdown, &mut answers).await? {
             Ended::Drained => return Ok(()),
             Ended::Lost(why) => {
                 if *shutdown.borrow() {
@@ -88,7 +90,9 @@ pub async fn serve(
     }
 }
 
+/// Session number `n` (answers of earlier sessions are late ones).
 async fn session(
+    n: u64,
     engine: &Engine,
     cfg: &ServeConfig,
     shutdown: &mut watch::Receiver<bool>,
@@ -178,12 +182,12 @@ async fn session(
                     }
                 });
                 held.insert((unit.job_id.clone(), unit.unit));
-                if let Err(e) = engine.submit(unit, scores, wanted.clone(), answers.tx.clone()) {
+                if let Err(e) = engine.submit(n, unit, scores, wanted.clone(), answers.tx.clone()) {
                     return Ok(Ended::Lost(e.to_string()));
                 }
             }
-            Some((job, index, result)) = answers.rx.recv() => {
-                let late = !held.remove(&(job.clone(), index));
+            Some(Answer { session, job, unit: index, result }) = answers.rx.recv() => {
+                let late = session != n || !held.remove(&(job.clone(), index));
                 let answer = match result {
                     Ok(r) if late => {
                         tracing::info!(%job, unit = index, "delivering a unit finished after its session ended");
