@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use attrib_proto::convert::dataset_specs;
 use attrib_proto::{v1, AttributionSettings, MaskPoints};
 
 use crate::cli::{JobArgs, SubmitArgs};
@@ -13,22 +14,8 @@ pub fn submit_request(a: &SubmitArgs) -> anyhow::Result<v1::SubmitJobRequest> {
         .iter()
         .map(|p| read_file(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let datasets = if a.merge {
-        vec![v1::DatasetSpec {
-            name: String::new(),
-            files,
-        }]
-    } else {
-        files
-            .into_iter()
-            .map(|f| v1::DatasetSpec {
-                name: String::new(),
-                files: vec![f],
-            })
-            .collect()
-    };
     Ok(v1::SubmitJobRequest {
-        datasets,
+        datasets: dataset_specs(files, a.merge),
         data: Some(data_options(&a.job)),
         settings: Some((&settings(&a.job)?).into()),
         label: a.label.clone(),

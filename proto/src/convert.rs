@@ -14,6 +14,20 @@ pub enum WireError {
     Invalid { field: &'static str, reason: String },
 }
 
+/// A job's datasets from its prompt files: one dataset of all of them (`merge`, as AutoCircuit
+/// merges files), or one dataset per file.
+pub fn dataset_specs(files: Vec<v1::PromptFileText>, merge: bool) -> Vec<v1::DatasetSpec> {
+    let spec = |files| v1::DatasetSpec {
+        name: String::new(),
+        files,
+    };
+    if merge {
+        vec![spec(files)]
+    } else {
+        files.into_iter().map(|f| spec(vec![f])).collect()
+    }
+}
+
 impl From<&AttributionSettings> for v1::AttributionSettings {
     fn from(s: &AttributionSettings) -> Self {
         let grad_function = match s.grad_function {

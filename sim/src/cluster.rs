@@ -26,7 +26,8 @@ pub struct CoordinatorProc {
 }
 
 impl CoordinatorProc {
-    /// Starts `binary` on `model` and `db`, on `port` (0: any free one), with `extra` flags.
+    /// Starts `binary` on `model` and `db`, on `port` (0: any free one), with `extra` flags;
+    /// its log goes next to the database, and into the error if it does not start.
     pub fn start(
         binary: &Path,
         model: &Path,
@@ -34,44 +35,16 @@ impl CoordinatorProc {
         port: u16,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let ready = db.with_extension(format!("ready-{port}"));
-        let _ = std::fs::remove_file(&ready);
-        // Its log goes next to the database (named in errors), not into the caller's output.
         let log_path = db.with_extension("log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)?;
-        let mut child = Command::new(binary)
-            .arg("--model")
-            .arg(model)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(db)
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let t0 = Instant::now();
-        let url = loop {
-            if let Ok(u) = std::fs::read_to_string(&ready) {
-                if !u.is_empty() {
-                    break u;
-                }
-            }
-            if let Some(s) = child.try_wait()? {
+        let (child, url, port) = spawn_coordinator(binary, model, db, port, extra, log.into())
+            .map_err(|e| {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                bail!("the coordinator exited early: {s}\n{log}");
-            }
-            if t0.elapsed() > Duration::from_secs(120) {
-                bail!("the coordinator did not start");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let port = url.rsplit(':').next().unwrap_or("0").parse()?;
+                e.context(log)
+            })?;
         Ok(CoordinatorProc {
             child,
             url,
@@ -105,6 +78,52 @@ impl CoordinatorProc {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     }
+}
+
+/// Starts `binary` (an `attrib-coordinator`) on `model` and `db`, listening on 127.0.0.1:`port`
+/// (0: any free port) with `extra` flags and its stderr to `stderr`, and waits until it
+/// serves: the process, its URL and its port.
+pub fn spawn_coordinator(
+    binary: &Path,
+    model: &Path,
+    db: &Path,
+    port: u16,
+    extra: &[&str],
+    stderr: Stdio,
+) -> anyhow::Result<(Child, String, u16)> {
+    let ready = db.with_extension(format!("ready-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let mut child = Command::new(binary)
+        .arg("--model")
+        .arg(model)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(db)
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let t0 = Instant::now();
+    let url = loop {
+        if let Ok(u) = std::fs::read_to_string(&ready) {
+            if !u.is_empty() {
+                break u;
+            }
+        }
+        if let Some(s) = child.try_wait()? {
+            bail!("the coordinator exited early: {s}");
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            bail!("the coordinator did not start within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let port = url.rsplit(':').next().unwrap_or("0").parse()?;
+    Ok((child, url, port))
 }
 
 /// CPU seconds (user + system) process `pid` used so far.
@@ -201,32 +220,24 @@ impl SimPool {
     /// Starts `n` more workers.
     pub fn spawn(&mut self, n: usize) {
         for _ in 0..n {
-            let cfg = SimConfig {
-                name: format!("sim-{}", self.started),
-                ..self.template.clone()
-            };
-            self.started += 1;
-            self.tasks.push(tokio::spawn(run(
-                cfg,
-                self.synthetic.clone(),
-                self.stats.clone(),
-            )));
+            self.spawn_one(Fault::None);
         }
     }
 
     /// Starts one worker with a fault.
     pub fn spawn_faulty(&mut self, fault: Fault) {
+        self.spawn_one(fault);
+    }
+
+    fn spawn_one(&mut self, fault: Fault) {
         let cfg = SimConfig {
-            name: format!("sim-{}-faulty", self.started),
+            name: format!("sim-{}", self.started),
             fault,
             ..self.template.clone()
         };
         self.started += 1;
-        self.tasks.push(tokio::spawn(run(
-            cfg,
-            self.synthetic.clone(),
-            self.stats.clone(),
-        )));
+        let task = run(cfg, self.synthetic.clone(), self.stats.clone());
+        self.tasks.push(tokio::spawn(task));
     }
 
     pub fn len(&self) -> usize {

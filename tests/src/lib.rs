@@ -90,44 +90,22 @@ pub struct Coordinator {
     pub port: u16,
 }
 
-/// Starts `attrib-coordinator` on the tiny model; `listen` `None` = a free port.
+/// Starts `attrib-coordinator` on the tiny model; `listen` `None` = a free port. Its log
+/// goes to the test's output.
 pub fn coordinator(db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator {
-    let ready = db.with_extension(format!("ready-{}", std::process::id()));
-    let _ = std::fs::remove_file(&ready);
-    let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
-    let child = Command::new(bin("attrib-coordinator"))
-        .args(["--model"])
-        .arg(tiny_model())
-        .args(["--listen", &listen, "--db"])
-        .arg(db)
-        .arg("--ready-file")
-        .arg(&ready)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start attrib-coordinator");
-    let mut proc = Proc {
+    let (child, url, port) = attrib_sim::cluster::spawn_coordinator(
+        &bin("attrib-coordinator"),
+        &tiny_model(),
+        db,
+        port.unwrap_or(0),
+        extra,
+        Stdio::inherit(),
+    )
+    .expect("start attrib-coordinator");
+    let proc = Proc {
         child,
         name: "coordinator".into(),
     };
-    let t0 = Instant::now();
-    let url = loop {
-        if let Ok(u) = std::fs::read_to_string(&ready) {
-            if !u.is_empty() {
-                break u;
-            }
-        }
-        if let Some(s) = proc.child.try_wait().unwrap() {
-            panic!("the coordinator exited early: {s}");
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "coordinator not ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let port = url.rsplit(':').next().unwrap().parse().unwrap();
     Coordinator { proc, url, port }
 }
 

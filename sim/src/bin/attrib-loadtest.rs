@@ -285,22 +285,8 @@ impl Lab {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let datasets = if job.merge {
-            vec![v1::DatasetSpec {
-                name: String::new(),
-                files,
-            }]
-        } else {
-            files
-                .into_iter()
-                .map(|f| v1::DatasetSpec {
-                    name: String::new(),
-                    files: vec![f],
-                })
-                .collect()
-        };
         Ok(v1::SubmitJobRequest {
-            datasets,
+            datasets: attrib_proto::convert::dataset_specs(files, job.merge),
             data: Some(v1::DataOptions {
                 batch_size: BATCH,
                 train_size: job.train,
