@@ -335,22 +335,31 @@ impl Coordinator {
         }
     }
 
+    /// Units `worker` holds now.
+    pub fn held(&self, worker: &str) -> usize {
+        self.lock().held(worker)
+    }
+
     /// Folds a unit's result into its job's sums (once), counts it, and finishes the job
-    /// after its last unit. `held`: the worker's session holds the unit (else the result is
-    /// a late one, from an earlier session).
-    pub async fn complete(&self, worker: &str, r: v1::UnitResult, held: bool) -> Result<()> {
+    /// after its last unit. A result for a unit the worker does not hold is a late one (it
+    /// finished after an earlier session ended): folded unless the unit is folded already.
+    pub async fn complete(&self, worker: &str, r: v1::UnitResult) -> Result<()> {
         metrics::result_bytes(r.values.len() + 4 * r.clean_logit_diffs.len());
-        let found = {
+        let (held, found) = {
             let mut s = self.lock();
-            s.answered(worker, &r.job_id, r.unit);
-            s.job(&r.job_id).map(|j| (j.plan.clone(), j.sums.clone()))
+            let held = s.answered(worker, &r.job_id, r.unit);
+            (
+                held,
+                s.job(&r.job_id).map(|j| (j.plan.clone(), j.sums.clone())),
+            )
         };
         let Some((plan, sums)) = found else {
             return Ok(()); // cancelled or finished meanwhile
         };
         if plan.unit(r.unit).is_none() {
             let e = format!("result for unit {} of a job of {}", r.unit, plan.n_units());
-            return self.fail_unit(worker, &r.job_id, r.unit, &e).await;
+            tracing::warn!(%worker, job = %r.job_id, error = %e, "result refused");
+            return Ok(());
         }
         let folded = lock(&sums).fold(&plan, r.unit, &r);
         let job = r.job_id.as_str();
@@ -387,7 +396,7 @@ impl Coordinator {
             }
             Err(e @ FoldError::Length { .. }) if held => {
                 let msg = format!("result refused: {e}");
-                self.fail_unit(worker, job, r.unit, &msg).await
+                self.unit_failed(worker, job, r.unit, &msg).await
             }
             Err(e) => {
                 // A late result is no attempt of the unit's current holder: dropped.
@@ -397,16 +406,22 @@ impl Coordinator {
         }
     }
 
-    /// A worker could not compute `unit` (or sent a result that does not fit): it goes back
-    /// to the queue, or fails its job after `max_attempts`.
+    /// `worker` could not compute `unit`. A failure of a unit it does not hold (any more) is
+    /// ignored: the unit is someone else's now.
     pub async fn fail_unit(&self, worker: &str, job: &str, unit: u32, error: &str) -> Result<()> {
+        if !self.lock().answered(worker, job, unit) {
+            tracing::debug!(%worker, %job, unit, "failure of a unit it does not hold ignored");
+            return Ok(());
+        }
+        self.unit_failed(worker, job, unit, error).await
+    }
+
+    /// A unit `worker` held failed (or its result did not fit): it goes back to the queue, or
+    /// fails its job after `max_attempts`.
+    async fn unit_failed(&self, worker: &str, job: &str, unit: u32, error: &str) -> Result<()> {
         metrics::unit_failed();
         tracing::warn!(%worker, %job, unit, %error, "unit failed");
-        let outcome = {
-            let mut s = self.lock();
-            s.answered(worker, job, unit);
-            s.record_failure(job, unit, error)
-        };
+        let outcome = self.lock().record_failure(job, unit, error);
         match outcome {
             FailureOutcome::Retry => self.work.notify_waiters(),
             FailureOutcome::JobFailed(msg) => self.fail_job(job, msg).await?,

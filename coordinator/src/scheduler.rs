@@ -298,12 +298,24 @@ impl Scheduler {
     }
 
     /// `worker` answered `unit` of `job` (a result or a failure): it no longer holds it.
-    pub fn answered(&mut self, worker: &str, job: &str, unit: u32) {
-        if let Some(w) = self.workers.get_mut(worker) {
-            if let Some(i) = w.held.iter().position(|(j, u)| j == job && *u == unit) {
+    /// Returns whether it held it (else the answer is a late one, from an earlier session, or
+    /// for a job that ended).
+    pub fn answered(&mut self, worker: &str, job: &str, unit: u32) -> bool {
+        let Some(w) = self.workers.get_mut(worker) else {
+            return false;
+        };
+        match w.held.iter().position(|(j, u)| j == job && *u == unit) {
+            Some(i) => {
                 w.held.remove(i);
+                true
             }
+            None => false,
         }
+    }
+
+    /// Units `worker` holds now.
+    pub fn held(&self, worker: &str) -> usize {
+        self.workers.get(worker).map_or(0, |w| w.held.len())
     }
 
     /// A result of `unit` of `job` was folded (`new`) or found already folded.

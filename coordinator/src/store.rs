@@ -580,6 +580,9 @@ mod tests {
             "the 100 kB accumulator's pages went back: {running} -> {} bytes",
             size()
         );
+        // A job ends once.
+        let again = store.fail_job(&id, &status(&id, v1::JobState::Failed));
+        assert!(matches!(again, Err(Error::Ended { .. })), "{again:?}");
         // A finished job's state is not overwritten by a late commit.
         assert!(!store.save_progress(&id, &snapshot(3, 1), 0).unwrap());
         assert!(store.progress(&id).unwrap().is_none());

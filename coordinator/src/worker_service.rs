@@ -3,7 +3,6 @@
 //! answers in any order; whatever ends the session (disconnect, a hung worker's timeout,
 //! draining) releases every unit it held.
 
-use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -62,9 +61,8 @@ impl WorkerGateway for WorkerService {
             .await
             .map_err(|_| Status::cancelled("worker left"))?;
         let coord = self.coord.clone();
-        let in_flight = hello.units_in_flight.max(1) as usize;
         tokio::spawn(async move {
-            let why = serve_worker(&coord, &worker, in_flight, &mut inbound, &tx).await;
+            let why = serve_worker(&coord, &worker, &mut inbound, &tx).await;
             tracing::info!(%worker, reason = why, "worker session ended");
             coord.release_worker(&worker).await;
         });
@@ -74,15 +72,15 @@ impl WorkerGateway for WorkerService {
     }
 }
 
-/// Runs one worker's session until it ends; returns why it ended.
+/// Runs one worker's session until it ends; returns why it ended. Which units the worker
+/// holds is the scheduler's to know (it caps them at `units_in_flight` and requeues them when
+/// the session ends).
 async fn serve_worker(
     coord: &Coordinator,
     worker: &str,
-    in_flight: usize,
     inbound: &mut Streaming<v1::WorkerMessage>,
     tx: &Outbound,
 ) -> &'static str {
-    let mut held: HashSet<(String, u32)> = HashSet::new();
     // Faithfulness jobs whose score vector this worker keeps (it mirrors the same rule).
     let mut kept: KeptScores<()> = KeptScores::default();
     let mut draining = false;
@@ -91,11 +89,12 @@ async fn serve_worker(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     loop {
-        if draining && held.is_empty() {
+        let holding = coord.held(worker) > 0;
+        if draining && !holding {
             return "worker drained";
         }
         tokio::select! {
-            (job, unit, plan) = coord.next_unit(worker), if !draining && held.len() < in_flight => {
+            (job, unit, plan) = coord.next_unit(worker), if !draining => {
                 let with_scores = plan.circuits.is_some() && kept.get(&job).is_none();
                 let Some(a) = plan.assignment(&job, unit, with_scores) else {
                     return "internal error: a leased unit is not in its plan";
@@ -103,10 +102,9 @@ async fn serve_worker(
                 if with_scores {
                     kept.keep(&job, ());
                 }
-                if held.is_empty() {
+                if !holding {
                     deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
                 }
-                held.insert((job, unit));
                 let msg = v1::CoordinatorMessage { msg: Some(Out::Unit(a)) };
                 if tx.send(Ok(msg)).await.is_err() {
                     return "worker disconnected";
@@ -115,17 +113,9 @@ async fn serve_worker(
             m = inbound.message() => {
                 let answered = match m {
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Result(r)) })) => {
-                        // A result for a unit this session does not hold is a late one (its
-                        // worker finished it after an earlier session ended): folded unless
-                        // the unit is folded already.
-                        let was_held = held.remove(&(r.job_id.clone(), r.unit));
-                        coord.complete(worker, r, was_held).await
+                        coord.complete(worker, r).await
                     }
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Failure(f)) })) => {
-                        if !held.remove(&(f.job_id.clone(), f.unit)) {
-                            tracing::debug!(%worker, job = %f.job_id, unit = f.unit, "failure of a unit it does not hold ignored");
-                            continue;
-                        }
                         coord.fail_unit(worker, &f.job_id, f.unit, &f.error).await
                     }
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Draining(_)) })) => {
@@ -141,8 +131,8 @@ async fn serve_worker(
                 }
                 deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
             }
-            _ = &mut deadline, if !held.is_empty() => {
-                tracing::warn!(%worker, units = held.len(), "worker hung past the unit timeout");
+            _ = &mut deadline, if holding => {
+                tracing::warn!(%worker, "worker hung past the unit timeout");
                 let _ = tx.send(Err(Status::deadline_exceeded("unit timeout: session closed"))).await;
                 return "unit timeout";
             }

@@ -130,6 +130,18 @@ impl ModelConfig {
         })
     }
 
+    /// What a worker holding this model (with `fingerprint`) announces to a coordinator.
+    pub fn identity(&self, fingerprint: String) -> crate::v1::ModelIdentity {
+        crate::v1::ModelIdentity {
+            fingerprint,
+            n_layers: self.n_layers as u32,
+            n_heads: self.n_heads as u32,
+            d_model: self.d_model as u32,
+            n_ctx: self.n_ctx as u32,
+            d_vocab: self.d_vocab as u32,
+        }
+    }
+
     /// Back to HF names, for the random-model generator.
     pub fn to_hf(&self) -> serde_json::Value {
         serde_json::json!({

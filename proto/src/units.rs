@@ -16,7 +16,7 @@ use crate::v1;
 /// A unit result that cannot be folded.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FoldError {
-    #[error("{what}: {got} values, expected {expected}")]
+    #[error("{what}: got {got}, expected {expected}")]
     Length {
         what: &'static str,
         got: usize,
@@ -54,8 +54,11 @@ impl Accumulator {
     /// Folds an attribution unit: its per-edge sums and its prompts' clean logit differences.
     pub fn fold_attribution(&mut self, r: &v1::UnitResult) -> Result<(), FoldError> {
         let n_edges = self.sums.len() - 1;
-        expect_len("edge sums", r.values.len() / 4, n_edges)?;
-        expect_len("edge sums (bytes)", r.values.len(), 4 * n_edges)?;
+        expect_len(
+            "bytes of edge sums (4 per edge)",
+            r.values.len(),
+            4 * n_edges,
+        )?;
         check_finite(n_edges, r.clean_logit_diffs.iter().copied())?;
         self.sums.add_all_le(0, &r.values)?;
         for &d in &r.clean_logit_diffs {
@@ -76,7 +79,7 @@ impl Accumulator {
         let n_circuits = self.sums.len() - 2;
         let n = r.clean_logit_diffs.len();
         expect_len(
-            "circuit values (bytes)",
+            "bytes of circuit values (4 per circuit and prompt, and per prompt)",
             r.values.len(),
             4 * (group.len() + 1) * n,
         )?;
@@ -286,7 +289,7 @@ mod tests {
         let e = a
             .fold_attribution(&result(&[1.0, 2.0], &[1.0]))
             .unwrap_err();
-        assert!(e.to_string().contains("2 values, expected 3"), "{e}");
+        assert!(e.to_string().contains("got 8, expected 12"), "{e}");
         let e = a
             .fold_attribution(&result(&[1.0, f32::NAN, 0.0], &[1.0]))
             .unwrap_err();

@@ -22,7 +22,6 @@ pub struct CoordinatorProc {
     pub child: Child,
     pub url: String,
     pub port: u16,
-    pub db: PathBuf,
 }
 
 impl CoordinatorProc {
@@ -45,12 +44,7 @@ impl CoordinatorProc {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 e.context(log)
             })?;
-        Ok(CoordinatorProc {
-            child,
-            url,
-            port,
-            db: db.to_path_buf(),
-        })
+        Ok(CoordinatorProc { child, url, port })
     }
 
     pub fn pid(&self) -> i32 {

@@ -38,13 +38,6 @@ pub fn gpt2_small_shape(dir: &Path, tokenizer: &Path) -> anyhow::Result<()> {
 
 /// The identity a worker holding the model in `dir` announces.
 pub fn identity(dir: &Path) -> anyhow::Result<v1::ModelIdentity> {
-    let c = ModelConfig::read(&dir.join("config.json"))?;
-    Ok(v1::ModelIdentity {
-        fingerprint: model_fingerprint(dir)?,
-        n_layers: c.n_layers as u32,
-        n_heads: c.n_heads as u32,
-        d_model: c.d_model as u32,
-        n_ctx: c.n_ctx as u32,
-        d_vocab: c.d_vocab as u32,
-    })
+    let config = ModelConfig::read(&dir.join("config.json"))?;
+    Ok(config.identity(model_fingerprint(dir)?))
 }

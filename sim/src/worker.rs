@@ -52,7 +52,6 @@ pub struct SimStats {
     pub units: AtomicU64,
     /// Result payload bytes (edge sums and logit differences).
     pub bytes: AtomicU64,
-    pub sessions: AtomicU64,
     /// Faithfulness units received, and how many of them carried the score vector.
     pub circuit_units: AtomicU64,
     pub score_vectors: AtomicU64,
@@ -120,7 +119,6 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
         .await
         .map_err(lost)?
         .into_inner();
-    stats.sessions.fetch_add(1, Ordering::Relaxed);
     let shape = |a: &v1::UnitAssignment| {
         let s = a.settings.unwrap_or_default();
         GraphShape {

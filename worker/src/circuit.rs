@@ -10,7 +10,7 @@ use attrib_proto::{v1, DestKind, GraphShape};
 use tch::{Device, Kind, Tensor};
 
 use crate::attribution::autograd_reference::corrupt_sources;
-use crate::attribution::{catch_torch, pass_input, PassInput};
+use crate::attribution::{catch_torch, check_unit, pass_input, PassInput};
 use crate::model::masks::masked_sum;
 use crate::model::{Gpt2, HeadInputs, Patcher};
 use crate::{Error, Result};
@@ -159,21 +159,7 @@ pub fn evaluate_unit(
             edges: graph.n_edges(),
         });
     }
-    let first = batches.first().ok_or(Error::NoBatches)?;
-    if batches
-        .iter()
-        .any(|b| b.batch_size != first.batch_size || b.width != first.width)
-    {
-        return Err(Error::UnevenBatches);
-    }
-    if let Some(t) = graph.seq_len {
-        if t != first.width {
-            return Err(Error::SeqLenMismatch {
-                width: first.width,
-                seq_len: t,
-            });
-        }
-    }
+    check_unit(graph, batches)?;
     let pass = pass_input(model, batches, pad_id, prepend_bos)?;
     catch_torch(|| tch::no_grad(|| evaluate(model, graph, scores, circuits, &pass)))
 }

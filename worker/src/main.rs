@@ -105,8 +105,8 @@ struct AttributeArgs {
     #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
     device: String,
     /// K: batches per work unit, run together in one forward/backward pass. Scores are the
-    /// bits a cluster job with the same K gives; other K agree to f32 rounding (~1e-7).
-    /// More memory; faster where the device has room (GPUs).
+    /// bits a cluster job with the same K gives; other K agree to f32 rounding (within 1e-6 of
+    /// the largest |score|). More memory; not faster on CPU (see README).
     #[arg(
         long,
         default_value_t = 1,

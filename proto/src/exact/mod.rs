@@ -151,15 +151,8 @@ impl ExactSum {
         Ok(())
     }
 
-    /// Adds `values[i]` to slot `offset + i`.
-    pub fn add_all(&mut self, offset: usize, values: &[f32]) -> Result<(), NotFinite> {
-        for (i, &x) in values.iter().enumerate() {
-            self.add(offset + i, x)?;
-        }
-        Ok(())
-    }
-
-    /// `add_all` from little-endian f32 bytes, as they travel on the wire. All or nothing: a
+    /// Adds the little-endian f32 `bytes` (value i to slot `offset + i`), as they travel on
+    /// the wire. All or nothing: a
     /// non-finite value is found before any slot changes. This is the coordinator's hot loop:
     /// the common values take the lanes in one pass, the rest `add_slow` after it.
     pub fn add_all_le(&mut self, offset: usize, bytes: &[u8]) -> Result<(), NotFinite> {
@@ -459,8 +452,9 @@ mod tests {
     #[test]
     fn encoding_round_trips_and_rejects_garbage() {
         let mut a = ExactSum::new(5);
-        a.add_all(0, &awkward(3, 5)).unwrap();
-        a.add_all(0, &awkward(4, 5)).unwrap();
+        for (i, x) in awkward(3, 5).into_iter().chain(awkward(4, 5)).enumerate() {
+            a.add(i % 5, x).unwrap();
+        }
         let back = ExactSum::decode(&a.encode()).unwrap();
         assert_eq!(back, a);
         assert!(ExactSum::decode(&a.encode()[..20]).is_err());

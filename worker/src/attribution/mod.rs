@@ -14,5 +14,6 @@ pub use mask_gradient::{
 };
 pub use metric::{apply_grad_function, AnswerIndex, BatchAnswers};
 pub use run::{
-    attribute_batches, attribute_unit, catch_torch, graph_for, Attributed, PassOptions, Reduced,
+    attribute_batches, attribute_unit, catch_torch, check_unit, graph_for, Attributed, PassOptions,
+    Reduced,
 };

@@ -94,6 +94,14 @@ pub fn attribute_unit(
     settings: &AttributionSettings,
     opts: &PassOptions,
 ) -> Result<(UnitScores, StageTimes)> {
+    check_unit(graph, batches)?;
+    let pass = pass_input(model, batches, opts.pad_id, opts.prepend_bos)?;
+    catch_torch(|| pass_scores_timed(model, graph, &pass, settings))?
+}
+
+/// A unit's batches can share one pass on `graph`: at least one, all of one size and width,
+/// and as wide as a token-specific graph's positions.
+pub fn check_unit(graph: &GraphShape, batches: &[Batch]) -> Result<()> {
     let first = batches.first().ok_or(Error::NoBatches)?;
     if batches
         .iter()
@@ -101,16 +109,13 @@ pub fn attribute_unit(
     {
         return Err(Error::UnevenBatches);
     }
-    if let Some(t) = graph.seq_len {
-        if t != first.width {
-            return Err(Error::SeqLenMismatch {
-                width: first.width,
-                seq_len: t,
-            });
-        }
+    match graph.seq_len {
+        Some(t) if t != first.width => Err(Error::SeqLenMismatch {
+            width: first.width,
+            seq_len: t,
+        }),
+        _ => Ok(()),
     }
-    let pass = pass_input(model, batches, opts.pad_id, opts.prepend_bos)?;
-    catch_torch(|| pass_scores_timed(model, graph, &pass, settings))?
 }
 
 impl UnitScores {

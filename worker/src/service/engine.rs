@@ -131,15 +131,7 @@ fn load(cfg: &EngineConfig) -> Result<(Gpt2, v1::ModelIdentity)> {
         path: cfg.model_dir.clone(),
         source,
     })?;
-    let c = &model.cfg;
-    let identity = v1::ModelIdentity {
-        fingerprint,
-        n_layers: c.n_layers as u32,
-        n_heads: c.n_heads as u32,
-        d_model: c.d_model as u32,
-        n_ctx: c.n_ctx as u32,
-        d_vocab: c.d_vocab as u32,
-    };
+    let identity = model.cfg.identity(fingerprint);
     Ok((model, identity))
 }
 
