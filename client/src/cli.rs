@@ -22,9 +22,12 @@ pub struct Cli {
         env = "ATTRIB_COORDINATOR"
     )]
     pub coordinator: String,
-    /// Shared token, when the coordinator requires one.
+    /// The coordinator's client token, when it requires one.
     #[arg(long, global = true, env = "ATTRIB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA the coordinator's certificate chains to (https:// URLs; default: system roots).
+    #[arg(long, global = true, env = "ATTRIB_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,

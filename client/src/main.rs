@@ -50,8 +50,14 @@ fn main() -> ExitCode {
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Client> {
-    let channel = tonic::transport::Endpoint::from_shared(cli.coordinator.clone())
-        .with_context(|| format!("bad coordinator URL {:?}", cli.coordinator))?
+    let endpoint = tonic::transport::Endpoint::from_shared(cli.coordinator.clone())
+        .with_context(|| format!("bad coordinator URL {:?}", cli.coordinator))?;
+    let tls = attrib_proto::tls::ClientTls {
+        ca_file: cli.ca_file.clone(),
+        ..Default::default()
+    };
+    let channel = tls
+        .apply(endpoint, &cli.coordinator)?
         .connect()
         .await
         .map_err(|e| {

@@ -12,8 +12,15 @@ pub struct CoordinatorConfig {
     pub listen: SocketAddr,
     /// SQLite file for jobs, running sums and scores.
     pub db: PathBuf,
-    /// Shared token every RPC must carry (`None`: no token).
+    /// Token every client RPC must carry (`None`: no token).
     pub token: Option<String>,
+    /// Token worker sessions must carry; a client token cannot open one. `None`: workers
+    /// carry `token` (one shared secret, roles not separated; a warning is logged).
+    pub worker_token: Option<String>,
+    /// TLS on the listener (`None`: plain text).
+    pub tls: Option<crate::tls::ServerTls>,
+    /// What is accepted: request settings, jobs, database size.
+    pub limits: crate::admission::Limits,
     /// A worker that holds units and answers none for this long is treated as hung: its
     /// session ends and its units go to other workers.
     pub unit_timeout: Duration,
@@ -41,6 +48,9 @@ impl CoordinatorConfig {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
             db: db.into(),
             token: None,
+            worker_token: None,
+            tls: None,
+            limits: crate::admission::Limits::default(),
             unit_timeout: Duration::from_secs(600),
             max_attempts: 3,
             commit_units: 1000,
@@ -59,6 +69,11 @@ impl CoordinatorConfig {
 
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    pub fn with_worker_token(mut self, token: Option<String>) -> Self {
+        self.worker_token = token.filter(|t| !t.is_empty());
         self
     }
 

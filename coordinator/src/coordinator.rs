@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use attrib_proto::units::FoldError;
 use attrib_proto::{v1, ScoresMetadata};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
+use crate::admission;
 use crate::config::CoordinatorConfig;
 use crate::metrics;
 use crate::model::ModelInfo;
@@ -38,6 +38,8 @@ pub struct Coordinator {
     committing: tokio::sync::Mutex<()>,
     /// Set by `close`: the committer stops.
     closing: watch::Sender<bool>,
+    /// Jobs that ended without finishing (cancelled, failed): sessions tell their workers.
+    ended: broadcast::Sender<String>,
 }
 
 pub fn now_ms() -> i64 {
@@ -52,10 +54,13 @@ impl Coordinator {
     pub async fn open(config: CoordinatorConfig) -> Result<Arc<Self>> {
         let dir = config.model_dir.clone();
         let model = Arc::new(tokio::task::spawn_blocking(move || ModelInfo::load(&dir)).await??);
-        let db = config.db.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&db)).await??;
+        let (db, max_bytes) = (config.db.clone(), config.limits.max_db_bytes);
+        let store = tokio::task::spawn_blocking(move || Store::open(&db, max_bytes)).await??;
         let coord = Arc::new(Coordinator {
-            sched: Mutex::new(Scheduler::new(config.max_attempts)),
+            sched: Mutex::new(Scheduler::new(
+                config.max_attempts,
+                config.limits.max_active_jobs,
+            )),
             config,
             model,
             store,
@@ -65,6 +70,7 @@ impl Coordinator {
             commit_now: Notify::new(),
             committing: tokio::sync::Mutex::new(()),
             closing: watch::Sender::new(false),
+            ended: broadcast::Sender::new(64),
         });
         coord.resume().await?;
         spawn_committer(coord.clone());
@@ -134,7 +140,7 @@ impl Coordinator {
             tracing::info!(job = %job.id, resumed, total = run.plan.n_units(), "resuming job");
             self.lock().add_job(run);
             if complete {
-                self.finalize(&job.id).await?;
+                self.finalize_or_retry(&job.id).await;
             }
         }
         self.changed();
@@ -192,8 +198,14 @@ impl Coordinator {
     }
 
     pub async fn submit(&self, req: v1::SubmitJobRequest) -> Result<(String, u32)> {
+        let limits = &self.config.limits;
+        limits.check_request(&req)?;
+        limits.check_jobs(self.lock().jobs().len())?;
         let (planned, req) = self.plan_request(req).await?;
         let planned: JobPlan = planned?;
+        admission::check_memory(planned.unit_memory, self.lock().largest_worker_memory())?;
+        let db_bytes = self.store.run(|s| s.size_bytes()).await?;
+        limits.check_db(db_bytes, planned.stored_bytes())?;
         let total = planned.n_units();
         let created = now_ms();
         let fp = self.model.fingerprint.clone();
@@ -313,6 +325,7 @@ impl Coordinator {
             &hello.name,
             &hello.device,
             hello.units_in_flight.max(1),
+            hello.memory_bytes,
             now_ms(),
         );
         metrics::workers_connected(s.n_workers());
@@ -333,6 +346,12 @@ impl Coordinator {
             }
             notified.await;
         }
+    }
+
+    /// Ids of jobs that end from now on without finishing (a lagging receiver misses some:
+    /// their workers then compute units that are ignored, as before cancellation existed).
+    pub fn ended_jobs(&self) -> broadcast::Receiver<String> {
+        self.ended.subscribe()
     }
 
     /// Units `worker` holds now.
@@ -378,7 +397,7 @@ impl Coordinator {
                         }
                         self.changed();
                         if job_complete {
-                            self.finalize(job).await?;
+                            self.finalize_or_retry(job).await;
                         }
                     }
                     Recorded::Ignored => {
@@ -389,14 +408,12 @@ impl Coordinator {
                 }
                 Ok(())
             }
-            Err(e @ FoldError::NotFinite(_)) => {
-                // Computation is deterministic: another worker would give the same value.
-                let msg = format!("{}: {e}", describe_unit(&plan, r.unit));
-                self.fail_job(job, msg).await
-            }
-            Err(e @ FoldError::Length { .. }) if held => {
-                let msg = format!("result refused: {e}");
-                self.unit_failed(worker, job, r.unit, &msg).await
+            Err(e) if held => {
+                // NaN/inf or the wrong length: refused, and an attempt of the unit. A faulty
+                // device fails only its own attempts; a model that really gives NaN fails
+                // the job after `max_attempts`, each reason naming the worker.
+                let reason = format!("{} sent a result that was refused: {e}", self.who(worker));
+                self.unit_failed(worker, job, r.unit, &reason).await
             }
             Err(e) => {
                 // A late result is no attempt of the unit's current holder: dropped.
@@ -413,17 +430,33 @@ impl Coordinator {
             tracing::debug!(%worker, %job, unit, "failure of a unit it does not hold ignored");
             return Ok(());
         }
-        self.unit_failed(worker, job, unit, error).await
+        let reason = format!("{}: {error}", self.who(worker));
+        self.unit_failed(worker, job, unit, &reason).await
     }
 
-    /// A unit `worker` held failed (or its result did not fit): it goes back to the queue, or
-    /// fails its job after `max_attempts`.
-    async fn unit_failed(&self, worker: &str, job: &str, unit: u32, error: &str) -> Result<()> {
+    /// "worker-3 (name)", for the reasons of failed attempts.
+    fn who(&self, worker: &str) -> String {
+        match self.lock().worker_name(worker) {
+            Some(name) => format!("{worker} ({name})"),
+            None => worker.to_string(),
+        }
+    }
+
+    /// An attempt of a unit `worker` held failed (`reason`): the unit goes back to the queue,
+    /// or fails its job after `max_attempts`.
+    async fn unit_failed(&self, worker: &str, job: &str, unit: u32, reason: &str) -> Result<()> {
         metrics::unit_failed();
-        tracing::warn!(%worker, %job, unit, %error, "unit failed");
-        let outcome = self.lock().record_failure(job, unit, error);
+        tracing::warn!(%worker, %job, unit, %reason, "unit failed");
+        let outcome = self.lock().record_failure(job, unit, reason, describe_unit);
+        self.after_failure(job, outcome).await
+    }
+
+    async fn after_failure(&self, job: &str, outcome: FailureOutcome) -> Result<()> {
         match outcome {
-            FailureOutcome::Retry => self.work.notify_waiters(),
+            FailureOutcome::Retry => {
+                metrics::unit_retried();
+                self.work.notify_waiters()
+            }
             FailureOutcome::JobFailed(msg) => self.fail_job(job, msg).await?,
             FailureOutcome::Ignored => {}
         }
@@ -450,6 +483,7 @@ impl Coordinator {
         let Some((mut status, sums, retried)) = ended else {
             return Ok(None);
         };
+        let _ = self.ended.send(id.to_string()); // no session: nobody to tell
         self.changed();
         if state == v1::JobState::Failed {
             // In turn with the committer, so that the store's sums and folded set stay one.
@@ -469,19 +503,19 @@ impl Coordinator {
         Ok(Some(status))
     }
 
-    /// `worker` left (disconnected, hung, drained): every unit it held goes back to the queue.
-    pub async fn release_worker(&self, worker: &str) {
-        let (requeued, n) = {
+    /// `worker` left (`why`: disconnected, timed out, drained): each unit it held lost an
+    /// attempt, and goes back to the queue or fails its job.
+    pub async fn release_worker(&self, worker: &str, why: &str) {
+        let (lost, n) = {
             let mut s = self.lock();
-            (s.release_worker(worker), s.n_workers())
+            (s.release_worker(worker, why, describe_unit), s.n_workers())
         };
         metrics::workers_connected(n);
-        for job in &requeued {
-            metrics::unit_retried();
-            tracing::warn!(%worker, %job, "worker left holding a unit; handing it out again");
-        }
-        if !requeued.is_empty() {
-            self.work.notify_waiters();
+        for (job, outcome) in lost {
+            tracing::warn!(%worker, %job, reason = why, "worker left holding a unit");
+            if let Err(e) = self.after_failure(&job, outcome).await {
+                tracing::error!(%job, error = %e, "cannot record a lost unit");
+            }
         }
         self.changed();
     }
@@ -528,6 +562,15 @@ impl Coordinator {
                 lock(sums).unsave(&snap); // the next commit tries again
                 Err(e)
             }
+        }
+    }
+
+    /// `finalize`, or when the store cannot take it (a full disk), leaves the complete job in
+    /// memory for the committer to store later: nothing computed is lost.
+    async fn finalize_or_retry(&self, id: &str) {
+        if let Err(e) = self.finalize(id).await {
+            tracing::error!(job = %id, error = %e, "cannot store the finished job; will retry");
+            self.lock().store_later(id);
         }
     }
 
@@ -684,6 +727,10 @@ fn spawn_committer(coord: Arc<Coordinator>) {
             }
             if let Err(e) = coord.commit().await {
                 tracing::error!(error = %e, "group commit failed; will retry");
+            }
+            let unstored = coord.lock().take_unstored();
+            for job in unstored {
+                coord.finalize_or_retry(&job).await;
             }
         }
     });

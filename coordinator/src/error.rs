@@ -54,6 +54,19 @@ pub enum Error {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("{what} {value} is over the limit (--{flag_name} {limit})", flag_name = flag.trim_start_matches('-'))]
+    Limit {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+        flag: &'static str,
+    },
+    #[error("{0}")]
+    Exhausted(String),
+    #[error("database {path}: {reason}; it was left as it is: restore it from a backup, or move it away to start with an empty one")]
+    Damaged { path: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("the database task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -64,6 +77,11 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         let msg = e.to_string();
         match e {
+            Error::Store(ref s) if is_full(s) => Status::resource_exhausted(format!(
+                "the database cannot be written ({s}): new work is refused until there is room; stored jobs and scores stay readable"
+            )),
+            Error::Limit { .. } => Status::invalid_argument(msg),
+            Error::Exhausted(_) => Status::resource_exhausted(msg),
             Error::UnknownJob(_) | Error::NoCurve(_) => Status::not_found(msg),
             Error::NotDone { .. }
             | Error::WrongKind { .. }
@@ -81,7 +99,14 @@ impl From<Error> for Status {
             | Error::Store(_)
             | Error::Corrupt { .. }
             | Error::Bind { .. }
+            | Error::Damaged { .. }
+            | Error::Tls(_)
             | Error::Join(_) => Status::internal(msg),
         }
     }
+}
+
+/// The database or its disk is full (or its size limit is reached).
+pub fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }

@@ -4,6 +4,7 @@
 //! the set of folded units) lives in SQLite, committed in groups. No tch: the coordinator
 //! never touches a tensor.
 
+pub mod admission;
 pub mod client_service;
 pub mod config;
 pub mod coordinator;
@@ -16,6 +17,7 @@ pub mod server;
 pub mod spawn;
 pub mod store;
 pub mod sums;
+pub mod tls;
 pub mod worker_service;
 
 pub use config::CoordinatorConfig;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use attrib_coordinator::spawn::{default_worker_binary, LocalWorkers};
+use attrib_coordinator::admission::Limits;
+use attrib_coordinator::tls::ServerTls;
 use attrib_coordinator::{start, CoordinatorConfig};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
@@ -26,9 +28,23 @@ struct Args {
     /// SQLite database for jobs, running sums and scores (created if missing).
     #[arg(long, default_value = "attrib.db", env = "ATTRIB_DB")]
     db: PathBuf,
-    /// Shared token every RPC must carry (constant-time compared); unset = no token.
+    /// Token every client RPC must carry (constant-time compared); unset = no token.
     #[arg(long, env = "ATTRIB_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Token worker sessions must carry; a client token then cannot open one. Unset: workers
+    /// carry --token (roles not separated; a warning is logged).
+    #[arg(long, env = "ATTRIB_WORKER_TOKEN", hide_env_values = true)]
+    worker_token: Option<String>,
+    /// PEM certificate (chain) of the listener: TLS on, URLs become https://.
+    #[arg(long, env = "ATTRIB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ATTRIB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA that worker certificates must chain to (mutual TLS for workers; clients need no
+    /// certificate). Needs --tls-cert.
+    #[arg(long, env = "ATTRIB_WORKER_CA", requires = "tls_cert")]
+    worker_ca: Option<PathBuf>,
     /// Seconds a worker holding units may go without answering one before it counts as hung
     /// and its units move on.
     #[arg(
@@ -38,9 +54,12 @@ struct Args {
         env = "ATTRIB_UNIT_TIMEOUT_SECS"
     )]
     unit_timeout_secs: u64,
-    /// Attempts per unit (worker errors) before its job fails.
+    /// Attempts per unit before its job fails. Every lost attempt counts: a worker's error, a
+    /// refused result (NaN/inf, wrong length), a disconnect, a timeout.
     #[arg(long, default_value_t = 3, env = "ATTRIB_MAX_ATTEMPTS")]
     max_attempts: u32,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Group commit of running jobs' sums after this many folded units...
     #[arg(long, default_value_t = 1000, env = "ATTRIB_COMMIT_UNITS")]
     commit_units: u32,
@@ -73,6 +92,51 @@ struct Args {
     worker_bin: Option<PathBuf>,
 }
 
+/// Admission limits: a request over one is refused at submit, naming the limit.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Largest batch size (prompts per batch).
+    #[arg(long, default_value_t = Limits::default().max_batch_size, env = "ATTRIB_MAX_BATCH_SIZE")]
+    max_batch_size: u32,
+    /// Most integrated-gradient samples (each is a forward and backward pass per unit).
+    #[arg(long, default_value_t = Limits::default().max_ig_samples, env = "ATTRIB_MAX_IG_SAMPLES")]
+    max_ig_samples: u32,
+    /// Most batches per unit (K).
+    #[arg(long, default_value_t = Limits::default().max_batches_per_unit, env = "ATTRIB_MAX_BATCHES_PER_UNIT")]
+    max_batches_per_unit: u32,
+    /// Most edge counts in one faithfulness job.
+    #[arg(long, default_value_t = Limits::default().max_edge_counts, env = "ATTRIB_MAX_EDGE_COUNTS")]
+    max_edge_counts: usize,
+    /// Most circuits one faithfulness unit evaluates.
+    #[arg(long, default_value_t = Limits::default().max_circuits_per_unit, env = "ATTRIB_MAX_CIRCUITS_PER_UNIT")]
+    max_circuits_per_unit: u32,
+    /// Jobs computed at once (oldest first); later jobs wait queued.
+    #[arg(long, default_value_t = Limits::default().max_active_jobs, env = "ATTRIB_MAX_ACTIVE_JOBS")]
+    max_active_jobs: usize,
+    /// Jobs that may wait queued behind the active ones.
+    #[arg(long, default_value_t = Limits::default().max_queued_jobs, env = "ATTRIB_MAX_QUEUED_JOBS")]
+    max_queued_jobs: usize,
+    /// Largest database in MiB (0: no limit). Jobs that would pass it are refused; past it,
+    /// writes fail as on a full disk and new work is refused.
+    #[arg(long, default_value_t = 0, env = "ATTRIB_MAX_DB_MIB")]
+    max_db_mib: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_batch_size: self.max_batch_size,
+            max_ig_samples: self.max_ig_samples,
+            max_batches_per_unit: self.max_batches_per_unit,
+            max_edge_counts: self.max_edge_counts,
+            max_circuits_per_unit: self.max_circuits_per_unit,
+            max_active_jobs: self.max_active_jobs.max(1),
+            max_queued_jobs: self.max_queued_jobs,
+            max_db_bytes: self.max_db_mib << 20,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -89,9 +153,19 @@ async fn main() -> anyhow::Result<()> {
     let mut config = CoordinatorConfig::new(&a.model, &a.db)
         .with_listen(a.listen)
         .with_token(a.token.clone())
+        .with_worker_token(a.worker_token.clone())
         .with_unit_timeout(Duration::from_secs(a.unit_timeout_secs.max(1)))
         .with_max_request_bytes(a.max_request_mib << 20);
     config.max_attempts = a.max_attempts;
+    config.limits = a.limits.limits();
+    config.tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            worker_ca_file: a.worker_ca.clone(),
+        }),
+        _ => None,
+    };
     config.commit_units = a.commit_units.max(1);
     config.commit_interval = Duration::from_millis(a.commit_interval_ms.max(1));
     let mut server = start(config)
@@ -112,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
             binary: a.worker_bin.clone().unwrap_or_else(default_worker_binary),
             model_dir: a.model.clone(),
             devices: a.worker_devices.clone(),
-            token: a.token.clone(),
+            token: a.worker_token.clone().or_else(|| a.token.clone()),
         };
         children = attrib_coordinator::spawn::spawn(&local, &url)?;
         eprintln!("[attrib] started {} local worker(s)", children.len());

@@ -11,9 +11,10 @@ use std::path::Path;
 
 use attrib_datasets::{prepare, Batch, DatasetOptions, PromptFile};
 use attrib_proto::faithfulness::{circuits, edge_counts, logarithmic_counts, Circuit};
+use attrib_proto::memory::{self, UnitShape};
 use attrib_proto::units::{unit_ranges, Accumulator, FoldError};
 use attrib_proto::{
-    v1, AttributionSettings, DataSettings, GraphShape, ModelRecord, Reduced, ScoresMetadata,
+    v1, AttributionSettings, DataSettings, MaskPoints, GraphShape, ModelRecord, Reduced, ScoresMetadata,
 };
 
 use crate::model::ModelInfo;
@@ -93,6 +94,8 @@ pub struct JobPlan {
     pub batches_per_unit: usize,
     /// `Some` for a faithfulness job.
     pub circuits: Option<CircuitPlan>,
+    /// Bytes a worker needs for the largest unit, model included (`attrib_proto::memory`).
+    pub unit_memory: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +268,21 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         pad_id: model.tokenizer.bos_id(),
         batches_per_unit: k,
         circuits: None,
+        unit_memory: 0,
     };
+    p.unit_memory = p
+        .datasets
+        .iter()
+        .map(|d| {
+            let unit = UnitShape {
+                prompts: k * opts.batch_size,
+                width: d.width,
+                nonzero_mask: p.settings.points != MaskPoints::Value(0.0),
+            };
+            memory::worker_bytes(&model.config, &p.graph, &unit)
+        })
+        .max()
+        .unwrap_or(0);
     p.number_units();
     Ok(p)
 }
@@ -286,6 +303,19 @@ impl JobPlan {
             batch += d.batches.len() as u32;
             unit += d.n_units(groups);
         }
+    }
+
+    /// About how many bytes the job's state and results take in the database: its running
+    /// accumulators (an i128 per slot) and its f64 scores (combined and per dataset).
+    pub fn stored_bytes(&self) -> u64 {
+        let (slots, scores) = match &self.circuits {
+            Some(c) => (c.circuits.len() + 2, 0),
+            None => {
+                let n = self.datasets.len();
+                (n * (self.graph.n_edges() + 1), (n + 1) * self.graph.n_edges())
+            }
+        };
+        (16 * slots + 8 * scores) as u64
     }
 
     pub fn n_units(&self) -> u32 {

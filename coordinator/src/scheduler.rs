@@ -1,7 +1,9 @@
 //! Which unit goes to which worker, and what each job has done: the coordinator's state as
 //! plain data with no I/O, so tests call it directly. Jobs are served in submission order and
 //! a job's units lowest first; a worker holds up to its `units_in_flight` units at once, and
-//! every unit of a worker that leaves goes back to the front of the queue.
+//! every unit of a worker that leaves goes back to the front of the queue. Every lost unit
+//! (a worker's error, a refused result, a disconnect, a timeout) is an attempt: a unit that
+//! reaches `max_attempts` fails its job, with the reasons of all its attempts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,8 @@ pub struct JobRun {
     state: v1::JobState,
     done: Vec<bool>,
     pending: BTreeSet<u32>,
-    failures: Vec<u32>,
+    /// Why each failed attempt of a unit failed (units that never failed are absent).
+    attempts: BTreeMap<u32, Vec<String>>,
     n_done: u32,
     prompts_done: u64,
     pub retried: u32,
@@ -38,6 +41,8 @@ pub struct JobRun {
     /// Every unit is folded and the job is being stored as done: it can no longer end
     /// otherwise.
     finishing: bool,
+    /// Complete, but the store could not take it yet (a full disk): to be stored again.
+    unstored: bool,
 }
 
 impl JobRun {
@@ -61,7 +66,7 @@ impl JobRun {
             state: v1::JobState::Queued,
             done: vec![false; n as usize],
             pending: (0..n).collect(),
-            failures: vec![0; n as usize],
+            attempts: BTreeMap::new(),
             n_done: 0,
             prompts_done: 0,
             retried,
@@ -73,6 +78,7 @@ impl JobRun {
             error: String::new(),
             finished_ms: 0,
             finishing: false,
+            unstored: false,
         };
         for unit in folded {
             if run.mark_done(unit) {
@@ -165,6 +171,14 @@ pub struct WorkerEntry {
     pub units_in_flight: u32,
     pub units_done: u32,
     pub connected_ms: i64,
+    /// Memory it can give one unit (0: undeclared, any unit is sent).
+    pub memory_bytes: u64,
+}
+
+impl WorkerEntry {
+    fn can_hold(&self, plan: &JobPlan) -> bool {
+        self.memory_bytes == 0 || plan.unit_memory <= self.memory_bytes
+    }
 }
 
 /// What a result did.
@@ -191,16 +205,29 @@ pub struct Scheduler {
     workers: BTreeMap<String, WorkerEntry>,
     next_worker: u64,
     max_attempts: u32,
+    /// Units are handed out from the oldest `max_active` jobs only; later ones wait queued.
+    max_active: usize,
 }
 
 impl Scheduler {
-    pub fn new(max_attempts: u32) -> Self {
+    pub fn new(max_attempts: u32, max_active: usize) -> Self {
         Scheduler {
             jobs: Vec::new(),
             workers: BTreeMap::new(),
             next_worker: 0,
             max_attempts: max_attempts.max(1),
+            max_active: max_active.max(1),
         }
+    }
+
+    /// Jobs waiting behind the `max_active` oldest.
+    pub fn n_waiting(&self) -> usize {
+        self.jobs.len().saturating_sub(self.max_active)
+    }
+
+    /// Memory of the connected workers that declared it (0 when none did).
+    pub fn largest_worker_memory(&self) -> Option<u64> {
+        self.workers.values().map(|w| w.memory_bytes).max()
     }
 
     pub fn add_job(&mut self, run: JobRun) {
@@ -260,6 +287,7 @@ impl Scheduler {
         name: &str,
         device: &str,
         units_in_flight: u32,
+        memory_bytes: u64,
         now_ms: i64,
     ) -> String {
         self.next_worker += 1;
@@ -273,23 +301,32 @@ impl Scheduler {
                 units_in_flight: units_in_flight.max(1),
                 units_done: 0,
                 connected_ms: now_ms,
+                memory_bytes,
             },
         );
         id
+    }
+
+    pub fn worker_name(&self, worker: &str) -> Option<&str> {
+        self.workers.get(worker).map(|w| w.name.as_str())
     }
 
     pub fn n_workers(&self) -> usize {
         self.workers.len()
     }
 
-    /// The next unit for `worker` (the oldest active job's lowest pending unit), if it holds
-    /// fewer than its `units_in_flight`.
+    /// The next unit for `worker` (the oldest active job's lowest pending unit that fits the
+    /// worker's memory), if it holds fewer than its `units_in_flight`.
     pub fn assign(&mut self, worker: &str) -> Option<(String, u32, Arc<JobPlan>)> {
         let entry = self.workers.get_mut(worker)?;
         if entry.held.len() >= entry.units_in_flight as usize {
             return None;
         }
-        let job = self.jobs.iter_mut().find(|j| !j.pending.is_empty())?;
+        let job = self
+            .jobs
+            .iter_mut()
+            .take(self.max_active)
+            .find(|j| !j.pending.is_empty() && entry.can_hold(&j.plan))?;
         let unit = job.pending.pop_first()?;
         job.state = v1::JobState::Running;
         job.started.get_or_insert_with(Instant::now);
@@ -337,6 +374,21 @@ impl Scheduler {
         }
     }
 
+    /// Complete job `id` could not be stored: `take_unstored` returns it to try again.
+    pub fn store_later(&mut self, id: &str) {
+        if let Some(run) = self.job_mut(id) {
+            run.unstored = true;
+        }
+    }
+
+    /// Complete jobs waiting to be stored, which are no longer waiting.
+    pub fn take_unstored(&mut self) -> Vec<String> {
+        self.jobs
+            .iter_mut()
+            .filter_map(|j| std::mem::take(&mut j.unstored).then(|| j.id.clone()))
+            .collect()
+    }
+
     /// `units` more of `job` are committed to the store.
     pub fn record_commit(&mut self, job: &str, units: u32) {
         if let Some(run) = self.job_mut(job) {
@@ -344,9 +396,17 @@ impl Scheduler {
         }
     }
 
-    /// A worker could not compute `unit` of `job`.
-    pub fn record_failure(&mut self, job: &str, unit: u32, error: &str) -> FailureOutcome {
-        let max = self.max_attempts;
+    /// An attempt of `unit` of `job` was lost (`reason` says how and on which worker): the
+    /// unit goes back to the queue, or its job fails once it has failed `max_attempts` times.
+    /// `describe` names the unit in that message.
+    pub fn record_failure(
+        &mut self,
+        job: &str,
+        unit: u32,
+        reason: &str,
+        describe: impl Fn(&JobPlan, u32) -> String,
+    ) -> FailureOutcome {
+        let max = self.max_attempts as usize;
         let Some(run) = self.job_mut(job).filter(|r| !r.state.is_terminal()) else {
             return FailureOutcome::Ignored;
         };
@@ -354,11 +414,19 @@ impl Scheduler {
         if run.done.get(unit as usize).is_none_or(|&d| d) {
             return FailureOutcome::Ignored;
         }
-        let f = &mut run.failures[unit as usize];
-        *f += 1;
-        if *f >= max {
+        let reasons = run.attempts.entry(unit).or_default();
+        reasons.push(reason.to_string());
+        if reasons.len() >= max {
             return FailureOutcome::JobFailed(format!(
-                "unit {unit} failed {f} times; last error: {error}"
+                "{} failed {} attempts: {}",
+                describe(&run.plan, unit),
+                reasons.len(),
+                reasons
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| format!("({}) {r}", i + 1))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
         run.pending.insert(unit);
@@ -366,23 +434,26 @@ impl Scheduler {
         FailureOutcome::Retry
     }
 
-    /// `worker` is gone: every unit it held goes back to the queue. Returns the jobs whose
-    /// units were requeued, one entry per unit.
-    pub fn release_worker(&mut self, worker: &str) -> Vec<String> {
+    /// `worker` is gone (`why`: disconnected, timed out, ...): each unit it held lost an
+    /// attempt. Returns each such unit's job and outcome.
+    pub fn release_worker(
+        &mut self,
+        worker: &str,
+        why: &str,
+        describe: impl Fn(&JobPlan, u32) -> String + Copy,
+    ) -> Vec<(String, FailureOutcome)> {
         let Some(entry) = self.workers.remove(worker) else {
             return Vec::new();
         };
-        let mut requeued = Vec::new();
-        for (job, unit) in entry.held {
-            let Some(run) = self.job_mut(&job).filter(|r| !r.state.is_terminal()) else {
-                continue;
-            };
-            if !run.done[unit as usize] && run.pending.insert(unit) {
-                run.retried += 1;
-                requeued.push(job);
-            }
-        }
-        requeued
+        let reason = format!("{worker} ({}) {why}", entry.name);
+        entry
+            .held
+            .into_iter()
+            .map(|(job, unit)| {
+                let outcome = self.record_failure(&job, unit, &reason, describe);
+                (job, outcome)
+            })
+            .collect()
     }
 
     pub fn workers(&self) -> Vec<v1::WorkerInfo> {
@@ -397,6 +468,7 @@ impl Scheduler {
                 units_done: w.units_done,
                 connected_unix_ms: w.connected_ms,
                 units_in_flight: w.units_in_flight,
+                memory_bytes: w.memory_bytes,
             })
             .collect()
     }
@@ -417,10 +489,14 @@ mod tests {
     use super::*;
     use crate::plan::tests::tiny_plan;
 
+    fn desc(_: &JobPlan, unit: u32) -> String {
+        format!("unit {unit}")
+    }
+
     fn sched_with_job(n_units_expected: u32) -> Scheduler {
         let plan = Arc::new(tiny_plan(4));
         assert_eq!(plan.n_units(), n_units_expected);
-        let mut s = Scheduler::new(2);
+        let mut s = Scheduler::new(2, 4);
         let sums = JobSums::new(&plan);
         s.add_job(JobRun::new("j".into(), String::new(), 0, plan, sums, 0));
         s
@@ -429,15 +505,22 @@ mod tests {
     #[test]
     fn workers_hold_up_to_their_units_and_a_departed_workers_units_come_first() {
         let mut s = sched_with_job(4);
-        let a = s.register_worker("a", "cpu", 2, 0);
-        let b = s.register_worker("b", "cpu", 1, 0);
+        let a = s.register_worker("a", "cpu", 2, 0, 0);
+        let b = s.register_worker("b", "cpu", 1, 0, 0);
         assert_eq!(s.assign(&a).unwrap().1, 0);
         assert_eq!(s.assign(&a).unwrap().1, 1);
         assert!(s.assign(&a).is_none(), "a holds its 2 units");
         assert_eq!(s.assign(&b).unwrap().1, 2);
         assert!(s.assign(&b).is_none(), "b holds 1");
         assert_eq!(s.workers()[0].current_units, vec![0, 1]);
-        assert_eq!(s.release_worker(&a), vec!["j".to_string(), "j".to_string()]);
+        let lost = s.release_worker(&a, "disconnected", desc);
+        assert_eq!(
+            lost,
+            vec![
+                ("j".to_string(), FailureOutcome::Retry),
+                ("j".to_string(), FailureOutcome::Retry)
+            ]
+        );
         s.answered(&b, "j", 2);
         assert_eq!(
             s.record_result(&b, "j", 2, true),
@@ -470,19 +553,19 @@ mod tests {
             };
             sums.fold(&plan, u, &r).unwrap();
         }
-        let mut s = Scheduler::new(2);
+        let mut s = Scheduler::new(2, 4);
         s.add_job(JobRun::new("j".into(), String::new(), 0, plan, sums, 0));
-        let w = s.register_worker("w", "cpu", 1, 0);
+        let w = s.register_worker("w", "cpu", 1, 0, 0);
         let st = s.job("j").unwrap().status();
         assert_eq!((st.units_resumed, st.units_committed), (2, 2));
         assert_eq!(s.assign(&w).unwrap().1, 1);
         s.answered(&w, "j", 1);
-        assert_eq!(s.record_failure("j", 1, "oom"), FailureOutcome::Retry);
+        assert_eq!(s.record_failure("j", 1, "oom", desc), FailureOutcome::Retry);
         assert_eq!(s.assign(&w).unwrap().1, 1);
         s.answered(&w, "j", 1);
-        match s.record_failure("j", 1, "oom") {
+        match s.record_failure("j", 1, "oom", desc) {
             FailureOutcome::JobFailed(m) => assert!(
-                m.contains("unit 1 failed 2 times") && m.contains("oom"),
+                m.contains("unit 1 failed 2 attempts: (1) oom; (2) oom"),
                 "{m}"
             ),
             other => panic!("{other:?}"),
@@ -493,14 +576,14 @@ mod tests {
     #[test]
     fn a_done_unit_cannot_fail_and_a_complete_job_cannot_be_ended() {
         let mut s = sched_with_job(4);
-        let w = s.register_worker("w", "cpu", 4, 0);
+        let w = s.register_worker("w", "cpu", 4, 0, 0);
         for u in 0..4 {
             assert_eq!(s.assign(&w).unwrap().1, u);
         }
         s.answered(&w, "j", 0);
         s.record_result(&w, "j", 0, true);
         // Another worker's failure of the folded unit (a late result came first) is moot.
-        assert_eq!(s.record_failure("j", 0, "oom"), FailureOutcome::Ignored);
+        assert_eq!(s.record_failure("j", 0, "oom", desc), FailureOutcome::Ignored);
         for u in 1..4 {
             let done = s.record_result(&w, "j", u, true);
             assert_eq!(done == (Recorded::New { job_complete: true }), u == 3);
@@ -509,5 +592,44 @@ mod tests {
         let ended = s.end("j", v1::JobState::Cancelled, String::new(), 1);
         assert!(ended.is_none());
         assert_eq!(s.job("j").unwrap().status().state(), v1::JobState::Running);
+    }
+
+    #[test]
+    fn a_unit_lost_with_its_worker_counts_an_attempt_and_fails_its_job_with_the_reasons() {
+        let mut s = sched_with_job(4);
+        let a = s.register_worker("a", "cpu", 1, 0, 0);
+        assert_eq!(s.assign(&a).unwrap().1, 0);
+        assert_eq!(
+            s.release_worker(&a, "timed out", desc),
+            vec![("j".to_string(), FailureOutcome::Retry)]
+        );
+        let b = s.register_worker("b", "cpu", 1, 0, 0);
+        assert_eq!(s.assign(&b).unwrap().1, 0, "the lost unit comes back first");
+        match s.release_worker(&b, "disconnected", desc).pop() {
+            Some((_, FailureOutcome::JobFailed(m))) => assert_eq!(
+                m,
+                "unit 0 failed 2 attempts: (1) worker-1 (a) timed out; (2) worker-2 (b) disconnected"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn units_go_only_to_workers_that_can_hold_them_and_only_from_the_active_jobs() {
+        let plan = Arc::new(tiny_plan(4));
+        let needed = plan.unit_memory;
+        assert!(needed > 0);
+        let mut s = Scheduler::new(2, 1);
+        for id in ["j1", "j2"] {
+            let sums = JobSums::new(&plan);
+            s.add_job(JobRun::new(id.into(), String::new(), 0, plan.clone(), sums, 0));
+        }
+        assert_eq!(s.n_waiting(), 1);
+        let small = s.register_worker("small", "cpu", 8, needed - 1, 0);
+        assert!(s.assign(&small).is_none(), "too small for any unit");
+        let big = s.register_worker("big", "cpu", 8, needed, 0);
+        assert_eq!(s.largest_worker_memory(), Some(needed));
+        let leased: Vec<String> = std::iter::from_fn(|| s.assign(&big).map(|l| l.0)).collect();
+        assert_eq!(leased, vec!["j1"; 4], "j2 waits while j1 is the one active job");
     }
 }

@@ -18,6 +18,27 @@ use crate::coordinator::Coordinator;
 use crate::worker_service::WorkerService;
 use crate::Result;
 
+/// The worker gateway's check: the worker token (a client token does not open a session
+/// once `--worker-token` is set) and, with a worker CA, a verified client certificate.
+#[derive(Clone)]
+struct WorkerAuth {
+    token: RequireToken,
+    cert: bool,
+}
+
+impl tonic::service::Interceptor for WorkerAuth {
+    fn call(
+        &mut self,
+        req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if self.cert {
+            crate::tls::require_worker_cert(&req)?;
+        }
+        self.token.check(&req)?;
+        Ok(req)
+    }
+}
+
 /// A coordinator serving on `addr` until `stop` is called.
 pub struct RunningCoordinator {
     pub addr: SocketAddr,
@@ -27,8 +48,14 @@ pub struct RunningCoordinator {
 }
 
 impl RunningCoordinator {
+    /// `http://host:port`, or `https://` when the listener has TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.coord.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops accepting calls, waits for the server to end, and commits what was folded.
@@ -64,7 +91,14 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
         source: e,
     })?;
     let coord = Coordinator::open(config.clone()).await?;
-    let auth = RequireToken::new(config.token.as_deref());
+    let client_auth = RequireToken::new(config.token.as_deref());
+    let worker_auth = WorkerAuth {
+        token: RequireToken::new(config.worker_token.as_deref().or(config.token.as_deref())),
+        cert: config.tls.as_ref().is_some_and(|t| t.worker_ca_file.is_some()),
+    };
+    if config.worker_token.is_none() && config.token.is_some() {
+        tracing::warn!("workers use the client token: anyone who may submit jobs may also serve results; set --worker-token to separate them");
+    }
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AttribServer<ClientService>>()
@@ -81,7 +115,13 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
     })
     .max_decoding_message_size(config.max_result_bytes);
     let (tx, rx) = oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(tls.server_config()?)
+            .map_err(|e| crate::Error::Tls(e.to_string()))?;
+    }
+    let router = builder
         // Unit results are MBs and assignments small: no Nagle delay on the small ones, and
         // HTTP/2 windows that let a result flow without waiting for window updates.
         .tcp_nodelay(true)
@@ -92,8 +132,8 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
         // Health stays open without the token: load balancers and probes cannot send one,
         // and it reveals nothing but "serving".
         .add_service(health)
-        .add_service(InterceptedService::new(client, auth.clone()))
-        .add_service(InterceptedService::new(workers, auth));
+        .add_service(InterceptedService::new(client, client_auth))
+        .add_service(InterceptedService::new(workers, worker_auth));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = rx.await;

@@ -137,8 +137,38 @@ impl Store {
     /// coordinator process being killed. A database of the per-batch layout is migrated:
     /// its finished jobs keep their scores, its unfinished ones fail with a message (their
     /// batch results cannot become exact unit sums).
-    pub fn open(path: &Path) -> Result<Self> {
+    ///
+    /// A file that is not a sound database is reported (`Error::Damaged`) and left as it is,
+    /// never recreated. `max_bytes` (0: none) caps the file: past it writes fail as on a
+    /// full disk.
+    pub fn open(path: &Path, max_bytes: u64) -> Result<Self> {
+        Self::open_checked(path, max_bytes).map_err(|e| match e {
+            Error::Store(ref s) if is_damage(s) => Error::Damaged {
+                path: path.display().to_string(),
+                reason: s.to_string(),
+            },
+            e => e,
+        })
+    }
+
+    fn open_checked(path: &Path, max_bytes: u64) -> Result<Self> {
+        let existed = path.metadata().is_ok_and(|m| m.len() > 0);
         let mut conn = Connection::open(path)?;
+        if existed {
+            // Reads every page's structure (not the rows): a damaged file stops here, before
+            // anything is written to it.
+            let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            if verdict != "ok" {
+                return Err(Error::Damaged {
+                    path: path.display().to_string(),
+                    reason: format!("integrity check: {verdict}"),
+                });
+            }
+        }
+        if max_bytes > 0 {
+            let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            conn.pragma_update(None, "max_page_count", (max_bytes as i64 / page).max(1))?;
+        }
         // Before any table exists, so that a new file frees pages incrementally.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -167,6 +197,14 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// The database's size in bytes (its pages; freed pages are given back after jobs end).
+    pub fn size_bytes(&self) -> Result<u64> {
+        let conn = self.conn();
+        let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+        let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        Ok((pages * page) as u64)
     }
 
     /// Runs `f` on a blocking thread (SQLite calls block).
@@ -546,7 +584,7 @@ mod tests {
     fn progress_survives_reopening_and_finished_jobs_give_their_space_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&path, 0).unwrap();
         let req = v1::SubmitJobRequest {
             label: "x".into(),
             ..Default::default()
@@ -560,7 +598,7 @@ mod tests {
         later.sums.truncate(1);
         assert!(store.save_progress(&id, &later, 4).unwrap());
         drop(store);
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&path, 0).unwrap();
         let jobs = store.jobs().unwrap();
         assert_eq!((jobs[0].state, jobs[0].retried), (v1::JobState::Queued, 4));
         let p = store.progress(&id).unwrap().unwrap();
@@ -615,7 +653,7 @@ mod tests {
             )
             .unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&path, 0).unwrap();
         let jobs = store.jobs().unwrap();
         assert_eq!(jobs[0].state, v1::JobState::Done);
         assert_eq!(jobs[1].state, v1::JobState::Failed);
@@ -636,4 +674,12 @@ mod tests {
             .unwrap();
         assert_eq!(mode, 2, "incremental auto-vacuum after the migration");
     }
+}
+
+/// SQLite found the file is not a database, or a damaged one.
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
 }

@@ -63,8 +63,8 @@ impl WorkerGateway for WorkerService {
         let coord = self.coord.clone();
         tokio::spawn(async move {
             let why = serve_worker(&coord, &worker, &mut inbound, &tx).await;
-            tracing::info!(%worker, reason = why, "worker session ended");
-            coord.release_worker(&worker).await;
+            tracing::info!(%worker, reason = %why, "worker session ended");
+            coord.release_worker(&worker, &why).await;
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -72,15 +72,17 @@ impl WorkerGateway for WorkerService {
     }
 }
 
-/// Runs one worker's session until it ends; returns why it ended. Which units the worker
-/// holds is the scheduler's to know (it caps them at `units_in_flight` and requeues them when
-/// the session ends).
+/// Runs one worker's session until it ends; returns why it ended (the reason its held units
+/// lost an attempt). Which units the worker holds is the scheduler's to know (it caps them at
+/// `units_in_flight` and requeues them when the session ends). Jobs that end meanwhile are
+/// cancelled on the worker, so that it stops computing them.
 async fn serve_worker(
     coord: &Coordinator,
     worker: &str,
     inbound: &mut Streaming<v1::WorkerMessage>,
     tx: &Outbound,
-) -> &'static str {
+) -> String {
+    let mut ended = coord.ended_jobs();
     // Faithfulness jobs whose score vector this worker keeps (it mirrors the same rule).
     let mut kept: KeptScores<()> = KeptScores::default();
     let mut draining = false;
@@ -91,13 +93,13 @@ async fn serve_worker(
     loop {
         let holding = coord.held(worker) > 0;
         if draining && !holding {
-            return "worker drained";
+            return "drained".into();
         }
         tokio::select! {
             (job, unit, plan) = coord.next_unit(worker), if !draining => {
                 let with_scores = plan.circuits.is_some() && kept.get(&job).is_none();
                 let Some(a) = plan.assignment(&job, unit, with_scores) else {
-                    return "internal error: a leased unit is not in its plan";
+                    return "lost by an internal error: a leased unit is not in its plan".into();
                 };
                 if with_scores {
                     kept.keep(&job, ());
@@ -107,7 +109,13 @@ async fn serve_worker(
                 }
                 let msg = v1::CoordinatorMessage { msg: Some(Out::Unit(a)) };
                 if tx.send(Ok(msg)).await.is_err() {
-                    return "worker disconnected";
+                    return "disconnected".into();
+                }
+            }
+            Ok(job_id) = ended.recv() => {
+                let msg = v1::CoordinatorMessage { msg: Some(Out::Cancel(v1::CancelJob { job_id })) };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return "disconnected".into();
                 }
             }
             m = inbound.message() => {
@@ -122,21 +130,21 @@ async fn serve_worker(
                         draining = true;
                         continue;
                     }
-                    Ok(Some(_)) => return "protocol error: an unexpected message",
-                    Ok(None) | Err(_) => return "worker disconnected",
+                    Ok(Some(_)) => return "broke the protocol (an unexpected message)".into(),
+                    Ok(None) | Err(_) => return "disconnected".into(),
                 };
                 if let Err(e) = answered {
                     tracing::error!(%worker, error = %e, "cannot record an answer");
-                    return "answer not recorded";
+                    return format!("lost: its answer could not be recorded ({e})");
                 }
                 deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
             }
             _ = &mut deadline, if holding => {
                 tracing::warn!(%worker, "worker hung past the unit timeout");
                 let _ = tx.send(Err(Status::deadline_exceeded("unit timeout: session closed"))).await;
-                return "unit timeout";
+                return format!("timed out (no answer for {} s while holding units)", timeout.as_secs());
             }
-            _ = tx.closed() => return "worker disconnected",
+            _ = tx.closed() => return "disconnected".into(),
         }
     }
 }

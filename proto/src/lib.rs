@@ -4,6 +4,7 @@
 
 pub mod exact;
 pub mod faithfulness;
+pub mod memory;
 pub mod scores;
 pub mod settings;
 pub mod topology;
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod convert;
 pub mod fingerprint;
 pub mod model_config;
+pub mod tls;
 
 /// The generated `attrib.v1` gRPC package (messages, clients, servers).
 pub mod v1 {

@@ -112,6 +112,7 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
         device: "simulated".into(),
         model: Some(cfg.identity.clone()),
         units_in_flight: cfg.units_in_flight,
+        memory_bytes: 0, // undeclared: it holds any unit
     };
     let _ = tx.send(msg(Out::Hello(hello))).await;
     let mut inbound = client

@@ -1,7 +1,8 @@
 //! The unit protocol against misbehaving and simulated workers (`attrib-sim`, the real worker
-//! protocol with synthetic sums): a late duplicate counts once, a value the exact sum cannot
-//! hold fails its job naming the unit, a faithfulness job's scores go to a worker once, and
-//! a token-wise GPT-2-small job's database stays within three accumulators.
+//! protocol with synthetic sums): a late duplicate counts once; a value the exact sum cannot
+//! hold is refused, each attempt naming the worker, and fails its job after its attempts; a
+//! faithfulness job's scores go to a worker once; and a token-wise GPT-2-small job's
+//! database stays within three accumulators.
 
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ async fn a_late_duplicate_result_counts_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_value_the_exact_sum_cannot_hold_fails_the_job_naming_the_unit() {
+async fn a_value_the_exact_sum_cannot_hold_is_refused_and_fails_the_job_after_its_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = coordinator(&dir.path().join("inf.db"), None, &[]);
     let synthetic = Synthetic::default();
@@ -67,8 +68,11 @@ async fn a_value_the_exact_sum_cannot_hold_fails_the_job_naming_the_unit() {
     let job = submit(&mut client, request(&[ioi()], 16, 128, 42)).await;
     let st = wait_end(&mut client, &job).await;
     assert_eq!(st.state(), v1::JobState::Failed, "{st:?}");
+    // Each attempt was refused naming the worker; the third failed the job.
     assert!(
         st.error.contains("unit 5 (batches 5..6 of dataset")
+            && st.error.contains("failed 3 attempts: (1) worker-")
+            && st.error.contains("(sim) sent a result that was refused")
             && st.error.contains("value inf")
             && st.error.contains("not finite"),
         "{}",

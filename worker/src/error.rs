@@ -54,6 +54,14 @@ pub enum Error {
     Unit { unit: u32, reason: String },
     #[error("libtorch failed: {0}")]
     TorchPanic(String),
+    #[error("the unit's job was cancelled")]
+    Cancelled,
+    #[error("the unit needs about {needed} but this worker has {have} ({how})")]
+    TooBig {
+        needed: String,
+        have: String,
+        how: &'static str,
+    },
     #[error(transparent)]
     Dataset(#[from] attrib_datasets::Error),
     #[error("libtorch: {0}")]

@@ -11,7 +11,7 @@ use attrib_proto::{
     AttributionSettings, DataSettings, FaithfulnessCurve, ModelRecord, ScoresFile, ScoresMetadata,
 };
 
-use crate::attribution::{attribute_batches, graph_for, PassOptions, StageTimes};
+use crate::attribution::{attribute_batches, graph_for, Attributed, PassOptions};
 use crate::circuit::{evaluate_unit, UnitCircuits};
 use crate::model::Gpt2;
 use crate::{Error, Result};
@@ -49,12 +49,12 @@ pub fn run_attribute(
     run_attribute_timed(job, model, progress).map(|(s, _)| s)
 }
 
-/// `run_attribute`, also reporting where the time went.
+/// `run_attribute`, also reporting where the time and memory went (the sums are consumed).
 pub fn run_attribute_timed(
     job: &AttributeJob,
     model: &Gpt2,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(ScoresFile, StageTimes)> {
+) -> Result<(ScoresFile, Attributed)> {
     let (dataset, tok) = load_dataset(job, model)?;
     let batches = dataset.train_batches(job.data.batch_size);
     let graph = graph_for(model, &job.settings, dataset.width);
@@ -92,7 +92,7 @@ pub fn run_attribute_timed(
         },
     };
     let file = ScoresFile::from_parts(meta, &graph, &reduced.scores);
-    Ok((file, attributed.times))
+    Ok((file, attributed))
 }
 
 /// Circuit faithfulness of a scores file in one process (`attrib-worker faithfulness`).

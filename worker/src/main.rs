@@ -15,6 +15,10 @@ use attrib_worker::job::{run_attribute_timed, run_faithfulness, AttributeJob, Fa
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
+use attrib_worker::declared_memory::declared_memory;
+use attrib_worker::attribution::graph_for;
+use attrib_proto::memory::{unit_bytes, UnitShape};
+use attrib_proto::tls::ClientTls;
 use attrib_worker::service::{serve as serve_units, Engine, EngineConfig, ServeConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -164,9 +168,23 @@ struct ServeArgs {
     /// auto | cpu | cuda:N
     #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
     device: String,
-    /// Shared token, when the coordinator requires one.
-    #[arg(long, env = "ATTRIB_TOKEN", hide_env_values = true)]
+    /// The coordinator's worker token (its --worker-token, or its only --token). Read from
+    /// ATTRIB_WORKER_TOKEN, else ATTRIB_TOKEN.
+    #[arg(long, env = "ATTRIB_WORKER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA the coordinator's certificate chains to (https:// URLs; default: system roots).
+    #[arg(long, env = "ATTRIB_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// PEM certificate this worker presents (mutual TLS: the coordinator's --worker-ca).
+    #[arg(long, env = "ATTRIB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM key of --tls-cert.
+    #[arg(long, env = "ATTRIB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Memory one unit may use, model included, declared to the coordinator (default: the
+    /// machine's or container's memory on CPU, the GPU's memory on CUDA).
+    #[arg(long, env = "ATTRIB_MEMORY_MIB")]
+    memory_mib: Option<u64>,
     /// Name in the coordinator's logs and worker list (default: host:pid).
     #[arg(long, env = "ATTRIB_WORKER_NAME")]
     name: Option<String>,
@@ -251,19 +269,28 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .init();
     let model_dir = resolve_model_dir(&a.model)?;
     let t0 = Instant::now();
+    let device = parse_device(&a.device)?;
+    let memory_bytes = declared_memory(device, a.memory_mib);
     let engine = Engine::start(EngineConfig {
         model_dir: model_dir.clone(),
-        device: parse_device(&a.device)?,
+        device,
         unit_delay: std::time::Duration::from_millis(a.unit_delay_ms),
+        memory_bytes,
     })
     .with_context(|| format!("loading model {}", model_dir.display()))?;
     tracing::info!(model = %model_dir.display(), device = %engine.device, seconds = t0.elapsed().as_secs_f64(), "model loaded");
     let cfg = ServeConfig {
         coordinator: a.coordinator,
-        token: a.token,
+        token: a.token.or_else(|| std::env::var("ATTRIB_TOKEN").ok()),
         name: a.name.unwrap_or_else(default_worker_name),
         max_message_bytes: a.max_message_mib << 20,
         units_in_flight: a.units_in_flight.max(1),
+        tls: ClientTls {
+            ca_file: a.ca_file,
+            cert_file: a.tls_cert,
+            key_file: a.tls_key,
+        },
+        memory_bytes,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -342,8 +369,21 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
             t1.elapsed().as_secs_f64()
         );
     };
-    let (scores, times) = run_attribute_timed(&job, &model, &mut progress)?;
+    let (scores, attributed) = run_attribute_timed(&job, &model, &mut progress)?;
+    let times = attributed.times;
     let secs = t1.elapsed().as_secs_f64();
+    if let Some(measured) = attributed.unit_peak_mib {
+        let unit = UnitShape {
+            prompts: job.batches_per_unit * a.batch_size,
+            width: scores.data.width,
+            nonzero_mask: job.settings.points != MaskPoints::Value(0.0),
+        };
+        let graph = graph_for(&model, &job.settings, scores.data.width);
+        let estimate = unit_bytes(&model.cfg, &graph, &unit) as f64 / (1u64 << 20) as f64;
+        eprintln!(
+            "[attrib] unit memory: {measured:.1} MiB measured (largest unit), {estimate:.1} MiB estimated"
+        );
+    }
     write_scores(&scores, &a.out)?;
     let prompts = (a.train_size / a.batch_size) * a.batch_size;
     eprintln!(

@@ -142,15 +142,17 @@ pub fn pass_scores(
     pass: &PassInput,
     settings: &AttributionSettings,
 ) -> Result<UnitScores> {
-    pass_scores_timed(model, graph, pass, settings).map(|(s, _)| s)
+    pass_scores_timed(model, graph, pass, settings, &|| Ok(())).map(|(s, _)| s)
 }
 
-/// `pass_scores`, also reporting the time of each stage.
+/// `pass_scores`, also reporting the time of each stage. `between_passes` runs before each
+/// mask point's pass after the first; its error (a cancelled job) stops the unit there.
 pub fn pass_scores_timed(
     model: &Gpt2,
     graph: &GraphShape,
     pass: &PassInput,
     settings: &AttributionSettings,
+    between_passes: &dyn Fn() -> Result<()>,
 ) -> Result<(UnitScores, StageTimes)> {
     let mut times = StageTimes::default();
     let mut clock = std::time::Instant::now();
@@ -190,7 +192,10 @@ pub fn pass_scores_timed(
     let mut total: Option<Tensor> = None;
     let mut clean_diffs: Option<Tensor> = None; // [C]
     let mut s_buf = new_buffer();
-    for &alpha in &alphas {
+    for (i, &alpha) in alphas.iter().enumerate() {
+        if i > 0 {
+            between_passes()?;
+        }
         let mut p = UniformPatcher {
             alpha,
             cum_p: &cum_p,

@@ -11,6 +11,7 @@ use attrib_proto::{v1, AttributionSettings, GraphShape};
 
 use super::mask_gradient::{pass_input, pass_scores_timed, StageTimes, UnitScores};
 use crate::model::Gpt2;
+use crate::rss::{peak_since_reset_mib, reset_peak, rss_mib};
 use crate::{Error, Result};
 
 /// How batches are fed to the model.
@@ -45,11 +46,13 @@ pub fn graph_for(model: &Gpt2, settings: &AttributionSettings, width: usize) -> 
     }
 }
 
-/// The exact sums of every unit, and where the time went.
+/// The exact sums of every unit, where the time went, and on CPU the most memory a unit took
+/// above what was resident before it (MiB; checks `attrib_proto::memory`'s estimate).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attributed {
     pub sums: Accumulator,
     pub times: StageTimes,
+    pub unit_peak_mib: Option<f64>,
 }
 
 /// Attributes `batches` unit by unit. `progress(done, total)` counts batches after each unit.
@@ -67,13 +70,21 @@ pub fn attribute_batches(
     let mut out = Attributed {
         sums: Accumulator::attribution(graph.n_edges()),
         times: StageTimes::default(),
+        unit_peak_mib: None,
     };
+    let on_cpu = model.device == tch::Device::Cpu;
     for (u, range) in unit_ranges(batches.len(), opts.batches_per_unit)
         .into_iter()
         .enumerate()
     {
         let end = range.end;
-        let (unit, times) = attribute_unit(model, graph, &batches[range], settings, opts)?;
+        let before = rss_mib().filter(|_| on_cpu && reset_peak());
+        let (unit, times) =
+            attribute_unit(model, graph, &batches[range], settings, opts, &|| Ok(()))?;
+        if let (Some(before), Some(peak)) = (before, peak_since_reset_mib()) {
+            let grew = peak - before;
+            out.unit_peak_mib = Some(out.unit_peak_mib.map_or(grew, |m| m.max(grew)));
+        }
         out.sums
             .fold_attribution(&unit.into_result(String::new(), u as u32, 0.0))
             .map_err(|e| Error::Unit {
@@ -86,17 +97,19 @@ pub fn attribute_batches(
     Ok(out)
 }
 
-/// One work unit: `batches` (equal size and width) in one pass.
+/// One work unit: `batches` (equal size and width) in one pass per mask point;
+/// `between_passes` may stop it between them.
 pub fn attribute_unit(
     model: &Gpt2,
     graph: &GraphShape,
     batches: &[Batch],
     settings: &AttributionSettings,
     opts: &PassOptions,
+    between_passes: &dyn Fn() -> Result<()>,
 ) -> Result<(UnitScores, StageTimes)> {
     check_unit(graph, batches)?;
     let pass = pass_input(model, batches, opts.pad_id, opts.prepend_bos)?;
-    catch_torch(|| pass_scores_timed(model, graph, &pass, settings))?
+    catch_torch(|| pass_scores_timed(model, graph, &pass, settings, between_passes))?
 }
 
 /// A unit's batches can share one pass on `graph`: at least one, all of one size and width,

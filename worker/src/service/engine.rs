@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use attrib_datasets::Batch;
 use attrib_proto::faithfulness::Circuit;
 use attrib_proto::fingerprint::model_fingerprint;
-use attrib_proto::{v1, AttributionSettings};
+use attrib_proto::memory::{human_bytes, worker_bytes, UnitShape};
+use attrib_proto::{v1, AttributionSettings, MaskPoints};
 use tch::Device;
 use tokio::sync::mpsc as tokio_mpsc;
 
@@ -24,8 +25,10 @@ use crate::{Error, Result};
 pub struct EngineConfig {
     pub model_dir: PathBuf,
     pub device: Device,
-    /// Sleep before each unit: only for tests and demos that need slow units.
+    /// Sleep before each pass: only for tests and demos that need slow units.
     pub unit_delay: Duration,
+    /// Memory this worker has for a unit, model included (0: not checked).
+    pub memory_bytes: u64,
 }
 
 /// A handle to the model's thread.
@@ -51,6 +54,8 @@ struct Command {
     scores: Option<Arc<Vec<f64>>>,
     /// Cleared when the session that asked is gone: its queued units are then skipped.
     wanted: Arc<AtomicBool>,
+    /// Set when the unit's job is cancelled: skipped, or stopped at the next pass boundary.
+    cancelled: Arc<AtomicBool>,
     reply: tokio_mpsc::UnboundedSender<Answer>,
 }
 
@@ -77,9 +82,23 @@ impl Engine {
                     if !cmd.wanted.load(Ordering::Relaxed) {
                         continue;
                     }
-                    std::thread::sleep(cfg.unit_delay);
+                    // Between passes: the session still wants the unit, and its job goes on.
+                    let between_passes = || {
+                        std::thread::sleep(cfg.unit_delay);
+                        match cmd.wanted.load(Ordering::Relaxed)
+                            && !cmd.cancelled.load(Ordering::Relaxed)
+                        {
+                            true => Ok(()),
+                            false => Err(Error::Cancelled),
+                        }
+                    };
                     let scores = cmd.scores.as_deref().map(Vec::as_slice);
-                    let result = catch_torch(|| compute(&model, &cmd.unit, scores)).and_then(|r| r);
+                    let result = between_passes()
+                        .and_then(|()| fits(&model, &cmd.unit, cfg.memory_bytes))
+                        .and_then(|()| {
+                            catch_torch(|| compute(&model, &cmd.unit, scores, &between_passes))
+                                .and_then(|r| r)
+                        });
                     let _ = cmd.reply.send(Answer {
                         session: cmd.session,
                         job: cmd.unit.job_id,
@@ -104,13 +123,15 @@ impl Engine {
 
     /// Queues a unit for session `session` on the model's thread; its answer arrives on
     /// `reply`. Units are computed in the order they are queued, skipped once `wanted` is
-    /// false.
+    /// false; once `cancelled` is set, a unit is answered `Error::Cancelled` at the next pass
+    /// boundary.
     pub fn submit(
         &self,
         session: u64,
         unit: v1::UnitAssignment,
         scores: Option<Arc<Vec<f64>>>,
         wanted: Arc<AtomicBool>,
+        cancelled: Arc<AtomicBool>,
         reply: tokio_mpsc::UnboundedSender<Answer>,
     ) -> Result<()> {
         self.tx
@@ -119,6 +140,7 @@ impl Engine {
                 unit,
                 scores,
                 wanted,
+                cancelled,
                 reply,
             })
             .map_err(|_| Error::TorchPanic("the engine thread is gone".into()))
@@ -137,7 +159,12 @@ fn load(cfg: &EngineConfig) -> Result<(Gpt2, v1::ModelIdentity)> {
 
 /// One unit through the same code as `attrib-worker attribute` (one pass), or one faithfulness
 /// unit through the same code as `attrib-worker faithfulness`.
-fn compute(model: &Gpt2, a: &v1::UnitAssignment, scores: Option<&[f64]>) -> Result<v1::UnitResult> {
+fn compute(
+    model: &Gpt2,
+    a: &v1::UnitAssignment,
+    scores: Option<&[f64]>,
+    between_passes: &dyn Fn() -> Result<()>,
+) -> Result<v1::UnitResult> {
     let t0 = Instant::now();
     let settings = AttributionSettings::try_from(
         a.settings
@@ -175,8 +202,34 @@ fn compute(model: &Gpt2, a: &v1::UnitAssignment, scores: Option<&[f64]>) -> Resu
         pad_id: a.pad_id,
         prepend_bos: a.prepend_bos,
     };
-    let (out, _) = attribute_unit(model, &graph, &batches, &settings, &opts)?;
+    let (out, _) = attribute_unit(model, &graph, &batches, &settings, &opts, between_passes)?;
     Ok(out.into_result(a.job_id.clone(), a.unit, t0.elapsed().as_secs_f64()))
+}
+
+/// A unit is refused before it starts when its memory estimate (`attrib_proto::memory`,
+/// model included) is over what this worker has.
+fn fits(model: &Gpt2, a: &v1::UnitAssignment, have: u64) -> Result<()> {
+    let Some(settings) = a.settings.as_ref() else {
+        return Ok(()); // `compute` says what is wrong
+    };
+    let Ok(settings) = AttributionSettings::try_from(settings) else {
+        return Ok(());
+    };
+    let width = a.width as usize;
+    let unit = UnitShape {
+        prompts: a.clean.len() / width.max(1),
+        width,
+        nonzero_mask: settings.points != MaskPoints::Value(0.0),
+    };
+    let needed = worker_bytes(&model.cfg, &graph_for(model, &settings, width), &unit);
+    if have > 0 && needed > have {
+        return Err(Error::TooBig {
+            needed: human_bytes(needed),
+            have: human_bytes(have),
+            how: "declared at join",
+        });
+    }
+    Ok(())
 }
 
 /// Checks the wire unit's sizes and rebuilds the dataset crate's batches.

@@ -5,12 +5,13 @@
 //! coordinator refuses this worker (another model, a wrong token) or on SIGTERM, after every
 //! unit it holds is answered.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use attrib_proto::auth::AttachToken;
+use attrib_proto::tls::ClientTls;
 use attrib_proto::units::KeptScores;
 use attrib_proto::v1;
 use attrib_proto::v1::coordinator_message::Msg as In;
@@ -33,6 +34,10 @@ pub struct ServeConfig {
     pub max_message_bytes: usize,
     /// P: units held at once.
     pub units_in_flight: u32,
+    /// CA and client certificate for an `https://` coordinator.
+    pub tls: ClientTls,
+    /// Memory declared at join: the coordinator sends no unit estimated to need more.
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,8 @@ pub enum ServeError {
     Refused(String),
     #[error("bad coordinator URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    #[error(transparent)]
+    Tls(#[from] attrib_proto::tls::TlsError),
 }
 
 /// Why one session ended.
@@ -110,6 +117,7 @@ async fn session(
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
+    let endpoint = cfg.tls.apply(endpoint, &cfg.coordinator)?;
     let channel = match endpoint.connect().await {
         Ok(c) => c,
         Err(e) => {
@@ -131,6 +139,7 @@ async fn session(
         device: engine.device.clone(),
         model: Some(engine.identity.clone()),
         units_in_flight: cfg.units_in_flight.max(1),
+        memory_bytes: cfg.memory_bytes,
     };
     let _ = tx.send(msg(Out::Hello(hello))).await;
     let mut inbound = match client
@@ -157,6 +166,8 @@ async fn session(
     let wanted = Arc::new(AtomicBool::new(true));
     let _skip_on_exit = ClearOnDrop(wanted.clone());
     let mut held: HashSet<(String, u32)> = HashSet::new();
+    // Per job with units held: set when the coordinator cancels it.
+    let mut cancelled: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     let mut kept: KeptScores<Arc<Vec<f64>>> = KeptScores::default();
     let mut draining = false;
     loop {
@@ -167,6 +178,13 @@ async fn session(
             m = inbound.message() => {
                 let mut unit = match m {
                     Ok(Some(v1::CoordinatorMessage { msg: Some(In::Unit(u)) })) => u,
+                    Ok(Some(v1::CoordinatorMessage { msg: Some(In::Cancel(c)) })) => {
+                        if let Some(flag) = cancelled.remove(&c.job_id) {
+                            tracing::info!(job = %c.job_id, "job cancelled: stopping its units");
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
                     Ok(Some(_)) => continue,
                     Ok(None) => return Ok(Ended::Lost("the coordinator ended the session".into())),
                     Err(s) => return refused_or_lost(s),
@@ -182,13 +200,22 @@ async fn session(
                     }
                 });
                 held.insert((unit.job_id.clone(), unit.unit));
-                if let Err(e) = engine.submit(n, unit, scores, wanted.clone(), answers.tx.clone()) {
+                let stop = cancelled.entry(unit.job_id.clone()).or_default().clone();
+                if let Err(e) = engine.submit(n, unit, scores, wanted.clone(), stop, answers.tx.clone()) {
                     return Ok(Ended::Lost(e.to_string()));
                 }
             }
             Some(Answer { session, job, unit: index, result }) = answers.rx.recv() => {
                 let late = session != n || !held.remove(&(job.clone(), index));
+                if !held.iter().any(|(j, _)| *j == job) {
+                    cancelled.remove(&job);
+                }
                 let answer = match result {
+                    Err(crate::Error::Cancelled) => {
+                        counter!("attrib_worker_units_total", "outcome" => "cancelled").increment(1);
+                        tracing::info!(%job, unit = index, "unit stopped: its job was cancelled");
+                        continue;
+                    }
                     Ok(r) if late => {
                         tracing::info!(%job, unit = index, "delivering a unit finished after its session ended");
                         Out::Result(r)
