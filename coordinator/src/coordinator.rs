@@ -201,11 +201,12 @@ impl Coordinator {
         let limits = &self.config.limits;
         limits.check_request(&req)?;
         limits.check_jobs(self.lock().jobs().len())?;
+        let request_bytes = prost::Message::encoded_len(&req) as u64;
         let (planned, req) = self.plan_request(req).await?;
         let planned: JobPlan = planned?;
         admission::check_memory(planned.unit_memory, self.lock().largest_worker_memory())?;
         let db_bytes = self.store.run(|s| s.size_bytes()).await?;
-        limits.check_db(db_bytes, planned.stored_bytes())?;
+        limits.check_db(db_bytes, request_bytes + planned.stored_bytes())?;
         let total = planned.n_units();
         let created = now_ms();
         let fp = self.model.fingerprint.clone();

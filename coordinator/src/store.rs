@@ -560,6 +560,14 @@ fn bytes_f64(b: &[u8]) -> Vec<f64> {
         .collect()
 }
 
+/// SQLite found the file is not a database, or a damaged one.
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,12 +682,42 @@ mod tests {
             .unwrap();
         assert_eq!(mode, 2, "incremental auto-vacuum after the migration");
     }
-}
 
-/// SQLite found the file is not a database, or a damaged one.
-fn is_damage(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
-    )
+    #[test]
+    fn a_full_database_fails_writes_as_a_full_disk_and_keeps_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.db");
+        let store = Store::open(&path, 256 << 10).unwrap();
+        let req = v1::SubmitJobRequest {
+            label: "y".repeat(40_000),
+            ..Default::default()
+        };
+        let first = store.insert_job("first", &req, "fp", 1).unwrap();
+        let full = (0..20)
+            .find_map(|i| store.insert_job("more", &req, "fp", i).err())
+            .expect("256 KiB never filled");
+        let Error::Store(ref e) = full else {
+            panic!("{full}")
+        };
+        assert!(crate::error::is_full(e), "{e}");
+        let status = tonic::Status::from(full);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("new work is refused"), "{status:?}");
+        assert_eq!(store.request(&first).unwrap().label, req.label);
+        assert!(store.size_bytes().unwrap() <= 256 << 10);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_and_not_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.db");
+        std::fs::write(&path, "these are not pages".repeat(1000)).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let e = Store::open(&path, 0).err().expect("opened a text file");
+        assert!(
+            matches!(&e, Error::Damaged { path, .. } if path.ends_with("notes.db")),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
 }

@@ -59,6 +59,16 @@ impl Proc {
         unsafe { libc::kill(self.pid(), sig) };
     }
 
+    /// Everything it wrote to its piped stderr (after it exited).
+    pub fn stderr(&mut self) -> String {
+        use std::io::Read;
+        let mut s = String::new();
+        if let Some(e) = self.child.stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
     /// Waits for the process to exit (at most `limit`) and returns its status.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let t0 = Instant::now();

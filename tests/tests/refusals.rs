@@ -2,7 +2,6 @@
 //! a wrong or missing token, a malformed dataset, an unknown job, an oversized request.
 //! Also: many clients at once, several datasets in one job, and the CLI's exit codes.
 
-use std::io::Read;
 use std::time::Duration;
 
 use attrib_proto::v1;
@@ -31,7 +30,7 @@ async fn refusals_are_clear_and_lose_nothing() {
     }
     let mut w = worker(&c.url, "no-token", &tiny_model(), &[]);
     assert!(!w.wait_exit(Duration::from_secs(60)).success());
-    assert!(stderr(&mut w).contains("needs a token"));
+    assert!(w.stderr().contains("needs a token"));
 
     // Another model: same shape, one byte of config differs.
     let other = dir.path().join("other-model");
@@ -43,7 +42,7 @@ async fn refusals_are_clear_and_lose_nothing() {
     std::fs::write(other.join("config.json"), format!("{cfg}\n")).unwrap();
     let mut w = worker(&c.url, "stranger", &other, &["--token", "s3cret"]);
     assert!(!w.wait_exit(Duration::from_secs(60)).success());
-    let err = stderr(&mut w);
+    let err = w.stderr();
     assert!(
         err.contains("refused") && err.contains("fingerprint"),
         "{err}"
@@ -242,15 +241,4 @@ async fn the_cli_reports_with_exit_codes_scripts_can_trust() {
     );
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("top 10 edges"));
-}
-
-fn stderr(p: &mut Proc) -> String {
-    let mut s = String::new();
-    p.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut s)
-        .unwrap();
-    s
 }
