@@ -421,12 +421,7 @@ impl Scheduler {
                 "{} failed {} attempts: {}",
                 describe(&run.plan, unit),
                 reasons.len(),
-                reasons
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| format!("({}) {r}", i + 1))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                distinct_reasons(reasons)
             ));
         }
         run.pending.insert(unit);
@@ -482,6 +477,25 @@ impl Scheduler {
             .count();
         (self.jobs.len() - running, running)
     }
+}
+
+/// "A (2 times); B": each distinct reason once, in the order they first came.
+fn distinct_reasons(reasons: &[String]) -> String {
+    let mut counted: Vec<(&str, usize)> = Vec::new();
+    for r in reasons {
+        match counted.iter_mut().find(|(seen, _)| seen == r) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((r, 1)),
+        }
+    }
+    counted
+        .iter()
+        .map(|&(r, n)| match n {
+            1 => r.to_string(),
+            n => format!("{r} ({n} times)"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
@@ -565,7 +579,7 @@ mod tests {
         s.answered(&w, "j", 1);
         match s.record_failure("j", 1, "oom", desc) {
             FailureOutcome::JobFailed(m) => assert!(
-                m.contains("unit 1 failed 2 attempts: (1) oom; (2) oom"),
+                m.contains("unit 1 failed 2 attempts: oom (2 times)"),
                 "{m}"
             ),
             other => panic!("{other:?}"),
@@ -608,7 +622,7 @@ mod tests {
         match s.release_worker(&b, "disconnected", desc).pop() {
             Some((_, FailureOutcome::JobFailed(m))) => assert_eq!(
                 m,
-                "unit 0 failed 2 attempts: (1) worker-1 (a) timed out; (2) worker-2 (b) disconnected"
+                "unit 0 failed 2 attempts: worker-1 (a) timed out; worker-2 (b) disconnected"
             ),
             other => panic!("{other:?}"),
         }

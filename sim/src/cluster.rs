@@ -22,6 +22,11 @@ pub struct CoordinatorProc {
     pub child: Child,
     pub url: String,
     pub port: u16,
+    /// How it was started, so that `restart` starts it the same way.
+    binary: PathBuf,
+    model: PathBuf,
+    db: PathBuf,
+    extra: Vec<String>,
 }
 
 impl CoordinatorProc {
@@ -44,7 +49,37 @@ impl CoordinatorProc {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 e.context(log)
             })?;
-        Ok(CoordinatorProc { child, url, port })
+        Ok(CoordinatorProc {
+            child,
+            url,
+            port,
+            binary: binary.to_path_buf(),
+            model: model.to_path_buf(),
+            db: db.to_path_buf(),
+            extra: extra.iter().map(|f| f.to_string()).collect(),
+        })
+    }
+
+    /// A crash and a restart: SIGKILL, then the same binary on the same port, database and
+    /// flags, so that workers and clients find it again at the same URL. The port can stay
+    /// taken for a moment after the kill, so starting is retried for a few seconds.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let t0 = Instant::now();
+        let started = loop {
+            match CoordinatorProc::start(&self.binary, &self.model, &self.db, self.port, &extra) {
+                Ok(c) => break c,
+                Err(e) if t0.elapsed() > Duration::from_secs(10) => {
+                    return Err(
+                        e.context(format!("restarting the coordinator on port {}", self.port))
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        *self = started;
+        Ok(())
     }
 
     pub fn pid(&self) -> i32 {
@@ -149,6 +184,104 @@ pub async fn client(url: &str) -> anyhow::Result<Client> {
     Ok(AttribClient::new(ch).max_decoding_message_size(256 << 20))
 }
 
+/// A client for a coordinator that may still be starting: dials for up to a minute.
+pub async fn reconnect(url: &str) -> anyhow::Result<Client> {
+    let t0 = Instant::now();
+    loop {
+        match client(url).await {
+            Ok(c) => return Ok(c),
+            Err(e) if t0.elapsed() > Duration::from_secs(60) => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A binary built next to the running one (`target/<profile>/`).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .context("the running binary's folder")?
+        .join(name))
+}
+
+/// A simulated-cluster job on IOI prompt files.
+pub struct JobRequest<'a> {
+    pub files: &'a [PathBuf],
+    /// All files as one dataset (as AutoCircuit merges them), else one dataset per file.
+    pub merge: bool,
+    pub token_positions: bool,
+    pub batch_size: u32,
+    pub train: u32,
+    /// K: batches per work unit.
+    pub batches_per_unit: u32,
+    pub label: &'a str,
+}
+
+impl JobRequest<'_> {
+    /// The SubmitJob request: the files' text, default attribution settings otherwise.
+    pub fn build(&self) -> anyhow::Result<v1::SubmitJobRequest> {
+        let files = self
+            .files
+            .iter()
+            .map(|f| {
+                Ok(v1::PromptFileText {
+                    name: f.display().to_string(),
+                    json: std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(v1::SubmitJobRequest {
+            datasets: attrib_proto::convert::dataset_specs(files, self.merge),
+            data: Some(v1::DataOptions {
+                batch_size: self.batch_size,
+                train_size: self.train,
+                test_size: 0,
+                prepend_bos: true,
+                seed: 42,
+                batches_per_unit: self.batches_per_unit,
+            }),
+            settings: Some(
+                (&attrib_proto::AttributionSettings {
+                    token_positions: self.token_positions,
+                    ..Default::default()
+                })
+                    .into(),
+            ),
+            label: self.label.to_string(),
+            faithfulness: None,
+        })
+    }
+}
+
+/// A seeded xorshift64 generator: which worker a chaos run kills, and when.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        // Xorshift never leaves zero: the state must not start there.
+        Rng((seed ^ 0x2545_F491_4F6C_DD1D) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Uniform in lo..=hi.
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        lo + hi.saturating_sub(lo).mul_f64(unit)
+    }
+}
+
 pub async fn status(c: &mut Client, job: &str) -> anyhow::Result<v1::JobStatus> {
     c.get_job(v1::GetJobRequest {
         job_id: job.to_string(),
@@ -245,6 +378,13 @@ impl SimPool {
     /// Kills worker `i` the way a crash would: its connection drops mid-session.
     pub fn kill(&mut self, i: usize) {
         self.tasks.swap_remove(i).abort();
+    }
+
+    /// Kills worker `i` (see `kill`) and starts a fresh one in its place, as a supervisor
+    /// would after a crash.
+    pub fn replace(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(1);
     }
 
     /// Whether a worker stopped by itself (the coordinator refused it; it said why).

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod model;
+pub mod soak;
 pub mod synthetic;
 pub mod worker;
 

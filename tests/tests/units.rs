@@ -71,8 +71,9 @@ async fn a_value_the_exact_sum_cannot_hold_is_refused_and_fails_the_job_after_it
     // Each attempt was refused naming the worker; the third failed the job.
     assert!(
         st.error.contains("unit 5 (batches 5..6 of dataset")
-            && st.error.contains("failed 3 attempts: (1) worker-")
-            && st.error.contains("(sim) sent a result that was refused")
+            && st.error.contains("failed 3 attempts: worker-")
+            && st.error.contains("(sim-0) sent a result that was refused")
+            && st.error.contains("(3 times)")
             && st.error.contains("value inf")
             && st.error.contains("not finite"),
         "{}",

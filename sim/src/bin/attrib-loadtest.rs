@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use attrib_proto::v1;
 use attrib_sim::cluster::{
-    client, scores, status, units_of, Client, CoordinatorProc, DbWatch, SimPool,
+    client, reconnect, scores, sibling_binary, status, units_of, CoordinatorProc, DbWatch,
+    JobRequest, Rng, SimPool,
 };
 use attrib_sim::{model, Fault, SimConfig, Synthetic};
 use clap::Parser;
@@ -114,10 +115,7 @@ async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let coordinator_bin = match &a.coordinator {
         Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("binary folder")?
-            .join("attrib-coordinator"),
+        None => sibling_binary("attrib-coordinator")?,
     };
     let dir = tempfile::tempdir()?;
     let model_dir = dir.path().join("gpt2-small-shape");
@@ -274,37 +272,16 @@ struct Lab {
 
 impl Lab {
     fn request(&self, job: &JobSpec) -> anyhow::Result<v1::SubmitJobRequest> {
-        let files = job
-            .files
-            .iter()
-            .map(|f| {
-                Ok(v1::PromptFileText {
-                    name: f.display().to_string(),
-                    json: std::fs::read_to_string(f)
-                        .with_context(|| format!("reading {}", f.display()))?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(v1::SubmitJobRequest {
-            datasets: attrib_proto::convert::dataset_specs(files, job.merge),
-            data: Some(v1::DataOptions {
-                batch_size: BATCH,
-                train_size: job.train,
-                test_size: 0,
-                prepend_bos: true,
-                seed: 42,
-                batches_per_unit: 1,
-            }),
-            settings: Some(
-                (&attrib_proto::AttributionSettings {
-                    token_positions: job.token_positions,
-                    ..Default::default()
-                })
-                    .into(),
-            ),
-            label: "loadtest".into(),
-            faithfulness: None,
-        })
+        JobRequest {
+            files: &job.files,
+            merge: job.merge,
+            token_positions: job.token_positions,
+            batch_size: BATCH,
+            train: job.train,
+            batches_per_unit: 1,
+            label: "loadtest",
+        }
+        .build()
     }
 
     async fn run(&self, name: &str, job: &JobSpec) -> anyhow::Result<Measured> {
@@ -342,7 +319,7 @@ impl Lab {
         let (t0, cpu0, sim_cpu0) = (Instant::now(), coord.cpu_seconds(), own_cpu_seconds());
         let (mut cpu_before_restart, mut rss_before_restart) = (0.0, 0);
         pool.spawn(workers);
-        let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ t0.elapsed().as_nanos() as u64;
+        let mut rng = Rng::new(t0.elapsed().as_nanos() as u64);
         let (mut kills, mut restarted, mut last_kill) = (0usize, false, Instant::now());
         let st = loop {
             if pool.any_stopped() {
@@ -365,26 +342,14 @@ impl Lab {
             } = chaos
             {
                 if last_kill.elapsed() >= kill_every && !pool.is_empty() {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    pool.kill((rng % pool.len() as u64) as usize);
-                    pool.spawn(1);
+                    pool.replace(rng.below(pool.len()));
                     kills += 1;
                     last_kill = Instant::now();
                 }
                 if !restarted && st.units_done as f64 >= restart_at * st.units_total as f64 {
                     cpu_before_restart = coord.cpu_seconds() - cpu0;
                     rss_before_restart = coord.peak_rss();
-                    let port = coord.port;
-                    coord.kill();
-                    coord = CoordinatorProc::start(
-                        &self.coordinator_bin,
-                        &self.model_dir,
-                        &db,
-                        port,
-                        &flags,
-                    )?;
+                    coord.restart()?;
                     c = reconnect(&coord.url).await?;
                     restarted = true;
                     continue;
@@ -444,15 +409,4 @@ impl Lab {
 /// CPU seconds this process (the simulated workers and the driver) used so far.
 fn own_cpu_seconds() -> f64 {
     attrib_sim::cluster::cpu_seconds(std::process::id() as i32)
-}
-
-async fn reconnect(url: &str) -> anyhow::Result<Client> {
-    let t0 = Instant::now();
-    loop {
-        match client(url).await {
-            Ok(c) => return Ok(c),
-            Err(e) if t0.elapsed() > Duration::from_secs(60) => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
