@@ -30,6 +30,10 @@ pub enum Fault {
     Duplicate {
         unit: u32,
     },
+    /// The worker dies (its connection drops) when it is handed unit `unit`.
+    Crash {
+        unit: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,7 @@ pub async fn run(cfg: SimConfig, synthetic: Synthetic, stats: Arc<SimStats>) -> 
                 eprintln!("[sim] {} refused: {why}", cfg.name);
                 anyhow::bail!("{}: refused: {why}", cfg.name)
             }
+            Err(Lost::Crashed(why)) => anyhow::bail!(why),
             Err(Lost::Again(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -74,6 +79,8 @@ pub async fn run(cfg: SimConfig, synthetic: Synthetic, stats: Arc<SimStats>) -> 
 
 enum Lost {
     Refused(String),
+    /// `Fault::Crash`: the worker is gone for good.
+    Crashed(String),
     Again(#[allow(dead_code)] String),
 }
 
@@ -134,6 +141,9 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
         let Some(In::Unit(a)) = m.msg else {
             continue;
         };
+        if cfg.fault == (Fault::Crash { unit: a.unit }) {
+            return Err(Lost::Crashed(format!("{} crashed on unit {}", cfg.name, a.unit)));
+        }
         if let Some(rate) = cfg.rate {
             tokio::time::sleep_until(next).await;
             next = next.max(Instant::now()) + Duration::from_secs_f64(1.0 / rate);

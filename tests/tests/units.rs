@@ -1,6 +1,7 @@
 //! The unit protocol against misbehaving and simulated workers (`attrib-sim`, the real worker
 //! protocol with synthetic sums): a late duplicate counts once; a value the exact sum cannot
 //! hold is refused, each attempt naming the worker, and fails its job after its attempts; a
+//! unit that crashes every worker that takes it fails its job after its attempts; a
 //! faithfulness job's scores go to a worker once; and a token-wise GPT-2-small job's
 //! database stays within three accumulators.
 
@@ -83,6 +84,33 @@ async fn a_value_the_exact_sum_cannot_hold_is_refused_and_fails_the_job_after_it
     assert!(c.proc_alive());
     drop(pool);
     let mut pool = SimPool::new(sim_config(&c.url, &tiny_model()), synthetic.clone());
+    pool.spawn(1);
+    let job = submit(&mut client, request(&[ioi()], 16, 32, 42)).await;
+    assert_synthetic_scores(&mut client, &job, &synthetic, TINY_EDGES).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_that_crashes_every_worker_fails_its_job_after_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = coordinator(&dir.path().join("crash.db"), None, &[]);
+    let synthetic = Synthetic::default();
+    let mut pool = SimPool::new(sim_config(&c.url, &tiny_model()), synthetic.clone());
+    for _ in 0..3 {
+        pool.spawn_faulty(Fault::Crash { unit: 2 });
+    }
+    let mut client = client(&c.url, None).await;
+    let job = submit(&mut client, request(&[ioi()], 16, 64, 42)).await;
+    let st = wait_end(&mut client, &job).await;
+    assert_eq!(st.state(), v1::JobState::Failed, "{st:?}");
+    assert!(
+        st.error
+            .contains("unit 2 (batches 2..3 of dataset")
+            && st.error.contains("failed 3 attempts: worker-")
+            && st.error.matches(") disconnected").count() == 3,
+        "{}",
+        st.error
+    );
+    assert!(c.proc_alive());
     pool.spawn(1);
     let job = submit(&mut client, request(&[ioi()], 16, 32, 42)).await;
     assert_synthetic_scores(&mut client, &job, &synthetic, TINY_EDGES).await;
