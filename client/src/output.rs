@@ -91,6 +91,7 @@ pub fn worker_json(w: &v1::WorkerInfo) -> Value {
         "units_in_flight": w.units_in_flight,
         "units_done": w.units_done,
         "connected_unix_ms": w.connected_unix_ms,
+        "memory_bytes": w.memory_bytes,
     })
 }
 
@@ -107,8 +108,12 @@ pub fn worker_line(w: &v1::WorkerInfo) -> String {
                 .join(",")
         ),
     };
+    let memory = match w.memory_bytes {
+        0 => "memory undeclared".to_string(),
+        b => format!("{} for a unit", attrib_proto::memory::human_bytes(b)),
+    };
     format!(
-        "{}  {}  {}  {} units done (up to {} at once)  {}",
+        "{}  {}  {}  {memory}  {} units done (up to {} at once)  {}",
         w.worker_id, w.name, w.device, w.units_done, w.units_in_flight, doing
     )
 }

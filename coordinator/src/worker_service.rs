@@ -33,7 +33,12 @@ impl WorkerGateway for WorkerService {
         req: Request<Streaming<v1::WorkerMessage>>,
     ) -> Result<Response<Self::OpenSessionStream>, Status> {
         let mut inbound = req.into_inner();
-        let hello = match inbound.message().await? {
+        // Bytes that are no protobuf message are the caller's fault, not an internal error.
+        let first = inbound
+            .message()
+            .await
+            .map_err(|s| Status::invalid_argument(format!("first message: {}", s.message())))?;
+        let hello = match first {
             Some(v1::WorkerMessage {
                 msg: Some(In::Hello(h)),
             }) => h,

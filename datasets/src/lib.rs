@@ -77,6 +77,10 @@ pub enum Error {
     },
     #[error("batch size must be at least 1")]
     ZeroBatchSize,
+    #[error("prompt {prompt} ({side}) has no tokens; give it text, or prepend BOS")]
+    EmptyPrompt { prompt: usize, side: Side },
+    #[error("word index {index} of {word:?} is out of range")]
+    WordIndex { word: String, index: i64 },
     #[error("train size {train_size} gives no full batch of {batch_size} (a partial last batch is dropped, as AutoCircuit does)")]
     NoFullBatch {
         train_size: usize,

@@ -126,10 +126,10 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
     if opts.batch_size == 0 {
         return Err(Error::ZeroBatchSize);
     }
-    let wanted = opts.train_size + opts.test_size;
-    if wanted > file.prompts.len() {
+    let wanted = opts.train_size.checked_add(opts.test_size);
+    if wanted.is_none_or(|w| w > file.prompts.len()) {
         return Err(Error::NotEnoughPrompts {
-            requested: wanted,
+            requested: opts.train_size.saturating_add(opts.test_size),
             train: opts.train_size,
             test: opts.test_size,
             available: file.prompts.len(),
@@ -145,7 +145,7 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
     if opts.shuffle {
         PythonRandom::new(opts.seed).shuffle(&mut order);
     }
-    let selected = &order[..wanted];
+    let selected = &order[..opts.train_size + opts.test_size]; // checked above
 
     let bos = if opts.prepend_bos { BOS_TEXT } else { "" };
     let mut sides = [Vec::new(), Vec::new()];
@@ -157,6 +157,9 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
                 Side::Corrupt => &p.corrupt,
             };
             let ids = tok.encode(&format!("{bos}{text}"))?;
+            if ids.is_empty() {
+                return Err(Error::EmptyPrompt { prompt: i, side });
+            }
             if ids.len() > opts.n_ctx {
                 return Err(Error::PromptTooLong {
                     prompt: i,
@@ -238,8 +241,11 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .map(|(k, v)| (k, v + shift))
-        .collect();
+        .map(|(k, v)| match v.checked_add(shift) {
+            Some(i) => Ok((k, i)),
+            None => Err(Error::WordIndex { word: k, index: v }),
+        })
+        .collect::<Result<_>>()?;
     Ok(Dataset {
         train,
         test,

@@ -74,7 +74,7 @@ async fn settings_jobs_and_memory_over_their_limits_are_refused_naming_the_limit
     }
 
     // A worker declaring 1 MiB cannot hold a unit: the job is refused with the estimate.
-    let mut small = worker(&c.url, "small", &tiny_model(), &["--memory-mib", "1"]);
+    let small = worker(&c.url, "small", &tiny_model(), &["--memory-mib", "1"]);
     let t0 = Instant::now();
     while workers(&mut client).await.is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(60), "the worker never joined");
