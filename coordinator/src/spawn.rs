@@ -67,7 +67,7 @@ fn spawn_one(
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if let Some(t) = token {
-        cmd.env("ATTRIB_TOKEN", t);
+        cmd.env("ATTRIB_WORKER_TOKEN", t);
     }
     // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
     unsafe {

@@ -176,10 +176,10 @@ struct ServeArgs {
     #[arg(long, env = "ATTRIB_CA_FILE")]
     ca_file: Option<PathBuf>,
     /// PEM certificate this worker presents (mutual TLS: the coordinator's --worker-ca).
-    #[arg(long, env = "ATTRIB_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "ATTRIB_WORKER_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// PEM key of --tls-cert.
-    #[arg(long, env = "ATTRIB_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "ATTRIB_WORKER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Memory one unit may use, model included, declared to the coordinator (default: the
     /// machine's or container's memory on CPU, the GPU's memory on CUDA).
