@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 # Only the worker may depend on tch: every other crate must build without libtorch.
-for crate in attrib-proto attrib-datasets attrib-render attrib-coordinator attrib-client attrib-sim; do
+for crate in attrib-proto attrib-datasets attrib-render attrib-coordinator attrib-client attrib-sim attrib-fuzz; do
     if cargo tree -p "$crate" -e normal --prefix none | grep -qE '^(tch|torch-sys) '; then
         echo "test.sh: $crate depends on tch; only attrib-worker may" >&2
         exit 1

@@ -82,14 +82,13 @@ impl Engine {
                     if !cmd.wanted.load(Ordering::Relaxed) {
                         continue;
                     }
-                    // Between passes: the session still wants the unit, and its job goes on.
+                    // Between passes: stop if the job was cancelled. (A unit started in a
+                    // session that ends goes on: it is delivered late in the next one.)
                     let between_passes = || {
                         std::thread::sleep(cfg.unit_delay);
-                        match cmd.wanted.load(Ordering::Relaxed)
-                            && !cmd.cancelled.load(Ordering::Relaxed)
-                        {
-                            true => Ok(()),
-                            false => Err(Error::Cancelled),
+                        match cmd.cancelled.load(Ordering::Relaxed) {
+                            false => Ok(()),
+                            true => Err(Error::Cancelled),
                         }
                     };
                     let scores = cmd.scores.as_deref().map(Vec::as_slice);
