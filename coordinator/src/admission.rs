@@ -188,7 +188,9 @@ mod tests {
         };
         assert!(full.check_db(9 << 20, 2 << 20).is_err());
         assert!(full.check_db(7 << 20, 2 << 20).is_ok());
-        let e = check_memory(3 << 30, Some(2 << 30)).unwrap_err().to_string();
+        let e = check_memory(3 << 30, Some(2 << 30))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3.0 GiB") && e.contains("2.0 GiB"), "{e}");
         assert!(check_memory(3 << 30, None).is_ok());
     }

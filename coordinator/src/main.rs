@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use attrib_coordinator::spawn::{default_worker_binary, LocalWorkers};
 use attrib_coordinator::admission::Limits;
+use attrib_coordinator::spawn::{default_worker_binary, LocalWorkers};
 use attrib_coordinator::tls::ServerTls;
 use attrib_coordinator::{start, CoordinatorConfig};
 use clap::Parser;

@@ -14,7 +14,8 @@ use attrib_proto::faithfulness::{circuits, edge_counts, logarithmic_counts, Circ
 use attrib_proto::memory::{self, UnitShape};
 use attrib_proto::units::{unit_ranges, Accumulator, FoldError};
 use attrib_proto::{
-    v1, AttributionSettings, DataSettings, MaskPoints, GraphShape, ModelRecord, Reduced, ScoresMetadata,
+    v1, AttributionSettings, DataSettings, GraphShape, MaskPoints, ModelRecord, Reduced,
+    ScoresMetadata,
 };
 
 use crate::model::ModelInfo;
@@ -312,7 +313,10 @@ impl JobPlan {
             Some(c) => (c.circuits.len() + 2, 0),
             None => {
                 let n = self.datasets.len();
-                (n * (self.graph.n_edges() + 1), (n + 1) * self.graph.n_edges())
+                (
+                    n * (self.graph.n_edges() + 1),
+                    (n + 1) * self.graph.n_edges(),
+                )
             }
         };
         (16 * slots + 8 * scores) as u64

@@ -578,10 +578,9 @@ mod tests {
         assert_eq!(s.assign(&w).unwrap().1, 1);
         s.answered(&w, "j", 1);
         match s.record_failure("j", 1, "oom", desc) {
-            FailureOutcome::JobFailed(m) => assert!(
-                m.contains("unit 1 failed 2 attempts: oom (2 times)"),
-                "{m}"
-            ),
+            FailureOutcome::JobFailed(m) => {
+                assert!(m.contains("unit 1 failed 2 attempts: oom (2 times)"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(s.assign(&w).unwrap().1, 3);
@@ -597,7 +596,10 @@ mod tests {
         s.answered(&w, "j", 0);
         s.record_result(&w, "j", 0, true);
         // Another worker's failure of the folded unit (a late result came first) is moot.
-        assert_eq!(s.record_failure("j", 0, "oom", desc), FailureOutcome::Ignored);
+        assert_eq!(
+            s.record_failure("j", 0, "oom", desc),
+            FailureOutcome::Ignored
+        );
         for u in 1..4 {
             let done = s.record_result(&w, "j", u, true);
             assert_eq!(done == (Recorded::New { job_complete: true }), u == 3);
@@ -636,7 +638,14 @@ mod tests {
         let mut s = Scheduler::new(2, 1);
         for id in ["j1", "j2"] {
             let sums = JobSums::new(&plan);
-            s.add_job(JobRun::new(id.into(), String::new(), 0, plan.clone(), sums, 0));
+            s.add_job(JobRun::new(
+                id.into(),
+                String::new(),
+                0,
+                plan.clone(),
+                sums,
+                0,
+            ));
         }
         assert_eq!(s.n_waiting(), 1);
         let small = s.register_worker("small", "cpu", 8, needed - 1, 0);
@@ -644,6 +653,10 @@ mod tests {
         let big = s.register_worker("big", "cpu", 8, needed, 0);
         assert_eq!(s.largest_worker_memory(), Some(needed));
         let leased: Vec<String> = std::iter::from_fn(|| s.assign(&big).map(|l| l.0)).collect();
-        assert_eq!(leased, vec!["j1"; 4], "j2 waits while j1 is the one active job");
+        assert_eq!(
+            leased,
+            vec!["j1"; 4],
+            "j2 waits while j1 is the one active job"
+        );
     }
 }

@@ -94,7 +94,10 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
     let client_auth = RequireToken::new(config.token.as_deref());
     let worker_auth = WorkerAuth {
         token: RequireToken::new(config.worker_token.as_deref().or(config.token.as_deref())),
-        cert: config.tls.as_ref().is_some_and(|t| t.worker_ca_file.is_some()),
+        cert: config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.worker_ca_file.is_some()),
     };
     if config.worker_token.is_none() && config.token.is_some() {
         tracing::warn!("workers use the client token: anyone who may submit jobs may also serve results; set --worker-token to separate them");

@@ -702,7 +702,10 @@ mod tests {
         assert!(crate::error::is_full(e), "{e}");
         let status = tonic::Status::from(full);
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-        assert!(status.message().contains("new work is refused"), "{status:?}");
+        assert!(
+            status.message().contains("new work is refused"),
+            "{status:?}"
+        );
         assert_eq!(store.request(&first).unwrap().label, req.label);
         assert!(store.size_bytes().unwrap() <= 256 << 10);
     }

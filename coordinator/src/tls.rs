@@ -21,8 +21,10 @@ pub struct ServerTls {
 impl ServerTls {
     pub fn server_config(&self) -> Result<ServerTlsConfig> {
         let read = |p: &PathBuf| read_pem(p).map_err(|e| crate::Error::Tls(e.to_string()));
-        let mut cfg = ServerTlsConfig::new()
-            .identity(Identity::from_pem(read(&self.cert_file)?, read(&self.key_file)?));
+        let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(
+            read(&self.cert_file)?,
+            read(&self.key_file)?,
+        ));
         if let Some(ca) = &self.worker_ca_file {
             // Optional at the handshake (clients have none); the worker gateway requires it.
             cfg = cfg

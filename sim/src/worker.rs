@@ -142,7 +142,10 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
             continue;
         };
         if cfg.fault == (Fault::Crash { unit: a.unit }) {
-            return Err(Lost::Crashed(format!("{} crashed on unit {}", cfg.name, a.unit)));
+            return Err(Lost::Crashed(format!(
+                "{} crashed on unit {}",
+                cfg.name, a.unit
+            )));
         }
         if let Some(rate) = cfg.rate {
             tokio::time::sleep_until(next).await;

@@ -77,7 +77,10 @@ async fn settings_jobs_and_memory_over_their_limits_are_refused_naming_the_limit
     let small = worker(&c.url, "small", &tiny_model(), &["--memory-mib", "1"]);
     let t0 = Instant::now();
     while workers(&mut client).await.is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the worker never joined");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the worker never joined"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(workers(&mut client).await[0].memory_bytes, 1 << 20);
@@ -114,7 +117,10 @@ async fn a_cancelled_jobs_unit_stops_on_its_worker_which_takes_other_work() {
         .first()
         .is_none_or(|w| w.current_units.is_empty())
     {
-        assert!(t0.elapsed() < Duration::from_secs(60), "A was never handed out");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "A was never handed out"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -136,9 +142,19 @@ async fn a_cancelled_jobs_unit_stops_on_its_worker_which_takes_other_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_token_cannot_open_a_worker_session_nor_a_worker_token_submit() {
     let dir = tempfile::tempdir().unwrap();
-    let tokens = ["--token", "client-secret", "--worker-token", "worker-secret"];
+    let tokens = [
+        "--token",
+        "client-secret",
+        "--worker-token",
+        "worker-secret",
+    ];
     let c = coordinator(&dir.path().join("roles.db"), None, &tokens);
-    let mut impostor = worker(&c.url, "impostor", &tiny_model(), &["--token", "client-secret"]);
+    let mut impostor = worker(
+        &c.url,
+        "impostor",
+        &tiny_model(),
+        &["--token", "client-secret"],
+    );
     assert!(!impostor.wait_exit(Duration::from_secs(60)).success());
     let err = impostor.stderr();
     assert!(err.contains("wrong token"), "{err}");
@@ -225,11 +241,14 @@ async fn tls_serves_clients_with_the_ca_and_workers_with_a_certificate() {
         ..Default::default()
     };
     let endpoint = tonic::transport::Endpoint::from_shared(c.url.clone()).unwrap();
-    let channel = tls.apply(endpoint, &c.url).unwrap().connect().await.unwrap();
-    let mut client = v1::attrib_client::AttribClient::with_interceptor(
-        channel,
-        AttachToken::new(None).unwrap(),
-    );
+    let channel = tls
+        .apply(endpoint, &c.url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client =
+        v1::attrib_client::AttribClient::with_interceptor(channel, AttachToken::new(None).unwrap());
 
     let ca_flag = ["--ca-file", ca.to_str().unwrap()];
     let mut anonymous = worker(&c.url, "anonymous", &tiny_model(), &ca_flag);
@@ -247,7 +266,10 @@ async fn tls_serves_clients_with_the_ca_and_workers_with_a_certificate() {
     ];
     let _w = worker(&c.url, "certified", &tiny_model(), &with_cert);
     let job = submit(&mut client, request(&[ioi()], 16, 32, 42)).await;
-    assert_eq!(wait_end(&mut client, &job).await.state(), v1::JobState::Done);
+    assert_eq!(
+        wait_end(&mut client, &job).await.state(),
+        v1::JobState::Done
+    );
 }
 
 #[test]
@@ -267,7 +289,9 @@ fn a_damaged_database_is_reported_and_left_as_it_is() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("damaged.db") && err.contains("not a database") && err.contains("left as it is"),
+        err.contains("damaged.db")
+            && err.contains("not a database")
+            && err.contains("left as it is"),
         "{err}"
     );
     assert_eq!(std::fs::read(&db).unwrap(), garbage, "the file was changed");
@@ -280,7 +304,10 @@ async fn a_full_database_refuses_new_jobs_and_keeps_serving_what_it_stored() {
     let _w = worker(&c.url, "w", &tiny_model(), &[]);
     let mut client = client(&c.url, None).await;
     let first = submit(&mut client, request(&[ioi()], 16, 16, 42)).await;
-    assert_eq!(wait_end(&mut client, &first).await.state(), v1::JobState::Done);
+    assert_eq!(
+        wait_end(&mut client, &first).await.state(),
+        v1::JobState::Done
+    );
     let (_, stored) = scores(&mut client, &first, None).await;
     // Each job stores its prompt file (about 150 KB): the database fills within 1 MiB.
     let mut refused = None;

@@ -103,8 +103,7 @@ async fn a_unit_that_crashes_every_worker_fails_its_job_after_its_attempts() {
     let st = wait_end(&mut client, &job).await;
     assert_eq!(st.state(), v1::JobState::Failed, "{st:?}");
     assert!(
-        st.error
-            .contains("unit 2 (batches 2..3 of dataset")
+        st.error.contains("unit 2 (batches 2..3 of dataset")
             && st.error.contains("failed 3 attempts: worker-")
             && st.error.matches(") disconnected").count() == 3,
         "{}",

@@ -8,17 +8,17 @@ use std::time::Instant;
 
 use anyhow::Context;
 use attrib_datasets::DatasetOptions;
+use attrib_proto::memory::{unit_bytes, UnitShape};
+use attrib_proto::tls::ClientTls;
 use attrib_proto::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, ScoresFile};
+use attrib_worker::attribution::graph_for;
+use attrib_worker::declared_memory::declared_memory;
 use attrib_worker::device::{device_name, parse_device};
 use attrib_worker::init_model::{write_random_model, InitOptions};
 use attrib_worker::job::{run_attribute_timed, run_faithfulness, AttributeJob, FaithfulnessJob};
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
-use attrib_worker::declared_memory::declared_memory;
-use attrib_worker::attribution::graph_for;
-use attrib_proto::memory::{unit_bytes, UnitShape};
-use attrib_proto::tls::ClientTls;
 use attrib_worker::service::{serve as serve_units, Engine, EngineConfig, ServeConfig};
 use clap::{Args, Parser, Subcommand};
 

@@ -39,7 +39,10 @@ fn unit_memory_estimates_cover_measured_peaks_within_two_and_a_half_times() {
         (&tiny, &["--batch-size", "16"]),
         (&wider, &["--batch-size", "16"]),
         (&wider, &["--batch-size", "16", "--batches-per-unit", "4"]),
-        (&wider, &["--batch-size", "8", "--integrated-grad-samples", "3"]),
+        (
+            &wider,
+            &["--batch-size", "8", "--integrated-grad-samples", "3"],
+        ),
         (&wider, &["--batch-size", "16", "--token-positions"]),
         (&wider, &["--batch-size", "32", "--grad-function", "prob"]),
     ];
