@@ -1,4 +1,4 @@
-//! What the coordinator's fuzz tests share: the tiny model, a valid request, a worker's
+//! What the coordinator's integration tests share: the tiny model, a valid request, a worker's
 //! messages, and a coordinator on loopback with a job that a worker computed (`Setup`).
 //! gRPC helpers are in `grpc`.
 #![allow(dead_code)] // each test binary uses a part
