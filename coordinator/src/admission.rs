@@ -44,64 +44,59 @@ impl Default for Limits {
     }
 }
 
-fn over(what: &'static str, value: u64, limit: u64, flag: &'static str) -> Error {
-    Error::Limit {
-        what,
-        value,
-        limit,
-        flag,
+/// `value` of `what` within `limit`, else a refusal naming `flag`.
+fn at_most(what: &'static str, value: u64, limit: u64, flag: &'static str) -> Result<()> {
+    if value > limit {
+        return Err(Error::Limit {
+            what,
+            value,
+            limit,
+            flag,
+        });
     }
+    Ok(())
 }
 
 impl Limits {
     /// The request's own settings, before it is planned.
     pub fn check_request(&self, req: &v1::SubmitJobRequest) -> Result<()> {
         if let Some(d) = &req.data {
-            self.at_most(
+            at_most(
                 "batch size",
-                d.batch_size,
-                self.max_batch_size,
+                d.batch_size.into(),
+                self.max_batch_size.into(),
                 "--max-batch-size",
             )?;
-            self.at_most(
+            at_most(
                 "batches per unit",
-                d.batches_per_unit,
-                self.max_batches_per_unit,
+                d.batches_per_unit.into(),
+                self.max_batches_per_unit.into(),
                 "--max-batches-per-unit",
             )?;
         }
         if let Some(v1::attribution_settings::Points::IntegratedGradSamples(n)) =
             req.settings.as_ref().and_then(|s| s.points)
         {
-            self.at_most(
+            at_most(
                 "integrated-gradient samples",
-                n,
-                self.max_ig_samples,
+                n.into(),
+                self.max_ig_samples.into(),
                 "--max-ig-samples",
             )?;
         }
         if let Some(f) = &req.faithfulness {
-            if f.edge_counts.len() > self.max_edge_counts {
-                return Err(over(
-                    "faithfulness edge counts",
-                    f.edge_counts.len() as u64,
-                    self.max_edge_counts as u64,
-                    "--max-edge-counts",
-                ));
-            }
-            self.at_most(
+            at_most(
+                "faithfulness edge counts",
+                f.edge_counts.len() as u64,
+                self.max_edge_counts as u64,
+                "--max-edge-counts",
+            )?;
+            at_most(
                 "circuits per unit",
-                f.circuits_per_unit,
-                self.max_circuits_per_unit,
+                f.circuits_per_unit.into(),
+                self.max_circuits_per_unit.into(),
                 "--max-circuits-per-unit",
             )?;
-        }
-        Ok(())
-    }
-
-    fn at_most(&self, what: &'static str, v: u32, limit: u32, flag: &'static str) -> Result<()> {
-        if v > limit {
-            return Err(over(what, v.into(), limit.into(), flag));
         }
         Ok(())
     }
