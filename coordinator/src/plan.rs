@@ -14,8 +14,7 @@ use attrib_proto::faithfulness::{circuits, edge_counts, logarithmic_counts, Circ
 use attrib_proto::memory::{self, UnitShape};
 use attrib_proto::units::{unit_ranges, Accumulator, FoldError};
 use attrib_proto::{
-    v1, AttributionSettings, DataSettings, GraphShape, MaskPoints, ModelRecord, Reduced,
-    ScoresMetadata,
+    v1, AttributionSettings, DataSettings, GraphShape, ModelRecord, Reduced, ScoresMetadata,
 };
 
 use crate::model::ModelInfo;
@@ -275,11 +274,7 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         .datasets
         .iter()
         .map(|d| {
-            let unit = UnitShape {
-                prompts: k * opts.batch_size,
-                width: d.width,
-                nonzero_mask: p.settings.points != MaskPoints::Value(0.0),
-            };
+            let unit = UnitShape::new(k * opts.batch_size, d.width, p.settings.points);
             memory::worker_bytes(&model.config, &p.graph, &unit)
         })
         .max()

@@ -12,7 +12,7 @@
 //! the last position's logits and their gradient.
 
 use crate::model_config::ModelConfig;
-use crate::GraphShape;
+use crate::{GraphShape, MaskPoints};
 
 /// What decides a unit's memory besides the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,6 +23,17 @@ pub struct UnitShape {
     pub width: usize,
     /// Some mask value is not 0 (integrated gradients, or `--mask-val`): Σ-patch checkpoints.
     pub nonzero_mask: bool,
+}
+
+impl UnitShape {
+    /// `prompts` prompts `width` tokens wide, with the mask points of `points`.
+    pub fn new(prompts: usize, width: usize, points: MaskPoints) -> Self {
+        UnitShape {
+            prompts,
+            width,
+            nonzero_mask: points != MaskPoints::Value(0.0),
+        }
+    }
 }
 
 /// f32 elements autograd and the contraction keep per block, per prompt and token, in units
@@ -55,10 +66,10 @@ pub fn unit_bytes(cfg: &ModelConfig, graph: &GraphShape, unit: &UnitShape) -> u6
     // The unit's scores (one f32 per edge, and their sum over mask points).
     let scores = 2 * graph.n_edges();
     let elements = unit.prompts * per_prompt + scores;
-    // Peaks measured on CPU run up to 1.4x these terms and vary by 20% between runs
-    // (libtorch temporaries, allocator slack); the estimate must not be under the real peak,
-    // or a worker runs out of memory.
-    4 * (elements * 7 / 4) as u64
+    // Peaks measured on CPU run up to 1.52x these terms, and one unit's peak varies by up to
+    // 50% between runs (120-186 MiB for a 32-prompt unit of a 4-layer d=256 model); the
+    // estimate must not be under the real peak, or a worker runs out of memory.
+    4 * (2 * elements) as u64
 }
 
 /// `unit_bytes` plus the model: what a worker must have free to run the unit at all.
@@ -81,22 +92,9 @@ pub fn human_bytes(b: u64) -> String {
 mod tests {
     use super::*;
 
-    fn gpt2_small() -> ModelConfig {
-        ModelConfig {
-            n_layers: 12,
-            n_heads: 12,
-            d_model: 768,
-            d_head: 64,
-            d_mlp: 3072,
-            n_ctx: 1024,
-            d_vocab: 50257,
-            eps: 1e-5,
-        }
-    }
-
     #[test]
     fn gpt2_small_figures_are_what_its_shape_says() {
-        let cfg = gpt2_small();
+        let cfg = ModelConfig::gpt2_small();
         // 124M parameters (497 MB), plus the unembedding stored apart and the fused Q/K/V copy.
         let weights = model_bytes(&cfg) as f64 / 1e6;
         assert!((700.0..780.0).contains(&weights), "{weights} MB");

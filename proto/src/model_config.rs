@@ -69,6 +69,20 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// GPT-2 small's shape (124M parameters), for load tests and estimates.
+    pub fn gpt2_small() -> Self {
+        ModelConfig {
+            n_layers: 12,
+            n_heads: 12,
+            d_model: 768,
+            d_head: 64,
+            d_mlp: 3072,
+            n_ctx: 1024,
+            d_vocab: 50257,
+            eps: 1e-5,
+        }
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.into(),

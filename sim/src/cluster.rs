@@ -197,6 +197,29 @@ pub async fn reconnect(url: &str) -> anyhow::Result<Client> {
 }
 
 /// A binary built next to the running one (`target/<profile>/`).
+/// Where the load test and the soak find their inputs (one set of flags for both).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Inputs {
+    /// Folder of AutoCircuit IOI prompt files.
+    #[arg(long, default_value = "datasets/ioi")]
+    pub datasets: PathBuf,
+    /// GPT-2 tokenizer.json.
+    #[arg(long, default_value = "assets/gpt2/tokenizer.json")]
+    pub tokenizer: PathBuf,
+    /// The attrib-coordinator binary (default: next to this one).
+    #[arg(long)]
+    pub coordinator: Option<PathBuf>,
+}
+
+impl Inputs {
+    pub fn coordinator_binary(&self) -> anyhow::Result<PathBuf> {
+        match &self.coordinator {
+            Some(p) => Ok(p.clone()),
+            None => sibling_binary("attrib-coordinator"),
+        }
+    }
+}
+
 pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?
         .parent()

@@ -13,16 +13,7 @@ use attrib_proto::v1;
 /// at `tokenizer` and a placeholder `model.safetensors`.
 pub fn gpt2_small_shape(dir: &Path, tokenizer: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let config = ModelConfig {
-        n_layers: 12,
-        n_heads: 12,
-        d_model: 768,
-        d_head: 64,
-        d_mlp: 3072,
-        n_ctx: 1024,
-        d_vocab: 50257,
-        eps: 1e-5,
-    };
+    let config = ModelConfig::gpt2_small();
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_string_pretty(&config.to_hf())?,

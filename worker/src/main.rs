@@ -373,11 +373,8 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
     let times = attributed.times;
     let secs = t1.elapsed().as_secs_f64();
     if let Some(measured) = attributed.unit_peak_mib {
-        let unit = UnitShape {
-            prompts: job.batches_per_unit * a.batch_size,
-            width: scores.data.width,
-            nonzero_mask: job.settings.points != MaskPoints::Value(0.0),
-        };
+        let prompts = job.batches_per_unit * a.batch_size;
+        let unit = UnitShape::new(prompts, scores.data.width, job.settings.points);
         let graph = graph_for(&model, &job.settings, scores.data.width);
         let estimate = unit_bytes(&model.cfg, &graph, &unit) as f64 / (1u64 << 20) as f64;
         eprintln!(

@@ -2,11 +2,12 @@
 //! as `attrib-worker attribute` reports both. The coordinator refuses jobs and the worker
 //! refuses units on this estimate, so it must never be under the measured peak (a worker
 //! would run out of memory), and at most 2.5x over it (else jobs that fit are refused). Each
-//! case runs in a fresh process: memory an earlier case freed but the allocator kept would
+//! run is a fresh process: memory an earlier case freed but the allocator kept would
 //! hide a later unit's growth.
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use attrib_worker::init_model::{write_random_model, InitOptions};
@@ -22,6 +23,25 @@ fn unit_memory(stderr: &str) -> Option<(f64, f64)> {
     Some((mib[0], mib[1]))
 }
 
+/// One `attrib-worker attribute` run: its (measured, estimated) unit memory in MiB.
+fn run(model: &Path, args: &[&str], dir: &Path) -> Option<(f64, f64)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_attrib-worker"))
+        .arg("attribute")
+        .arg("--model")
+        .arg(model)
+        .arg("--dataset")
+        .arg(ioi_vanilla())
+        .arg("--out")
+        .arg(dir.join("scores.json"))
+        .args(["--device", "cpu", "--train-size", "64"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    unit_memory(&stderr)
+}
+
 #[test]
 fn unit_memory_estimates_cover_measured_peaks_within_two_and_a_half_times() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,7 +55,7 @@ fn unit_memory_estimates_cover_measured_peaks_within_two_and_a_half_times() {
     };
     write_random_model(&opts, &wider).unwrap();
     let tiny = tiny_dir();
-    let cases: [(&std::path::Path, &[&str]); 6] = [
+    let cases: [(&Path, &[&str]); 6] = [
         (&tiny, &["--batch-size", "16"]),
         (&wider, &["--batch-size", "16"]),
         (&wider, &["--batch-size", "16", "--batches-per-unit", "4"]),
@@ -47,24 +67,18 @@ fn unit_memory_estimates_cover_measured_peaks_within_two_and_a_half_times() {
         (&wider, &["--batch-size", "32", "--grad-function", "prob"]),
     ];
     for (model, args) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_attrib-worker"))
-            .arg("attribute")
-            .arg("--model")
-            .arg(model)
-            .arg("--dataset")
-            .arg(ioi_vanilla())
-            .arg("--out")
-            .arg(dir.path().join("scores.json"))
-            .args(["--device", "cpu", "--train-size", "64"])
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let Some((measured, estimate)) = unit_memory(&stderr) else {
+        // The worst of five runs: the same unit's peak varies by a few MiB between runs
+        // (10.5-16.5 MiB over 16 runs of the tiny model's unit), and the estimate must cover
+        // the worst; one run alone can land at the low end.
+        let Some(runs) = (0..5)
+            .map(|_| run(model, args, dir.path()))
+            .collect::<Option<Vec<_>>>()
+        else {
             eprintln!("no /proc/self/clear_refs here: peaks cannot be measured");
             return;
         };
+        let measured = runs.iter().map(|r| r.0).fold(0.0, f64::max);
+        let estimate = runs[0].1;
         let case = format!(
             "{} {}: measured {measured:.1} MiB, estimated {estimate:.1} MiB",
             model.file_name().unwrap().to_string_lossy(),

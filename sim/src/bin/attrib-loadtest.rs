@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use attrib_proto::v1;
 use attrib_sim::cluster::{
-    client, reconnect, scores, sibling_binary, status, units_of, CoordinatorProc, DbWatch,
-    JobRequest, Rng, SimPool,
+    client, reconnect, scores, status, units_of, CoordinatorProc, DbWatch, Inputs, JobRequest, Rng,
+    SimPool,
 };
 use attrib_sim::{model, Fault, SimConfig, Synthetic};
 use clap::Parser;
@@ -49,15 +49,8 @@ struct Args {
     /// Units per second per simulated worker (default: as fast as they can).
     #[arg(long)]
     rate: Option<f64>,
-    /// Folder of AutoCircuit IOI prompt files.
-    #[arg(long, default_value = "datasets/ioi")]
-    datasets: PathBuf,
-    /// GPT-2 tokenizer.json.
-    #[arg(long, default_value = "assets/gpt2/tokenizer.json")]
-    tokenizer: PathBuf,
-    /// The attrib-coordinator binary (default: next to this one).
-    #[arg(long)]
-    coordinator: Option<PathBuf>,
+    #[command(flatten)]
+    inputs: Inputs,
 }
 
 /// One job to run, and on what.
@@ -113,21 +106,18 @@ const BATCH: u32 = 16;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let coordinator_bin = match &a.coordinator {
-        Some(p) => p.clone(),
-        None => sibling_binary("attrib-coordinator")?,
-    };
+    let coordinator_bin = a.inputs.coordinator_binary()?;
     let dir = tempfile::tempdir()?;
     let model_dir = dir.path().join("gpt2-small-shape");
-    model::gpt2_small_shape(&model_dir, &a.tokenizer)?;
-    let mut ioi: Vec<PathBuf> = std::fs::read_dir(&a.datasets)
-        .with_context(|| format!("reading {}", a.datasets.display()))?
+    model::gpt2_small_shape(&model_dir, &a.inputs.tokenizer)?;
+    let mut ioi: Vec<PathBuf> = std::fs::read_dir(&a.inputs.datasets)
+        .with_context(|| format!("reading {}", a.inputs.datasets.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     ioi.sort();
     ioi.truncate(a.files.max(1));
-    let vanilla = a.datasets.join("ioi_vanilla_template_prompts.json");
+    let vanilla = a.inputs.datasets.join("ioi_vanilla_template_prompts.json");
     let lab = Lab {
         coordinator_bin,
         model_dir,

@@ -3,11 +3,10 @@
 //! coordinator, then prints the faults injected, the jobs completed, the jobs whose scores
 //! differ from a clean run and the results lost. Exits non-zero unless the last two are 0.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use attrib_sim::cluster::sibling_binary;
+use attrib_sim::cluster::Inputs;
 use attrib_sim::soak::{self, Interval, SoakConfig};
 use clap::Parser;
 
@@ -41,15 +40,8 @@ struct Args {
     /// Seconds the jobs left may take to end once faults stop; those that do not are lost.
     #[arg(long, default_value_t = 120)]
     drain_seconds: u64,
-    /// Folder of AutoCircuit IOI prompt files.
-    #[arg(long, default_value = "datasets/ioi")]
-    datasets: PathBuf,
-    /// GPT-2 tokenizer.json.
-    #[arg(long, default_value = "assets/gpt2/tokenizer.json")]
-    tokenizer: PathBuf,
-    /// The attrib-coordinator binary (default: next to this one).
-    #[arg(long)]
-    coordinator: Option<PathBuf>,
+    #[command(flatten)]
+    inputs: Inputs,
 }
 
 #[tokio::main]
@@ -68,12 +60,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         rate: a.rate,
         units_in_flight: a.units_in_flight,
         drain: Duration::from_secs(a.drain_seconds),
-        coordinator: match a.coordinator {
-            Some(p) => p,
-            None => sibling_binary("attrib-coordinator")?,
-        },
-        datasets: a.datasets,
-        tokenizer: a.tokenizer,
+        coordinator: a.inputs.coordinator_binary()?,
+        datasets: a.inputs.datasets,
+        tokenizer: a.inputs.tokenizer,
     };
     let report = soak::run(&cfg).await?;
     eprintln!(

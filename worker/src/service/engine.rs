@@ -11,7 +11,7 @@ use attrib_datasets::Batch;
 use attrib_proto::faithfulness::Circuit;
 use attrib_proto::fingerprint::model_fingerprint;
 use attrib_proto::memory::{human_bytes, worker_bytes, UnitShape};
-use attrib_proto::{v1, AttributionSettings, MaskPoints};
+use attrib_proto::{v1, AttributionSettings};
 use tch::Device;
 use tokio::sync::mpsc as tokio_mpsc;
 
@@ -33,7 +33,7 @@ pub struct EngineConfig {
 
 /// A handle to the model's thread.
 pub struct Engine {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<UnitRequest>,
     pub identity: v1::ModelIdentity,
     pub device: String,
 }
@@ -47,22 +47,24 @@ pub struct Answer {
     pub result: Result<v1::UnitResult>,
 }
 
-struct Command {
-    session: u64,
-    unit: v1::UnitAssignment,
+/// A unit for the model's thread, and where its answer goes.
+pub struct UnitRequest {
+    /// The session that asked (answers of earlier sessions are late ones).
+    pub session: u64,
+    pub unit: v1::UnitAssignment,
     /// A faithfulness unit's score vector (the session keeps it between units of a job).
-    scores: Option<Arc<Vec<f64>>>,
+    pub scores: Option<Arc<Vec<f64>>>,
     /// Cleared when the session that asked is gone: its queued units are then skipped.
-    wanted: Arc<AtomicBool>,
+    pub wanted: Arc<AtomicBool>,
     /// Set when the unit's job is cancelled: skipped, or stopped at the next pass boundary.
-    cancelled: Arc<AtomicBool>,
-    reply: tokio_mpsc::UnboundedSender<Answer>,
+    pub cancelled: Arc<AtomicBool>,
+    pub reply: tokio_mpsc::UnboundedSender<Answer>,
 }
 
 impl Engine {
     /// Starts the thread and waits until the model is loaded (or failed to load).
     pub fn start(cfg: EngineConfig) -> Result<Engine> {
-        let (tx, rx) = mpsc::channel::<Command>();
+        let (tx, rx) = mpsc::channel::<UnitRequest>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<v1::ModelIdentity>>();
         let device = device_name(cfg.device);
         std::thread::Builder::new()
@@ -120,28 +122,12 @@ impl Engine {
         })
     }
 
-    /// Queues a unit for session `session` on the model's thread; its answer arrives on
-    /// `reply`. Units are computed in the order they are queued, skipped once `wanted` is
-    /// false; once `cancelled` is set, a unit is answered `Error::Cancelled` at the next pass
-    /// boundary.
-    pub fn submit(
-        &self,
-        session: u64,
-        unit: v1::UnitAssignment,
-        scores: Option<Arc<Vec<f64>>>,
-        wanted: Arc<AtomicBool>,
-        cancelled: Arc<AtomicBool>,
-        reply: tokio_mpsc::UnboundedSender<Answer>,
-    ) -> Result<()> {
+    /// Queues a unit on the model's thread; its answer arrives on `req.reply`. Units are
+    /// computed in the order they are queued, skipped once `wanted` is false; once
+    /// `cancelled` is set, a unit is answered `Error::Cancelled` at the next pass boundary.
+    pub fn submit(&self, req: UnitRequest) -> Result<()> {
         self.tx
-            .send(Command {
-                session,
-                unit,
-                scores,
-                wanted,
-                cancelled,
-                reply,
-            })
+            .send(req)
             .map_err(|_| Error::TorchPanic("the engine thread is gone".into()))
     }
 }
@@ -215,11 +201,7 @@ fn fits(model: &Gpt2, a: &v1::UnitAssignment, have: u64) -> Result<()> {
         return Ok(());
     };
     let width = a.width as usize;
-    let unit = UnitShape {
-        prompts: a.clean.len() / width.max(1),
-        width,
-        nonzero_mask: settings.points != MaskPoints::Value(0.0),
-    };
+    let unit = UnitShape::new(a.clean.len() / width.max(1), width, settings.points);
     let needed = worker_bytes(&model.cfg, &graph_for(model, &settings, width), &unit);
     if have > 0 && needed > have {
         return Err(Error::TooBig {

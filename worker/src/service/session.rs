@@ -21,7 +21,7 @@ use metrics::{counter, histogram};
 use tokio::sync::{mpsc, watch};
 use tonic::Code;
 
-use super::engine::{Answer, Engine};
+use super::engine::{Answer, Engine, UnitRequest};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -201,7 +201,15 @@ async fn session(
                 });
                 held.insert((unit.job_id.clone(), unit.unit));
                 let stop = cancelled.entry(unit.job_id.clone()).or_default().clone();
-                if let Err(e) = engine.submit(n, unit, scores, wanted.clone(), stop, answers.tx.clone()) {
+                let req = UnitRequest {
+                    session: n,
+                    unit,
+                    scores,
+                    wanted: wanted.clone(),
+                    cancelled: stop,
+                    reply: answers.tx.clone(),
+                };
+                if let Err(e) = engine.submit(req) {
                     return Ok(Ended::Lost(e.to_string()));
                 }
             }
