@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use attrib_proto::units::{Accumulator, FoldError};
 use attrib_proto::{v1, ScoresMetadata};
 use tokio::sync::{broadcast, watch, Notify};
 
@@ -385,28 +386,8 @@ impl Coordinator {
         let job = r.job_id.as_str();
         match folded {
             Ok(f) => {
-                let recorded = self
-                    .lock()
-                    .record_result(worker, job, r.unit, f == Folded::New);
-                match recorded {
-                    Recorded::New { job_complete } => {
-                        metrics::unit_done(r.seconds, plan.unit_prompts(r.unit));
-                        if self.unsaved.fetch_add(1, Ordering::Relaxed) + 1
-                            >= self.config.commit_units
-                        {
-                            self.commit_now.notify_one();
-                        }
-                        self.changed();
-                        if job_complete {
-                            self.finalize_or_retry(job).await;
-                        }
-                    }
-                    Recorded::Ignored => {
-                        metrics::unit_duplicate();
-                        tracing::debug!(%worker, %job, unit = r.unit, "late duplicate ignored");
-                        self.changed();
-                    }
-                }
+                self.count_result(worker, &plan, job, r.unit, f == Folded::New, r.seconds)
+                    .await;
                 Ok(())
             }
             Err(e) if held => {
@@ -422,6 +403,94 @@ impl Coordinator {
                 Ok(())
             }
         }
+    }
+
+    /// Counts a unit whose result was folded (`new`) or found folded already, and finishes its
+    /// job after its last unit.
+    async fn count_result(
+        &self,
+        worker: &str,
+        plan: &JobPlan,
+        job: &str,
+        unit: u32,
+        new: bool,
+        seconds: f64,
+    ) {
+        let recorded = self.lock().record_result(worker, job, unit, new);
+        match recorded {
+            Recorded::New { job_complete } => {
+                metrics::unit_done(seconds, plan.unit_prompts(unit));
+                if self.unsaved.fetch_add(1, Ordering::Relaxed) + 1 >= self.config.commit_units {
+                    self.commit_now.notify_one();
+                }
+                self.changed();
+                if job_complete {
+                    self.finalize_or_retry(job).await;
+                }
+            }
+            Recorded::Ignored => {
+                metrics::unit_duplicate();
+                tracing::debug!(%worker, %job, unit, "late duplicate ignored");
+                self.changed();
+            }
+        }
+    }
+
+    /// Folds a node group's sum over several units of one dataset, all or none (see
+    /// `JobSums::fold_group`). Units it holds of a refused sum lose an attempt; those of a
+    /// sum that overlaps folded units go back to the queue.
+    pub async fn complete_group(&self, worker: &str, g: v1::GroupResult) -> Result<()> {
+        metrics::result_bytes(g.sums.len());
+        let job = g.job_id.as_str();
+        let (held, found) = {
+            let mut s = self.lock();
+            let held: Vec<u32> = g
+                .units
+                .iter()
+                .copied()
+                .filter(|&u| s.answered(worker, job, u))
+                .collect();
+            (held, s.job(job).map(|j| (j.plan.clone(), j.sums.clone())))
+        };
+        let Some((plan, sums)) = found else {
+            return Ok(()); // cancelled or finished meanwhile
+        };
+        let folded = Accumulator::decode(&g.sums)
+            .map_err(|e| FoldError::Group(e.to_string()))
+            .and_then(|acc| lock(&sums).fold_group(&plan, &g.units, &acc));
+        let seconds = g.seconds / g.units.len().max(1) as f64;
+        match folded {
+            Ok(Folded::Overlap) => {
+                tracing::info!(%worker, %job, units = ?g.units, "group result overlaps folded units: its other units are computed again");
+                let mut s = self.lock();
+                for &u in &held {
+                    s.requeue(job, u);
+                }
+                drop(s);
+                self.work.notify_waiters();
+                self.changed();
+            }
+            Ok(f) => {
+                if f == Folded::New {
+                    metrics::group_folded();
+                }
+                for &u in &g.units {
+                    self.count_result(worker, &plan, job, u, f == Folded::New, seconds)
+                        .await;
+                }
+            }
+            Err(e) => {
+                let reason = format!(
+                    "{} sent a group result that was refused: {e}",
+                    self.who(worker)
+                );
+                tracing::warn!(%worker, %job, error = %e, "group result refused");
+                for &u in &held {
+                    self.unit_failed(worker, job, u, &reason).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `worker` could not compute `unit`. A failure of a unit it does not hold (any more) is

@@ -55,6 +55,10 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
     );
     describe_counter!("attrib_prompts_total", "prompts in folded units");
     describe_counter!(
+        "attrib_group_results_total",
+        "node groups' results folded (each sums several units)"
+    );
+    describe_counter!(
         "attrib_commits_total",
         "group commits of running jobs' sums"
     );
@@ -88,6 +92,10 @@ pub fn unit_done(seconds: f64, prompts: u32) {
     counter!("attrib_units_done_total").increment(1);
     counter!("attrib_prompts_total").increment(prompts as u64);
     histogram!("attrib_unit_seconds").record(seconds);
+}
+
+pub fn group_folded() {
+    counter!("attrib_group_results_total").increment(1);
 }
 
 pub fn unit_duplicate() {

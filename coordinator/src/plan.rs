@@ -379,6 +379,48 @@ impl JobPlan {
         }
     }
 
+    /// Folds a node group's sum over `units`: distinct attribution units of one dataset,
+    /// whose prompts the sum counts exactly. Returns the dataset's index.
+    pub fn fold_group(
+        &self,
+        sums: &mut [Accumulator],
+        units: &[u32],
+        group: &Accumulator,
+    ) -> Result<usize, FoldError> {
+        let bad = |why: String| Err(FoldError::Group(why));
+        if self.circuits.is_some() {
+            return bad("a faithfulness job's units are answered one by one".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut dataset = None;
+        let mut prompts = 0u64;
+        for &unit in units {
+            let Some(u) = self.unit(unit) else {
+                return bad(format!("unit {unit} of a job of {}", self.n_units()));
+            };
+            if !seen.insert(unit) {
+                return bad(format!("unit {unit} named twice"));
+            }
+            if *dataset.get_or_insert(u.dataset) != u.dataset {
+                return bad("its units are of more than one dataset".into());
+            }
+            prompts += self.unit_prompts(unit) as u64;
+        }
+        let Some(d) = dataset else {
+            return bad("it names no unit".into());
+        };
+        if group.sums.len() != sums[d].sums.len() || group.n_prompts != prompts {
+            return bad(format!(
+                "{} slots and {} prompts, expected {} and {prompts}",
+                group.sums.len(),
+                group.n_prompts,
+                sums[d].sums.len()
+            ));
+        }
+        sums[d].absorb(group);
+        Ok(d)
+    }
+
     /// Unit `unit` as a worker gets it; a faithfulness unit carries the score vector only
     /// when `with_scores` (the worker keeps it between units of the job).
     pub fn assignment(
@@ -430,6 +472,7 @@ impl JobPlan {
             prepend_bos: self.data.prepend_bos,
             circuits,
             first_batch: d.first_batch + u.batches.start as u32,
+            dataset: u.dataset as u32,
         })
     }
 

@@ -429,6 +429,16 @@ impl Scheduler {
         FailureOutcome::Retry
     }
 
+    /// `unit` of `job` goes back to the queue without losing an attempt (its result was
+    /// sound but could not be folded: a group result that overlaps folded units).
+    pub fn requeue(&mut self, job: &str, unit: u32) {
+        if let Some(run) = self.job_mut(job).filter(|r| !r.state.is_terminal()) {
+            if run.done.get(unit as usize) == Some(&false) {
+                run.pending.insert(unit);
+            }
+        }
+    }
+
     /// `worker` is gone (`why`: disconnected, timed out, ...): each unit it held lost an
     /// attempt. Returns each such unit's job and outcome.
     pub fn release_worker(

@@ -17,6 +17,8 @@ pub enum Folded {
     New,
     /// The unit was folded before (a late or repeated reply); nothing changed.
     Duplicate,
+    /// A group result covering some folded units and some not: nothing changed.
+    Overlap,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +107,32 @@ impl JobSums {
         self.folded[unit as usize] = true;
         self.dirty[changed] = true;
         self.unsaved += 1;
+        Ok(Folded::New)
+    }
+
+    /// Folds a node group's sum over `units`, once: all of them or none. A result whose
+    /// units are all folded is a duplicate; one that covers some folded units cannot be
+    /// split, so it is refused (`Overlap`) and its other units are computed again.
+    pub fn fold_group(
+        &mut self,
+        plan: &JobPlan,
+        units: &[u32],
+        group: &Accumulator,
+    ) -> Result<Folded, FoldError> {
+        let is_folded = |u: &u32| self.folded.get(*u as usize).copied().unwrap_or(false);
+        let n_folded = units.iter().filter(|u| is_folded(u)).count();
+        if n_folded > 0 && n_folded == units.len() {
+            return Ok(Folded::Duplicate);
+        }
+        if n_folded > 0 {
+            return Ok(Folded::Overlap);
+        }
+        let changed = plan.fold_group(&mut self.sums, units, group)?;
+        for &u in units {
+            self.folded[u as usize] = true;
+        }
+        self.dirty[changed] = true;
+        self.unsaved += units.len() as u32;
         Ok(Folded::New)
     }
 

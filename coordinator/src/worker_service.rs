@@ -128,6 +128,9 @@ async fn serve_worker(
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Result(r)) })) => {
                         coord.complete(worker, r).await
                     }
+                    Ok(Some(v1::WorkerMessage { msg: Some(In::GroupResult(g)) })) => {
+                        coord.complete_group(worker, g).await
+                    }
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Failure(f)) })) => {
                         coord.fail_unit(worker, &f.job_id, f.unit, &f.error).await
                     }

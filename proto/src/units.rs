@@ -24,6 +24,9 @@ pub enum FoldError {
     },
     #[error(transparent)]
     NotFinite(#[from] NotFinite),
+    /// A node group's sum that does not fit the units it names.
+    #[error("group result: {0}")]
+    Group(String),
 }
 
 /// Exact sums in fixed slots and the prompts they cover.

@@ -121,11 +121,16 @@ pub fn coordinator(db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator 
 
 /// Starts `attrib-worker serve` for `url` on the CPU.
 pub fn worker(url: &str, name: &str, model: &Path, extra: &[&str]) -> Proc {
+    worker_on(url, name, model, "cpu", extra)
+}
+
+/// Starts `attrib-worker serve` for `url` on `devices` (one, or a node group's: "cpu,cpu").
+pub fn worker_on(url: &str, name: &str, model: &Path, devices: &str, extra: &[&str]) -> Proc {
     let child = Command::new(bin("attrib-worker"))
         .arg("serve")
         .arg("--model")
         .arg(model)
-        .args(["--coordinator", url, "--device", "cpu", "--name", name])
+        .args(["--coordinator", url, "--devices", devices, "--name", name])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -360,4 +365,26 @@ impl Coordinator {
     pub fn proc_alive(&mut self) -> bool {
         self.proc.child.try_wait().expect("try_wait").is_none()
     }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 (Prometheus metrics): the whole response.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }

@@ -56,6 +56,10 @@ pub enum Error {
     TorchPanic(String),
     #[error("the unit's job was cancelled")]
     Cancelled,
+    #[error("node group: {0}")]
+    Group(String),
+    #[error("the unit's result cannot be summed: {0}")]
+    BadResult(String),
     #[error("the unit needs about {needed} but this worker has {have} ({how})")]
     TooBig {
         needed: String,

@@ -6,6 +6,7 @@ pub mod circuit;
 pub mod declared_memory;
 pub mod device;
 pub mod error;
+pub mod group;
 pub mod host_check;
 pub mod host_tuning;
 pub mod init_model;

@@ -14,6 +14,7 @@ use attrib_proto::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints
 use attrib_worker::attribution::graph_for;
 use attrib_worker::declared_memory::declared_memory;
 use attrib_worker::device::{device_name, parse_device};
+use attrib_worker::group::CollectiveKind;
 use attrib_worker::init_model::{write_random_model, InitOptions};
 use attrib_worker::job::{run_attribute_timed, run_faithfulness, AttributeJob, FaithfulnessJob};
 use attrib_worker::model::Gpt2;
@@ -165,9 +166,20 @@ struct ServeArgs {
         env = "ATTRIB_COORDINATOR"
     )]
     coordinator: String,
-    /// auto | cpu | cuda:N
-    #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
-    device: String,
+    /// auto | cpu | cuda:N; or a node group's devices, comma-separated (cuda:0,cuda:1,...):
+    /// one process computes on all of them as one worker (also spelled --devices).
+    #[arg(
+        long,
+        alias = "devices",
+        default_value = "auto",
+        env = "ATTRIB_DEVICE",
+        value_delimiter = ','
+    )]
+    device: Vec<String>,
+    /// How a node group's devices sum their units: auto (nccl when every device is a GPU,
+    /// else host), host, or nccl.
+    #[arg(long, default_value = "auto", env = "ATTRIB_COLLECTIVE")]
+    collective: String,
     /// The coordinator's worker token (its --worker-token, or its only --token). Read from
     /// ATTRIB_WORKER_TOKEN, else ATTRIB_TOKEN.
     #[arg(long, env = "ATTRIB_WORKER_TOKEN", hide_env_values = true)]
@@ -194,7 +206,8 @@ struct ServeArgs {
     /// Largest gRPC message in MiB (a token-specific unit result is 4 bytes per edge).
     #[arg(long, default_value_t = 256, env = "ATTRIB_MAX_MESSAGE_MIB")]
     max_message_mib: usize,
-    /// P: units held at once, so the device starts the next while a result is on the wire.
+    /// P: units held at once per device, so a device starts the next while a result is on
+    /// the wire.
     #[arg(long, default_value_t = 2, env = "ATTRIB_UNITS_IN_FLIGHT")]
     units_in_flight: u32,
     /// Sleep this long before each unit (tests and demos of failover only).
@@ -269,11 +282,17 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .init();
     let model_dir = resolve_model_dir(&a.model)?;
     let t0 = Instant::now();
-    let device = parse_device(&a.device)?;
-    let memory_bytes = declared_memory(device, a.memory_mib);
+    let devices = a
+        .device
+        .iter()
+        .map(|d| parse_device(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let collective = CollectiveKind::parse(&a.collective, &devices)?;
+    let memory_bytes = group_memory(&devices, a.memory_mib);
     let engine = Engine::start(EngineConfig {
         model_dir: model_dir.clone(),
-        device,
+        devices: devices.clone(),
+        collective,
         unit_delay: std::time::Duration::from_millis(a.unit_delay_ms),
         memory_bytes,
     })
@@ -284,7 +303,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         token: a.token.or_else(|| std::env::var("ATTRIB_TOKEN").ok()),
         name: a.name.unwrap_or_else(default_worker_name),
         max_message_bytes: a.max_message_mib << 20,
-        units_in_flight: a.units_in_flight.max(1),
+        units_in_flight: a.units_in_flight.max(1) * devices.len() as u32,
         tls: ClientTls {
             ca_file: a.ca_file,
             cert_file: a.tls_cert,
@@ -318,6 +337,20 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         serve_units(&engine, &cfg, stop_rx).await?;
         Ok(())
     })
+}
+
+/// The memory one unit may use on any of `devices`: the least a device declares. CPU
+/// "devices" share the machine's memory, so each gets its share.
+fn group_memory(devices: &[tch::Device], flag_mib: Option<u64>) -> u64 {
+    let n_cpu = devices.iter().filter(|d| **d == tch::Device::Cpu).count() as u64;
+    devices
+        .iter()
+        .map(|&d| match d {
+            tch::Device::Cpu if flag_mib.is_none() => declared_memory(d, None) / n_cpu,
+            _ => declared_memory(d, flag_mib),
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 fn default_worker_name() -> String {

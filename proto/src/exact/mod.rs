@@ -13,9 +13,11 @@
 use std::collections::BTreeMap;
 
 mod lanes;
+mod limbs;
 mod wide;
 
 pub use lanes::{kernel, Kernel};
+pub use limbs::{BadLimbs, MAIN_LIMBS, WIDE_LIMBS};
 
 use wide::Wide;
 

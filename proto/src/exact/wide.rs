@@ -4,7 +4,7 @@
 use super::{mantissa_exponent, pow2, MAIN_FRAC};
 
 /// Fraction bits of `Wide`: one unit is 2^-160, below the smallest f32 (2^-149).
-const WIDE_FRAC: i32 = 160;
+pub(super) const WIDE_FRAC: i32 = 160;
 pub(super) const LIMBS: usize = 6;
 
 /// A two's-complement 384-bit integer counting units of 2^-160.
@@ -13,7 +13,7 @@ pub(super) struct Wide(pub(super) [u64; LIMBS]);
 
 impl Wide {
     /// Adds (or subtracts) `mag · 2^bit`; `mag · 2^(bit mod 64)` spans at most three limbs.
-    fn add_mag(&mut self, mag: u128, bit: u32, negative: bool) {
+    pub(super) fn add_mag(&mut self, mag: u128, bit: u32, negative: bool) {
         let (first, shift) = ((bit / 64) as usize, bit % 64);
         let lo = mag << shift;
         let hi = if shift == 0 { 0 } else { mag >> (128 - shift) };

@@ -213,30 +213,57 @@ fn center_last(mut t: Tensor) -> Tensor {
 
 impl Weights {
     fn into_device(self, device: Device) -> Self {
-        let mv = |t: Tensor| t.to_device(device);
+        self.map(&mut |t: &Tensor| t.to_device(device))
+    }
+
+    /// A copy with `f` applied to every tensor.
+    pub fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
         Weights {
-            w_e: mv(self.w_e),
-            w_pos: mv(self.w_pos),
+            w_e: f(&self.w_e),
+            w_pos: f(&self.w_pos),
             blocks: self
                 .blocks
-                .into_iter()
+                .iter()
                 .map(|b| BlockWeights {
-                    w_q: mv(b.w_q),
-                    w_k: mv(b.w_k),
-                    w_v: mv(b.w_v),
-                    b_q: mv(b.b_q),
-                    b_k: mv(b.b_k),
-                    b_v: mv(b.b_v),
-                    w_o: mv(b.w_o),
-                    b_o: mv(b.b_o),
-                    w_in: mv(b.w_in),
-                    b_in: mv(b.b_in),
-                    w_out: mv(b.w_out),
-                    b_out: mv(b.b_out),
+                    w_q: f(&b.w_q),
+                    w_k: f(&b.w_k),
+                    w_v: f(&b.w_v),
+                    b_q: f(&b.b_q),
+                    b_k: f(&b.b_k),
+                    b_v: f(&b.b_v),
+                    w_o: f(&b.w_o),
+                    b_o: f(&b.b_o),
+                    w_in: f(&b.w_in),
+                    b_in: f(&b.b_in),
+                    w_out: f(&b.w_out),
+                    b_out: f(&b.b_out),
                 })
                 .collect(),
-            w_u: mv(self.w_u),
-            b_u: mv(self.b_u),
+            w_u: f(&self.w_u),
+            b_u: f(&self.b_u),
         }
+    }
+
+    /// Every tensor, in `map`'s order (a group's members broadcast them in this order).
+    pub fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        let mut out = vec![&mut self.w_e, &mut self.w_pos];
+        for b in &mut self.blocks {
+            out.extend([
+                &mut b.w_q,
+                &mut b.w_k,
+                &mut b.w_v,
+                &mut b.b_q,
+                &mut b.b_k,
+                &mut b.b_v,
+                &mut b.w_o,
+                &mut b.b_o,
+                &mut b.w_in,
+                &mut b.b_in,
+                &mut b.w_out,
+                &mut b.b_out,
+            ]);
+        }
+        out.extend([&mut self.w_u, &mut self.b_u]);
+        out
     }
 }

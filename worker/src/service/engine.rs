@@ -1,6 +1,7 @@
 //! The model's thread: loads GPT-2 once, then computes the units it is handed, in order. tch
 //! tensors are not `Sync` and grad mode is per thread, so the model never leaves this thread.
-//! A failing or panicking libtorch op becomes an error reply; the thread lives on.
+//! A failing or panicking libtorch op becomes an error reply; the thread lives on. With
+//! several devices the engine is a node group (`crate::group`): one such thread per device.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,16 +19,20 @@ use tokio::sync::mpsc as tokio_mpsc;
 use crate::attribution::{attribute_unit, catch_torch, graph_for, PassOptions};
 use crate::circuit::evaluate_unit;
 use crate::device::device_name;
+use crate::group::CollectiveKind;
 use crate::model::Gpt2;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub model_dir: PathBuf,
-    pub device: Device,
+    /// One device, or a node group's devices.
+    pub devices: Vec<Device>,
+    /// How a group's members sum (unused with one device).
+    pub collective: CollectiveKind,
     /// Sleep before each pass: only for tests and demos that need slow units.
     pub unit_delay: Duration,
-    /// Memory this worker has for a unit, model included (0: not checked).
+    /// Memory each device has for a unit, model included (0: not checked).
     pub memory_bytes: u64,
 }
 
@@ -38,13 +43,18 @@ pub struct Engine {
     pub device: String,
 }
 
-/// A computed unit: the session that asked, the unit's job and index, and the result or why
-/// there is none.
+/// An answer for the session that asked: the units of a job it covers (one, or a group
+/// round's several), and the result or why there is none (failures are of one unit).
 pub struct Answer {
     pub session: u64,
     pub job: String,
-    pub unit: u32,
-    pub result: Result<v1::UnitResult>,
+    pub units: Vec<u32>,
+    pub result: Result<Computed>,
+}
+
+pub enum Computed {
+    Unit(v1::UnitResult),
+    Group(v1::GroupResult),
 }
 
 /// A unit for the model's thread, and where its answer goes.
@@ -62,59 +72,21 @@ pub struct UnitRequest {
 }
 
 impl Engine {
-    /// Starts the thread and waits until the model is loaded (or failed to load).
+    /// Starts the thread (or a group's threads) and waits until the model is loaded (or
+    /// failed to load).
     pub fn start(cfg: EngineConfig) -> Result<Engine> {
         let (tx, rx) = mpsc::channel::<UnitRequest>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<v1::ModelIdentity>>();
-        let device = device_name(cfg.device);
-        std::thread::Builder::new()
-            .name("attrib-engine".into())
-            .spawn(move || {
-                let model = match load(&cfg) {
-                    Ok((model, identity)) => {
-                        let _ = ready_tx.send(Ok(identity));
-                        model
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                for cmd in rx {
-                    if !cmd.wanted.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    // Between passes: stop if the job was cancelled. (A unit started in a
-                    // session that ends goes on: it is delivered late in the next one.)
-                    let between_passes = || {
-                        std::thread::sleep(cfg.unit_delay);
-                        match cmd.cancelled.load(Ordering::Relaxed) {
-                            false => Ok(()),
-                            true => Err(Error::Cancelled),
-                        }
-                    };
-                    let scores = cmd.scores.as_deref().map(Vec::as_slice);
-                    let result = between_passes()
-                        .and_then(|()| fits(&model, &cmd.unit, cfg.memory_bytes))
-                        .and_then(|()| {
-                            catch_torch(|| compute(&model, &cmd.unit, scores, &between_passes))
-                                .and_then(|r| r)
-                        });
-                    let _ = cmd.reply.send(Answer {
-                        session: cmd.session,
-                        job: cmd.unit.job_id,
-                        unit: cmd.unit.unit,
-                        result,
-                    });
-                }
-            })
-            .map_err(|e| Error::Io {
-                path: "(engine thread)".into(),
-                source: e,
-            })?;
-        let identity = ready_rx
-            .recv()
-            .map_err(|_| Error::TorchPanic("the engine thread died while loading".into()))??;
+        let device = cfg
+            .devices
+            .iter()
+            .map(|&d| device_name(d))
+            .collect::<Vec<_>>()
+            .join(",");
+        let identity = match cfg.devices.as_slice() {
+            [] => return Err(Error::Group("no device to compute on".into())),
+            [one] => start_alone(cfg.clone(), *one, rx)?,
+            _ => crate::group::start(&cfg, cfg.collective, rx)?,
+        };
         Ok(Engine {
             tx,
             identity,
@@ -132,8 +104,78 @@ impl Engine {
     }
 }
 
-fn load(cfg: &EngineConfig) -> Result<(Gpt2, v1::ModelIdentity)> {
-    let model = Gpt2::load(&cfg.model_dir, cfg.device)?;
+/// One device: a thread that computes each request alone, in order.
+fn start_alone(
+    cfg: EngineConfig,
+    device: Device,
+    rx: mpsc::Receiver<UnitRequest>,
+) -> Result<v1::ModelIdentity> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<v1::ModelIdentity>>();
+    std::thread::Builder::new()
+        .name("attrib-engine".into())
+        .spawn(move || {
+            let model = match load(&cfg, device) {
+                Ok((model, identity)) => {
+                    let _ = ready_tx.send(Ok(identity));
+                    model
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            for req in rx {
+                if req.wanted.load(Ordering::Relaxed) {
+                    answer(&req, run_request(&model, &cfg, &req).map(Computed::Unit));
+                }
+            }
+        })
+        .map_err(|e| Error::Io {
+            path: "(engine thread)".into(),
+            source: e,
+        })?;
+    ready_rx
+        .recv()
+        .map_err(|_| Error::TorchPanic("the engine thread died while loading".into()))?
+}
+
+/// Computes one request: stops between passes if its job is cancelled, refuses a unit over
+/// the device's memory, and turns a libtorch panic into an error.
+pub(crate) fn run_request(
+    model: &Gpt2,
+    cfg: &EngineConfig,
+    req: &UnitRequest,
+) -> Result<v1::UnitResult> {
+    // Between passes: stop if the job was cancelled. (A unit started in a session that
+    // ends goes on: it is delivered late in the next one.)
+    let between_passes = || {
+        std::thread::sleep(cfg.unit_delay);
+        match req.cancelled.load(Ordering::Relaxed) {
+            false => Ok(()),
+            true => Err(Error::Cancelled),
+        }
+    };
+    let scores = req.scores.as_deref().map(Vec::as_slice);
+    between_passes()
+        .and_then(|()| fits(model, &req.unit, cfg.memory_bytes))
+        .and_then(|()| {
+            catch_torch(|| compute(model, &req.unit, scores, &between_passes)).and_then(|r| r)
+        })
+}
+
+/// Answers `req`'s unit alone.
+pub(crate) fn answer(req: &UnitRequest, result: Result<Computed>) {
+    let _ = req.reply.send(Answer {
+        session: req.session,
+        job: req.unit.job_id.clone(),
+        units: vec![req.unit.unit],
+        result,
+    });
+}
+
+/// The model of `cfg` on `device`, and its identity.
+pub(crate) fn load(cfg: &EngineConfig, device: Device) -> Result<(Gpt2, v1::ModelIdentity)> {
+    let model = Gpt2::load(&cfg.model_dir, device)?;
     let fingerprint = model_fingerprint(&cfg.model_dir).map_err(|source| Error::Io {
         path: cfg.model_dir.clone(),
         source,

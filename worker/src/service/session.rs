@@ -21,7 +21,7 @@ use metrics::{counter, histogram};
 use tokio::sync::{mpsc, watch};
 use tonic::Code;
 
-use super::engine::{Answer, Engine, UnitRequest};
+use super::engine::{Answer, Computed, Engine, UnitRequest};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -213,31 +213,39 @@ async fn session(
                     return Ok(Ended::Lost(e.to_string()));
                 }
             }
-            Some(Answer { session, job, unit: index, result }) = answers.rx.recv() => {
-                let late = session != n || !held.remove(&(job.clone(), index));
+            Some(Answer { session, job, units, result }) = answers.rx.recv() => {
+                let mut late = session != n;
+                for &u in &units {
+                    late |= !held.remove(&(job.clone(), u));
+                }
                 if !held.iter().any(|(j, _)| *j == job) {
                     cancelled.remove(&job);
                 }
                 let answer = match result {
                     Err(crate::Error::Cancelled) => {
                         counter!("attrib_worker_units_total", "outcome" => "cancelled").increment(1);
-                        tracing::info!(%job, unit = index, "unit stopped: its job was cancelled");
+                        tracing::info!(%job, ?units, "unit stopped: its job was cancelled");
                         continue;
                     }
-                    Ok(r) if late => {
-                        tracing::info!(%job, unit = index, "delivering a unit finished after its session ended");
-                        Out::Result(r)
-                    }
                     Err(_) if late => continue, // the coordinator has handed it out again
-                    Ok(r) => {
-                        counter!("attrib_worker_units_total", "outcome" => "done").increment(1);
-                        histogram!("attrib_worker_unit_seconds").record(r.seconds);
-                        Out::Result(r)
-                    }
                     Err(e) => {
                         counter!("attrib_worker_units_total", "outcome" => "failed").increment(1);
-                        tracing::error!(%job, unit = index, error = %e, "unit failed");
-                        Out::Failure(v1::UnitFailure { job_id: job, unit: index, error: e.to_string() })
+                        tracing::error!(%job, ?units, error = %e, "unit failed");
+                        Out::Failure(v1::UnitFailure { job_id: job, unit: units[0], error: e.to_string() })
+                    }
+                    Ok(computed) => {
+                        if late {
+                            tracing::info!(%job, ?units, "delivering units finished after their session ended");
+                        } else {
+                            counter!("attrib_worker_units_total", "outcome" => "done").increment(units.len() as u64);
+                        }
+                        match computed {
+                            Computed::Unit(r) => {
+                                histogram!("attrib_worker_unit_seconds").record(r.seconds);
+                                Out::Result(r)
+                            }
+                            Computed::Group(g) => Out::GroupResult(g),
+                        }
                     }
                 };
                 if tx.send(msg(answer)).await.is_err() {
