@@ -1,6 +1,7 @@
-//! `--device auto|cpu|cuda:N`, resolved to a tch device with a clear error when unavailable.
+//! `--device auto|cpu|cuda:N`, resolved to a tch device with a clear error when unavailable;
+//! and the few places where a unit's data crosses between host and device.
 
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 use crate::{Error, Result};
 
@@ -32,6 +33,60 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// Deterministic CUDA settings, set before CUDA starts (unless the user set them): cuBLAS's
+/// fixed workspace (so its reductions are run-to-run reproducible) and no TF32 in cuBLAS or
+/// cuDNN (libtorch's fp32 matmuls already default to full precision; this also covers
+/// libraries that read NVIDIA's override). Same unit, same GPU model: same bits.
+pub fn deterministic_cuda_env() {
+    for (key, value) in [
+        ("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),
+        ("NVIDIA_TF32_OVERRIDE", "0"),
+    ] {
+        if std::env::var_os(key).is_none() {
+            // Called first thing in main, before any thread exists.
+            std::env::set_var(key, value);
+        }
+    }
+}
+
+/// Host data for `device`: on a GPU through a pinned buffer and an asynchronous copy, so
+/// that the host never waits for the device.
+pub fn upload(host: Tensor, device: Device) -> Tensor {
+    match device {
+        Device::Cuda(_) => host
+            .pin_memory(device)
+            .to_device_(device, host.kind(), true, false),
+        _ => host.to_device(device),
+    }
+}
+
+/// A device tensor's f32 values on the host: the one copy that waits for the device (into a
+/// pinned buffer on a GPU).
+pub fn download_f32(t: &Tensor) -> Vec<f32> {
+    let host = match t.device() {
+        Device::Cuda(_) => {
+            let pinned = Tensor::empty(t.size(), (Kind::Float, Device::Cpu)).pin_memory(t.device());
+            let mut pinned = pinned;
+            pinned.copy_(t);
+            pinned
+        }
+        _ => t.to_device(Device::Cpu),
+    };
+    Vec::<f32>::try_from(host.to_kind(Kind::Float)).expect("f32 values")
+}
+
+/// Waits for `device`'s queued work (a no-op on the CPU): stage timers read the clock after.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Whether libtorch's error is the device running out of memory.
+pub fn is_out_of_memory(message: &str) -> bool {
+    message.contains("CUDA out of memory") || message.contains("OutOfMemoryError")
+}
+
 pub fn device_name(d: Device) -> String {
     match d {
         Device::Cpu => "cpu".into(),
@@ -52,5 +107,20 @@ mod tests {
             .to_string()
             .contains("auto, cpu or cuda:N"));
         assert!(parse_device("cuda:x").is_err());
+    }
+
+    #[test]
+    fn host_copies_keep_every_bit_on_the_cpu() {
+        let v = [1.5f32, -0.0, f32::MIN_POSITIVE, 3.0e38];
+        let t = upload(Tensor::from_slice(&v), Device::Cpu);
+        let back = download_f32(&t);
+        assert_eq!(
+            back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        assert!(is_out_of_memory(
+            "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 139.81 GiB total capacity)"
+        ));
+        assert!(!is_out_of_memory("shape mismatch"));
     }
 }

@@ -56,6 +56,12 @@ pub enum Error {
     TorchPanic(String),
     #[error("the unit's job was cancelled")]
     Cancelled,
+    #[error("{device} ran out of memory on a unit estimated at {estimate}: {message}")]
+    OutOfMemory {
+        device: String,
+        estimate: String,
+        message: String,
+    },
     #[error("node group: {0}")]
     Group(String),
     #[error("the unit's result cannot be summed: {0}")]

@@ -62,6 +62,7 @@ pub fn run_attribute_timed(
         batches_per_unit: job.batches_per_unit,
         pad_id: tok.bos_id(),
         prepend_bos: job.data.prepend_bos,
+        synced_stages: true,
     };
     let attributed = attribute_batches(model, &graph, &batches, &job.settings, &opts, progress)?;
     let reduced = attributed.sums.reduced();

@@ -14,6 +14,7 @@ use attrib_proto::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints
 use attrib_worker::attribution::graph_for;
 use attrib_worker::declared_memory::declared_memory;
 use attrib_worker::device::{device_name, parse_device};
+use attrib_worker::group::check::collective_check;
 use attrib_worker::group::CollectiveKind;
 use attrib_worker::init_model::{write_random_model, InitOptions};
 use attrib_worker::job::{run_attribute_timed, run_faithfulness, AttributeJob, FaithfulnessJob};
@@ -44,6 +45,20 @@ enum Command {
     Faithfulness(FaithfulnessArgs),
     /// Write an HF-format GPT-2 folder with random weights and the GPT-2 tokenizer.
     InitModel(InitArgs),
+    /// Check a node group's collectives (broadcast, exact all-reduce) on these devices against
+    /// the host: `--devices cuda:0 --collective nccl` is the GPU check's one-rank NCCL test.
+    CollectiveCheck {
+        #[arg(
+            long,
+            alias = "device",
+            value_delimiter = ',',
+            default_value = "cpu,cpu"
+        )]
+        devices: Vec<String>,
+        /// auto | host | nccl
+        #[arg(long, default_value = "auto")]
+        collective: String,
+    },
     /// Measure the machine rates that bound CPU attribution: fp32 GEMM and fresh memory.
     HostCheck {
         /// auto | cpu | cuda:N
@@ -239,10 +254,23 @@ struct InitArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    attrib_worker::device::deterministic_cuda_env();
     match Cli::parse().command {
         Command::Serve(a) => serve(a),
         Command::Attribute(a) => attribute(a),
         Command::Faithfulness(a) => faithfulness(a),
+        Command::CollectiveCheck {
+            devices,
+            collective,
+        } => {
+            let devices = devices
+                .iter()
+                .map(|d| parse_device(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            let kind = CollectiveKind::parse(&collective, &devices)?;
+            println!("{}", collective_check(kind, &devices)?);
+            Ok(())
+        }
         Command::HostCheck { device } => {
             let r = attrib_worker::host_check::measure_host(parse_device(&device)?);
             println!(

@@ -12,6 +12,7 @@ use attrib_proto::{AttributionSettings, DestKind, DestModule, GraphShape};
 use tch::{Kind, Tensor};
 
 use super::metric::{apply_grad_function, BatchAnswers};
+use crate::device::{download_f32, synchronize};
 use crate::model::{ln_pre, Gpt2, HeadInputs, Patcher, SourceBuffer, SourceLayout, TokenBatch};
 use crate::Result;
 
@@ -142,21 +143,28 @@ pub fn pass_scores(
     pass: &PassInput,
     settings: &AttributionSettings,
 ) -> Result<UnitScores> {
-    pass_scores_timed(model, graph, pass, settings, &|| Ok(())).map(|(s, _)| s)
+    pass_scores_timed(model, graph, pass, settings, &|| Ok(()), false).map(|(s, _)| s)
 }
 
 /// `pass_scores`, also reporting the time of each stage. `between_passes` runs before each
 /// mask point's pass after the first; its error (a cancelled job) stops the unit there.
+/// With `synced_stages` each stage waits for the device before the clock is read (exact
+/// stage times on a GPU); without, the device is never waited for inside the unit, and on a
+/// GPU only the total is meaningful.
 pub fn pass_scores_timed(
     model: &Gpt2,
     graph: &GraphShape,
     pass: &PassInput,
     settings: &AttributionSettings,
     between_passes: &dyn Fn() -> Result<()>,
+    synced_stages: bool,
 ) -> Result<(UnitScores, StageTimes)> {
     let mut times = StageTimes::default();
     let mut clock = std::time::Instant::now();
     let mut lap = || {
+        if synced_stages {
+            synchronize(model.device);
+        }
         let now = std::time::Instant::now();
         let dt = (now - clock).as_secs_f64();
         clock = now;
@@ -264,8 +272,7 @@ pub fn pass_scores_timed(
     // The unit's one copy to the host: the negated scores and the clean differences together.
     let scores = -total.expect("at least one mask point");
     let n_edges = scores.size()[0] as usize;
-    let host = Tensor::cat(&[scores, clean_diffs], 0).to_device(tch::Device::Cpu);
-    let mut values = Vec::<f32>::try_from(host).expect("f32 values");
+    let mut values = download_f32(&Tensor::cat(&[scores, clean_diffs], 0));
     let clean_logit_diffs = values.split_off(n_edges);
     // The copy waits for the device: on a GPU, the queued work's time lands here.
     times.contraction += lap();

@@ -4,6 +4,8 @@
 use attrib_proto::{AnswerFunction, GradFunction};
 use tch::{Device, Kind, Tensor};
 
+use crate::device::upload;
+
 /// `z` `[B, V]` → `v` `[B, V]`.
 pub fn apply_grad_function(f: GradFunction, z: &Tensor) -> Tensor {
     match f {
@@ -42,8 +44,8 @@ impl AnswerIndex {
         }
         let shape = [answers.len() as i64, n as i64];
         AnswerIndex {
-            idx: Tensor::from_slice(&idx).reshape(shape).to_device(device),
-            weight: Tensor::from_slice(&weight).reshape(shape).to_device(device),
+            idx: upload(Tensor::from_slice(&idx).reshape(shape), device),
+            weight: upload(Tensor::from_slice(&weight).reshape(shape), device),
         }
     }
 

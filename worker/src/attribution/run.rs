@@ -24,6 +24,9 @@ pub struct PassOptions {
     /// Token id used for left padding (GPT-2: `<|endoftext|>`).
     pub pad_id: i64,
     pub prepend_bos: bool,
+    /// Stage timers wait for the device (`pass_scores_timed`): for reports of where the time
+    /// goes, never for the cluster's units.
+    pub synced_stages: bool,
 }
 
 impl Default for PassOptions {
@@ -32,6 +35,7 @@ impl Default for PassOptions {
             batches_per_unit: 1,
             pad_id: 50256,
             prepend_bos: true,
+            synced_stages: true,
         }
     }
 }
@@ -109,7 +113,16 @@ pub fn attribute_unit(
 ) -> Result<(UnitScores, StageTimes)> {
     check_unit(graph, batches)?;
     let pass = pass_input(model, batches, opts.pad_id, opts.prepend_bos)?;
-    catch_torch(|| pass_scores_timed(model, graph, &pass, settings, between_passes))?
+    catch_torch(|| {
+        pass_scores_timed(
+            model,
+            graph,
+            &pass,
+            settings,
+            between_passes,
+            opts.synced_stages,
+        )
+    })?
 }
 
 /// A unit's batches can share one pass on `graph`: at least one, all of one size and width,

@@ -106,8 +106,9 @@ impl Collective for HostCollective {
     }
 
     fn broadcast_from_first(&mut self, t: &mut Tensor) -> Result<()> {
-        // Two barriers: member 0 posts its tensor, then everyone has copied it before the
-        // next broadcast may post another.
+        // Member 0 posts its tensor at the first barrier; the second keeps it from posting the
+        // next one before everyone has copied this one. (The last one posted stays referenced
+        // until the next broadcast: it is member 0's own tensor, alive anyway.)
         let rank = self.rank;
         let r = self.barrier(|r| {
             if rank == 0 {
@@ -119,11 +120,7 @@ impl Collective for HostCollective {
             crate::attribution::catch_torch(|| t.copy_(first))?;
         }
         drop(r);
-        drop(self.barrier(|r| {
-            if rank == 0 {
-                r.first = None;
-            }
-        }));
+        drop(self.barrier(|_| {}));
         Ok(())
     }
 }
@@ -160,20 +157,27 @@ mod tests {
 
     #[test]
     fn a_broadcast_gives_every_member_the_first_members_tensor() {
-        let ends = HostCollective::group(2);
+        let ends = HostCollective::group(4);
         let handles: Vec<_> = ends
             .into_iter()
             .enumerate()
             .map(|(rank, mut c)| {
                 std::thread::spawn(move || {
-                    let mut t = Tensor::from_slice(&[rank as f32; 4]);
-                    c.broadcast_from_first(&mut t).unwrap();
-                    Vec::<f32>::try_from(&t).unwrap()
+                    (0..20)
+                        .map(|round| {
+                            let mut t = Tensor::from_slice(&[(rank * 100 + round) as f32; 4]);
+                            c.broadcast_from_first(&mut t).unwrap();
+                            Vec::<f32>::try_from(&t).unwrap()
+                        })
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
         for h in handles {
-            assert_eq!(h.join().unwrap(), vec![0.0; 4]);
+            let got = h.join().unwrap();
+            for (round, v) in got.iter().enumerate() {
+                assert_eq!(v, &vec![round as f32; 4]);
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! A unit that fails is answered alone by its member, which adds nothing to the round's sum.
 //! Faithfulness units are answered one by one (their results are small).
 
+pub mod check;
 pub mod collective;
 pub mod nccl;
 

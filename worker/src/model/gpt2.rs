@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::ModelConfig;
 use super::weights::{load_processed, Weights};
+use crate::device::upload;
 use crate::{Error, Result};
 
 /// The inputs of one block's heads: one tensor shared by every head's Q, K and V
@@ -122,12 +123,12 @@ impl TokenBatch {
         }
         let padded = keep.iter().any(|k| !k);
         let shape = [batch as i64, width as i64];
-        let keep_t = Tensor::from_slice(&keep).reshape(shape).to_device(device);
+        let keep_t = upload(Tensor::from_slice(&keep).reshape(shape), device);
         Ok(TokenBatch {
-            tokens: Tensor::from_slice(ids).reshape(shape).to_device(device),
+            tokens: upload(Tensor::from_slice(ids).reshape(shape), device),
             key_mask: padded.then(|| keep_t.view([batch as i64, 1, 1, width as i64])),
             pos_keep: padded.then(|| keep_t.to_kind(Kind::Float).unsqueeze(-1)),
-            pos_ids: Tensor::from_slice(&pos).reshape(shape).to_device(device),
+            pos_ids: upload(Tensor::from_slice(&pos).reshape(shape), device),
             batch,
             width,
         })

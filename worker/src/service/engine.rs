@@ -18,7 +18,7 @@ use tokio::sync::mpsc as tokio_mpsc;
 
 use crate::attribution::{attribute_unit, catch_torch, graph_for, PassOptions};
 use crate::circuit::evaluate_unit;
-use crate::device::device_name;
+use crate::device::{device_name, is_out_of_memory};
 use crate::group::CollectiveKind;
 use crate::model::Gpt2;
 use crate::{Error, Result};
@@ -161,6 +161,15 @@ pub(crate) fn run_request(
         .and_then(|()| {
             catch_torch(|| compute(model, &req.unit, scores, &between_passes)).and_then(|r| r)
         })
+        .map_err(|e| match e {
+            // The unit's tensors are freed as the error unwinds: the device is whole again.
+            Error::TorchPanic(message) if is_out_of_memory(&message) => Error::OutOfMemory {
+                device: device_name(model.device),
+                estimate: unit_estimate(model, &req.unit).map_or("?".into(), human_bytes),
+                message,
+            },
+            e => e,
+        })
 }
 
 /// Answers `req`'s unit alone.
@@ -228,23 +237,30 @@ fn compute(
         batches_per_unit: batches.len(),
         pad_id: a.pad_id,
         prepend_bos: a.prepend_bos,
+        synced_stages: false,
     };
     let (out, _) = attribute_unit(model, &graph, &batches, &settings, &opts, between_passes)?;
     Ok(out.into_result(a.job_id.clone(), a.unit, t0.elapsed().as_secs_f64()))
 }
 
-/// A unit is refused before it starts when its memory estimate (`attrib_proto::memory`,
-/// model included) is over what this worker has.
-fn fits(model: &Gpt2, a: &v1::UnitAssignment, have: u64) -> Result<()> {
-    let Some(settings) = a.settings.as_ref() else {
-        return Ok(()); // `compute` says what is wrong
-    };
-    let Ok(settings) = AttributionSettings::try_from(settings) else {
-        return Ok(());
-    };
+/// A unit's memory estimate (`attrib_proto::memory`, model included); `None` for a unit
+/// `compute` will refuse anyway.
+fn unit_estimate(model: &Gpt2, a: &v1::UnitAssignment) -> Option<u64> {
+    let settings = AttributionSettings::try_from(a.settings.as_ref()?).ok()?;
     let width = a.width as usize;
     let unit = UnitShape::new(a.clean.len() / width.max(1), width, settings.points);
-    let needed = worker_bytes(&model.cfg, &graph_for(model, &settings, width), &unit);
+    Some(worker_bytes(
+        &model.cfg,
+        &graph_for(model, &settings, width),
+        &unit,
+    ))
+}
+
+/// A unit is refused before it starts when its memory estimate is over what this worker has.
+fn fits(model: &Gpt2, a: &v1::UnitAssignment, have: u64) -> Result<()> {
+    let Some(needed) = unit_estimate(model, a) else {
+        return Ok(()); // `compute` says what is wrong
+    };
     if have > 0 && needed > have {
         return Err(Error::TooBig {
             needed: human_bytes(needed),

@@ -1,0 +1,113 @@
+//! `attrib-worker collective-check`: a group's two collectives on real devices, checked
+//! against the host. Each member broadcasts and all-reduces exactly as a group does; the
+//! reduced accumulator must be the same bits as absorbing every member's on the host. The GPU
+//! check runs it with NCCL (one rank on a one-GPU machine); the tests run it on CPU devices.
+
+use attrib_proto::ExactSum;
+use tch::{Device, Kind, Tensor};
+
+use super::collective::{Collective, HostCollective};
+use super::{nccl, CollectiveKind};
+use crate::device::{device_name, download_f32};
+use crate::{Error, Result};
+
+const SLOTS: usize = 64;
+const BROADCAST: i64 = 4096;
+
+/// Runs the check on `devices`; returns a one-line summary or what differed.
+pub fn collective_check(kind: CollectiveKind, devices: &[Device]) -> Result<String> {
+    let size = devices.len();
+    let id = match kind {
+        CollectiveKind::Nccl => Some(nccl::new_group_id()?),
+        CollectiveKind::Host => None,
+    };
+    let mut host_ends = HostCollective::group(size).into_iter();
+    let members: Vec<_> = devices
+        .iter()
+        .enumerate()
+        .map(|(rank, &device)| {
+            let host_end = host_ends.next().expect("one end per member");
+            std::thread::spawn(move || -> Result<(Vec<f32>, ExactSum)> {
+                let mut c: Box<dyn Collective> = match id {
+                    Some(id) => Box::new(nccl::NcclCollective::join(id, rank, size, device)?),
+                    None => Box::new(host_end),
+                };
+                let mut t = match rank {
+                    0 => Tensor::arange(BROADCAST, (Kind::Float, device)) / 7.0,
+                    _ => Tensor::zeros([BROADCAST], (Kind::Float, device)),
+                };
+                c.broadcast_from_first(&mut t)?;
+                let mine = member_sums(rank);
+                let mut main = mine.main_limbs();
+                c.all_reduce_sum(&mut main)?;
+                let wide = match ExactSum::limbs_need_wide(&main) {
+                    true => {
+                        let mut w = mine.wide_limbs();
+                        c.all_reduce_sum(&mut w)?;
+                        Some(w)
+                    }
+                    false => None,
+                };
+                let sum = ExactSum::from_limbs(SLOTS, &main, wide.as_deref())
+                    .map_err(|e| Error::Group(e.to_string()))?;
+                Ok((download_f32(&t), sum))
+            })
+        })
+        .collect();
+    let sent = download_f32(&(Tensor::arange(BROADCAST, (Kind::Float, Device::Cpu)) / 7.0));
+    let mut want = ExactSum::new(SLOTS);
+    for rank in 0..size {
+        want.absorb(&member_sums(rank));
+    }
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits32 = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (rank, m) in members.into_iter().enumerate() {
+        let (got, sum) = m
+            .join()
+            .map_err(|_| Error::Group(format!("member {rank} panicked")))??;
+        if bits32(&got) != bits32(&sent) {
+            return Err(Error::Group(format!(
+                "member {rank} received another tensor"
+            )));
+        }
+        if bits(&sum.values()) != bits(&want.values()) {
+            return Err(Error::Group(format!(
+                "member {rank}'s all-reduced sums differ from the host's"
+            )));
+        }
+    }
+    let names: Vec<String> = devices.iter().map(|&d| device_name(d)).collect();
+    Ok(format!(
+        "collective-check: {kind:?} on {}: broadcast of {BROADCAST} floats and exact all-reduce of {SLOTS} slots (wide limbs included) equal the host's",
+        names.join(",")
+    ))
+}
+
+/// Member `rank`'s sums: ordinary values, subnormals and f32::MAX (the wide limbs).
+fn member_sums(rank: usize) -> ExactSum {
+    let mut s = (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut a = ExactSum::new(SLOTS);
+    for i in 0..4 * SLOTS {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = match i % 9 {
+            0 => f32::MAX,
+            1 => f32::from_bits((s >> 41) as u32), // subnormal
+            _ => (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5,
+        };
+        a.add(i % SLOTS, x).expect("finite");
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_collective_passes_the_check_on_three_cpu_devices() {
+        let line = collective_check(CollectiveKind::Host, &[Device::Cpu; 3]).unwrap();
+        assert!(line.contains("equal the host's"), "{line}");
+    }
+}
