@@ -28,8 +28,15 @@ pub fn golden(name: &str) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The device the engine's tests run on: `ATTRIB_TEST_DEVICE` (cpu, cuda:0, ...; the GPU
+/// check sets it), else the CPU.
+pub fn test_device() -> tch::Device {
+    let spec = std::env::var("ATTRIB_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    attrib_worker::device::parse_device(&spec).expect("ATTRIB_TEST_DEVICE is a usable device")
+}
+
 pub fn tiny_model() -> Gpt2 {
-    Gpt2::load(&tiny_dir(), tch::Device::Cpu).expect("golden tiny model loads")
+    Gpt2::load(&tiny_dir(), test_device()).expect("golden tiny model loads")
 }
 
 /// The golden file's settings as ours.
