@@ -253,4 +253,64 @@ mod tests {
         let e = JobSums::restore(&plan, "j", &snap.sums, &[]).unwrap_err();
         assert!(e.to_string().contains("folded-unit set"), "{e}");
     }
+
+    #[test]
+    fn a_group_result_folds_all_its_units_or_none() {
+        // Two datasets of 2 units each: units 0, 1 | 2, 3.
+        let plan = crate::plan::plan(
+            &request(8, 16, false, &[ioi_text(), ioi_text()]),
+            &tiny_model(),
+        )
+        .unwrap();
+        let group = |units: &[u32]| {
+            let mut acc = Accumulator::attribution(plan.graph.n_edges());
+            for &u in units {
+                acc.fold_attribution(&unit_result(&plan, u, u as f32))
+                    .unwrap();
+            }
+            acc
+        };
+        let mut s = JobSums::new(&plan);
+        assert_eq!(
+            s.fold_group(&plan, &[2, 3], &group(&[2, 3])),
+            Ok(Folded::New)
+        );
+        assert_eq!(
+            s.fold_group(&plan, &[3, 2], &group(&[2, 3])),
+            Ok(Folded::Duplicate)
+        );
+        s.fold(&plan, 0, &unit_result(&plan, 0, 0.0)).unwrap();
+        assert_eq!(
+            s.fold_group(&plan, &[0, 1], &group(&[0, 1])),
+            Ok(Folded::Overlap)
+        );
+        assert_eq!(
+            s.folded_units(),
+            vec![0, 2, 3],
+            "an overlapping sum changes nothing"
+        );
+        // Refused: units of two datasets, a unit twice, none, a wrong prompt count.
+        let refused = |s: &mut JobSums, units: &[u32], acc: &Accumulator| {
+            let e = s.fold_group(&plan, units, acc).unwrap_err();
+            assert!(matches!(e, FoldError::Group(_)), "{e}");
+            e.to_string()
+        };
+        let mut fresh = JobSums::new(&plan);
+        assert!(refused(&mut fresh, &[1, 2], &group(&[1, 2])).contains("more than one dataset"));
+        assert!(refused(&mut fresh, &[1, 1], &group(&[1, 1])).contains("named twice"));
+        assert!(refused(&mut fresh, &[], &group(&[])).contains("no unit"));
+        assert!(refused(&mut fresh, &[0, 1], &group(&[0])).contains("prompts"));
+        assert!(fresh.folded_units().is_empty());
+        // The group's sum is the same bits as folding its units one by one.
+        let mut one_by_one = JobSums::new(&plan);
+        for u in 0..4 {
+            one_by_one
+                .fold(&plan, u, &unit_result(&plan, u, u as f32))
+                .unwrap();
+        }
+        let mut grouped = JobSums::new(&plan);
+        grouped.fold_group(&plan, &[1, 0], &group(&[0, 1])).unwrap();
+        grouped.fold_group(&plan, &[2, 3], &group(&[2, 3])).unwrap();
+        assert_eq!(grouped.scores().combined, one_by_one.scores().combined);
+    }
 }

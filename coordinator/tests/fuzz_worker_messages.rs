@@ -103,8 +103,22 @@ enum Structured {
         unit: UnitSel,
         error: String,
     },
+    /// A node group's sum over `units`: sound sums for them, sums with a wrong prompt count,
+    /// or any bytes.
+    Group {
+        job: JobSel,
+        units: Vec<UnitSel>,
+        sums: GroupSums,
+    },
     /// A message as it is (hellos, draining, none).
     As(Option<Msg>),
+}
+
+#[derive(Debug, Clone)]
+enum GroupSums {
+    Sound,
+    Prompts(u64),
+    Bytes(Vec<u8>),
 }
 
 /// A message to send: structured, or bytes that go through the decoder.
@@ -239,10 +253,36 @@ fn structured() -> impl Strategy<Value = Structured> {
         ),
         2 => (job_sel(), unit_sel(), text())
             .prop_map(|(job, unit, error)| Structured::Failure { job, unit, error }),
+        3 => (job_sel(), vec(unit_sel(), 0..5), group_sums())
+            .prop_map(|(job, units, sums)| Structured::Group { job, units, sums }),
         1 => hello_msg(false),
         1 => Just(Structured::As(Some(Msg::Draining(v1::Draining {})))),
         1 => Just(Structured::As(None)),
     ]
+}
+
+fn group_sums() -> impl Strategy<Value = GroupSums> {
+    prop_oneof![
+        4 => Just(GroupSums::Sound),
+        1 => any::<u64>().prop_map(GroupSums::Prompts),
+        1 => vec(any::<u8>(), 0..200).prop_map(GroupSums::Bytes),
+    ]
+}
+
+/// The group sums of `n_units` sound results of `prompts` prompts each.
+fn sound_group_sums(n_units: usize, prompts: usize) -> attrib_proto::Accumulator {
+    let n = n_edges();
+    let mut acc = attrib_proto::Accumulator::attribution(n);
+    for u in 0..n_units {
+        let values: Vec<f32> = (0..n).map(|i| ((i + u) % 7) as f32 * 0.25 - 1.0).collect();
+        let r = v1::UnitResult {
+            values: f32_le_bytes(&values).into(),
+            clean_logit_diffs: vec![0.5; prompts],
+            ..Default::default()
+        };
+        acc.fold_attribution(&r).expect("sound values");
+    }
+    acc
 }
 
 fn f32_bytes(values: &[u32]) -> Vec<u8> {
@@ -367,6 +407,30 @@ fn to_message(s: &Structured, held: &Held, done: &str) -> v1::WorkerMessage {
             unit: resolve_unit(unit, held),
             error: error.clone(),
         }),
+        Structured::Group { job, units, sums } => {
+            let job = resolve_job(job, held, done);
+            let units: Vec<u32> = units.iter().map(|u| resolve_unit(u, held)).collect();
+            let prompts = if job == done {
+                DONE_BATCH
+            } else {
+                RUNNING_BATCH
+            } as usize;
+            let sums = match sums {
+                GroupSums::Sound => sound_group_sums(units.len(), prompts).encode(),
+                GroupSums::Prompts(p) => {
+                    let mut acc = sound_group_sums(units.len(), prompts);
+                    acc.n_prompts = *p;
+                    acc.encode()
+                }
+                GroupSums::Bytes(b) => b.clone(),
+            };
+            Msg::GroupResult(v1::GroupResult {
+                job_id: job,
+                units,
+                sums,
+                seconds: 1.0,
+            })
+        }
         Structured::As(msg) => return v1::WorkerMessage { msg: msg.clone() },
     };
     v1::WorkerMessage { msg: Some(msg) }
@@ -382,7 +446,13 @@ fn fuzz_worker_messages_in_process() {
     let (coord, worker) = (setup.coord(), setup.worker.as_str());
     let current = Mutex::new(String::new());
     let name = "fuzz worker messages (in process)";
-    let tally = Tally::new(&["results", "failures", "hellos", "undecodable byte strings"]);
+    let tally = Tally::new(&[
+        "results",
+        "group results",
+        "failures",
+        "hellos",
+        "undecodable byte strings",
+    ]);
     let frames = prop_oneof![3 => frame(), 1 => message_bytes().prop_map(Frame::Bytes)];
     let from_other_worker = prop_oneof![9 => Just(None), 1 => text().prop_map(Some)];
     fuzz(
@@ -419,6 +489,11 @@ fn fuzz_worker_messages_in_process() {
                         tally.add("results");
                         let rec = coord.complete(from, r).await;
                         prop_assert!(rec.is_ok(), "result not recorded: {:?}", rec.err());
+                    }
+                    Some(Msg::GroupResult(g)) => {
+                        tally.add("group results");
+                        let rec = coord.complete_group(from, g).await;
+                        prop_assert!(rec.is_ok(), "group result not recorded: {:?}", rec.err());
                     }
                     Some(Msg::Failure(f)) => {
                         tally.add("failures");

@@ -78,7 +78,7 @@ pub fn start(
 ) -> Result<v1::ModelIdentity> {
     let size = cfg.devices.len();
     let (host, identity) = crate::service::engine::load(cfg, Device::Cpu)?;
-    let model_cfg = host.cfg.clone();
+    let model_cfg = host.cfg;
     let nccl_id = match kind {
         CollectiveKind::Nccl => Some(nccl::new_group_id()?),
         CollectiveKind::Host => None,
@@ -100,12 +100,8 @@ pub fn start(
         let host_end = host_ends.next().expect("one end per member");
         let (tx, rx) = mpsc::channel::<Round>();
         members.push(tx);
-        let (model_cfg, ready_tx, done_tx, cfg) = (
-            model_cfg.clone(),
-            ready_tx.clone(),
-            done_tx.clone(),
-            cfg.clone(),
-        );
+        let (model_cfg, ready_tx, done_tx, cfg) =
+            (model_cfg, ready_tx.clone(), done_tx.clone(), cfg.clone());
         std::thread::Builder::new()
             .name(format!("attrib-member-{rank}"))
             .spawn(move || {
