@@ -35,8 +35,10 @@ step() { # step NAME COMMAND...: runs it with its output in $LOG/NAME.log, notes
 command -v nvidia-smi > /dev/null || { echo "gpu-check: no nvidia-smi: this is not an NVIDIA GPU machine" >&2; exit 2; }
 GPU=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader -i 0)
 export CUBLAS_WORKSPACE_CONFIG=:4096:8 NVIDIA_TF32_OVERRIDE=0 # also set by attrib-worker itself
+# Every script below calls scripts/setup.sh: with this they keep the CUDA libtorch.
+export ATTRIB_CUDA=1
 
-step setup env ATTRIB_CUDA=1 scripts/setup.sh
+step setup scripts/setup.sh
 step build cargo build --release --workspace --bins
 step build-tests cargo test --release -p attrib-worker --no-run
 BIN=target/release/attrib-worker
