@@ -10,6 +10,9 @@ pub struct Progress {
     tty: bool,
     last_line: Option<Instant>,
     start: Instant,
+    /// Prompts done at the first status seen: the rate counts only what was computed while
+    /// watching (a resumed or half-done job's earlier prompts took no time here).
+    first_prompts: Option<u64>,
 }
 
 impl Progress {
@@ -18,6 +21,7 @@ impl Progress {
             tty: std::io::stderr().is_terminal(),
             last_line: None,
             start: Instant::now(),
+            first_prompts: None,
         }
     }
 
@@ -36,12 +40,13 @@ impl Progress {
         let width = 30;
         let filled = (done as usize * width) / total as usize;
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let first = *self.first_prompts.get_or_insert(s.prompts_done);
         let line = format!(
             "[{}{}] {done}/{} units  {:.1} prompts/s  {} {}",
             "#".repeat(filled),
             "-".repeat(width - filled),
             s.units_total,
-            s.prompts_done as f64 / secs,
+            s.prompts_done.saturating_sub(first) as f64 / secs,
             s.job_id,
             s.state().label()
         );
