@@ -18,6 +18,8 @@ if cargo tree -p attrib-client -e normal --prefix none | grep -qE '^attrib-(data
 fi
 # The end-to-end tests run the real binaries, so build them first (same profile, no rebuild).
 cargo build --release --workspace --bins
+# The Kubernetes manifests, rendered and validated offline (kubernetes-validate from PyPI).
+deploy/k8s/validate.sh > target/k8s-validate.log 2>&1 || { cat target/k8s-validate.log; exit 1; }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
