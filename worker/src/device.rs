@@ -87,6 +87,11 @@ pub fn is_out_of_memory(message: &str) -> bool {
     message.contains("CUDA out of memory") || message.contains("OutOfMemoryError")
 }
 
+/// A node group's `--devices a,b,...` (one or more).
+pub fn parse_devices(specs: &[String]) -> Result<Vec<Device>> {
+    specs.iter().map(|s| parse_device(s)).collect()
+}
+
 pub fn device_name(d: Device) -> String {
     match d {
         Device::Cpu => "cpu".into(),

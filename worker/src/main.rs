@@ -13,7 +13,7 @@ use attrib_proto::tls::ClientTls;
 use attrib_proto::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, ScoresFile};
 use attrib_worker::attribution::graph_for;
 use attrib_worker::declared_memory::declared_memory;
-use attrib_worker::device::{device_name, parse_device};
+use attrib_worker::device::{device_name, parse_device, parse_devices};
 use attrib_worker::group::check::collective_check;
 use attrib_worker::group::CollectiveKind;
 use attrib_worker::init_model::{write_random_model, InitOptions};
@@ -263,10 +263,7 @@ fn main() -> anyhow::Result<()> {
             devices,
             collective,
         } => {
-            let devices = devices
-                .iter()
-                .map(|d| parse_device(d))
-                .collect::<Result<Vec<_>, _>>()?;
+            let devices = parse_devices(&devices)?;
             let kind = CollectiveKind::parse(&collective, &devices)?;
             println!("{}", collective_check(kind, &devices)?);
             Ok(())
@@ -310,11 +307,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .init();
     let model_dir = resolve_model_dir(&a.model)?;
     let t0 = Instant::now();
-    let devices = a
-        .device
-        .iter()
-        .map(|d| parse_device(d))
-        .collect::<Result<Vec<_>, _>>()?;
+    let devices = parse_devices(&a.device)?;
     let collective = CollectiveKind::parse(&a.collective, &devices)?;
     let memory_bytes = group_memory(&devices, a.memory_mib);
     let engine = Engine::start(EngineConfig {
