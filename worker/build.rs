@@ -17,8 +17,14 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
         }
     }
-    // The PyPI wheel keeps CUDA's libraries beside torch, in site-packages/nvidia.
-    let cuda_libs_present = Path::new(&lib).join("../../nvidia/cublas/lib").exists();
+    // The PyPI wheel keeps CUDA's libraries beside torch, in site-packages/nvidia: per library
+    // up to CUDA 12 (nvidia/cublas/lib), all in one folder from CUDA 13 (nvidia/cu13/lib).
+    let nvidia = Path::new(&lib).join("../../nvidia");
+    let cuda_libs_present = nvidia.join("cublas/lib").exists()
+        || std::fs::read_dir(nvidia.join("cu13/lib")).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libcublas"))
+        });
     let link_cuda = match std::env::var("TCH_LINK_CUDA").as_deref() {
         Ok("0") => false,
         Ok(_) => true,

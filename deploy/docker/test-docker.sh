@@ -244,7 +244,7 @@ say "a coordinator with no model volume exits $bad_rc: $(head -1 <<<"$bad") ($(g
 if (unset ATTRIB_MODEL_DIR; compose config -q) >"$work/config.log" 2>&1; then
     fail "compose config passed without ATTRIB_MODEL_DIR"
 fi
-say "compose without ATTRIB_MODEL_DIR refuses: $(grep -m1 -o 'set ATTRIB_MODEL_DIR to the host folder of the model' "$work/config.log")"
+say "compose without ATTRIB_MODEL_DIR refuses: $(grep -m1 -o 'set ATTRIB_MODEL_DIR to the host folder of the model' "$work/config.log" | head -1)"
 # A worker whose coordinator is not up (nothing on this port) dials again with backoff.
 dead=$((port + 1))
 (exec 3<>"/dev/tcp/127.0.0.1/$dead") 2>/dev/null && dead=$((port + 2))
