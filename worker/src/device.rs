@@ -65,8 +65,8 @@ pub fn upload(host: Tensor, device: Device) -> Tensor {
 pub fn download_f32(t: &Tensor) -> Vec<f32> {
     let host = match t.device() {
         Device::Cuda(_) => {
-            let pinned = Tensor::empty(t.size(), (Kind::Float, Device::Cpu)).pin_memory(t.device());
-            let mut pinned = pinned;
+            let mut pinned =
+                Tensor::empty(t.size(), (Kind::Float, Device::Cpu)).pin_memory(t.device());
             pinned.copy_(t);
             pinned
         }

@@ -57,7 +57,7 @@ pub fn run_attribute_timed(
 ) -> Result<(ScoresFile, Attributed)> {
     let (dataset, tok) = load_dataset(job, model)?;
     let batches = dataset.train_batches(job.data.batch_size);
-    let graph = graph_for(model, &job.settings, dataset.width);
+    let graph = graph_for(&model.cfg, &job.settings, dataset.width);
     let opts = PassOptions {
         batches_per_unit: job.batches_per_unit,
         pad_id: tok.bos_id(),

@@ -429,7 +429,7 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
     if let Some(measured) = attributed.unit_peak_mib {
         let prompts = job.batches_per_unit * a.batch_size;
         let unit = UnitShape::new(prompts, scores.data.width, job.settings.points);
-        let graph = graph_for(&model, &job.settings, scores.data.width);
+        let graph = graph_for(&model.cfg, &job.settings, scores.data.width);
         let estimate = unit_bytes(&model.cfg, &graph, &unit) as f64 / (1u64 << 20) as f64;
         eprintln!(
             "[attrib] unit memory: {measured:.1} MiB measured (largest unit), {estimate:.1} MiB estimated"

@@ -48,7 +48,7 @@ fn all_masks_zero_is_the_clean_run_and_all_ones_the_corrupt_run() {
                 separate_qkv,
                 ..Default::default()
             };
-            let graph = graph_for(&model, &s, 15);
+            let graph = graph_for(&model.cfg, &s, 15);
             let clean = model.logits(&pass.clean);
             let corrupt = model.logits(&pass.corrupt);
             let scale = max_abs(&clean);
@@ -65,7 +65,7 @@ fn all_masks_zero_is_the_clean_run_and_all_ones_the_corrupt_run() {
 fn fast_vs_autograd(settings: AttributionSettings, alpha: f64) {
     let model = tiny_model();
     let pass = first_pass(&model, 1);
-    let graph = graph_for(&model, &settings, 15);
+    let graph = graph_for(&model.cfg, &settings, 15);
     let fast = pass_scores(
         &model,
         &graph,
@@ -132,7 +132,7 @@ fn finite_difference_agrees_with_the_largest_edge_gradient() {
     let model = tiny_model();
     let pass = first_pass(&model, 1);
     let settings = AttributionSettings::default();
-    let graph = graph_for(&model, &settings, 15);
+    let graph = graph_for(&model.cfg, &settings, 15);
     let scores: Vec<f64> = pass_scores(&model, &graph, &pass, &settings)
         .unwrap()
         .scores

@@ -10,7 +10,7 @@ pub use attrib_proto::Reduced;
 use attrib_proto::{v1, AttributionSettings, GraphShape};
 
 use super::mask_gradient::{pass_input, pass_scores_timed, StageTimes, UnitScores};
-use crate::model::Gpt2;
+use crate::model::{Gpt2, ModelConfig};
 use crate::rss::{peak_since_reset_mib, reset_peak, rss_mib};
 use crate::{Error, Result};
 
@@ -41,10 +41,10 @@ impl Default for PassOptions {
 }
 
 /// The graph attributed for `settings` on prompts `width` tokens wide.
-pub fn graph_for(model: &Gpt2, settings: &AttributionSettings, width: usize) -> GraphShape {
+pub fn graph_for(model: &ModelConfig, settings: &AttributionSettings, width: usize) -> GraphShape {
     GraphShape {
-        n_layers: model.cfg.n_layers,
-        n_heads: model.cfg.n_heads,
+        n_layers: model.n_layers,
+        n_heads: model.n_heads,
         separate_qkv: settings.separate_qkv,
         seq_len: settings.token_positions.then_some(width),
     }

@@ -20,10 +20,11 @@ use std::sync::mpsc;
 
 use attrib_proto::exact::MAIN_LIMBS;
 use attrib_proto::units::Accumulator;
-use attrib_proto::{v1, AttributionSettings, ExactSum, GraphShape};
+use attrib_proto::{v1, AttributionSettings, ExactSum};
 use tch::{Device, Tensor};
 use tokio::sync::mpsc as tokio_mpsc;
 
+use crate::attribution::graph_for;
 use crate::model::{Gpt2, ModelConfig};
 use crate::service::engine::{answer, run_request, Answer, Computed, EngineConfig, UnitRequest};
 use crate::{Error, Result};
@@ -77,6 +78,12 @@ pub fn start(
     requests: mpsc::Receiver<UnitRequest>,
 ) -> Result<v1::ModelIdentity> {
     let size = cfg.devices.len();
+    if let Some(dup) = duplicate_gpu(&cfg.devices) {
+        return Err(Error::Group(format!(
+            "{} is listed twice: a group takes each GPU once (NCCL refuses two ranks on one GPU)",
+            crate::device::device_name(dup)
+        )));
+    }
     let (host, identity) = crate::service::engine::load(cfg, Device::Cpu)?;
     let model_cfg = host.cfg;
     let nccl_id = match kind {
@@ -150,6 +157,15 @@ pub fn start(
     Ok(identity)
 }
 
+/// A GPU listed more than once (CPU "devices" may repeat: they share the host).
+fn duplicate_gpu(devices: &[Device]) -> Option<Device> {
+    let gpus: Vec<Device> = devices.iter().copied().filter(|d| d.is_cuda()).collect();
+    gpus.iter()
+        .enumerate()
+        .find(|(i, d)| gpus[..*i].contains(d))
+        .map(|(_, d)| *d)
+}
+
 /// Hands out rounds: up to one unit per member, all of one session, job and dataset, and
 /// waits for every member to finish a round before the next (the members sum together).
 fn dispatch(
@@ -219,13 +235,7 @@ fn dispatch(
 /// Accumulator slots of an attribution unit: its graph's edges and the clean difference.
 fn slots(model: &ModelConfig, a: &v1::UnitAssignment) -> Option<usize> {
     let settings = AttributionSettings::try_from(a.settings.as_ref()?).ok()?;
-    let graph = GraphShape {
-        n_layers: model.n_layers,
-        n_heads: model.n_heads,
-        separate_qkv: settings.separate_qkv,
-        seq_len: settings.token_positions.then_some(a.width as usize),
-    };
-    Some(graph.n_edges() + 1)
+    Some(graph_for(model, &settings, a.width as usize).n_edges() + 1)
 }
 
 /// One member's part of a round.
@@ -333,4 +343,24 @@ fn reduce(
         sums: acc.encode(),
         seconds: micros as f64 / 1e6,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_listed_twice_is_found_and_cpus_may_repeat() {
+        use Device::{Cpu, Cuda};
+        assert_eq!(duplicate_gpu(&[Cuda(0), Cuda(1), Cuda(0)]), Some(Cuda(0)));
+        assert_eq!(duplicate_gpu(&[Cpu, Cpu, Cuda(0), Cuda(1)]), None);
+        assert_eq!(
+            CollectiveKind::parse("auto", &[Cuda(0), Cuda(1)]).unwrap(),
+            CollectiveKind::Nccl
+        );
+        assert_eq!(
+            CollectiveKind::parse("auto", &[Cpu, Cpu]).unwrap(),
+            CollectiveKind::Host
+        );
+    }
 }

@@ -209,7 +209,7 @@ fn compute(
     )
     .map_err(|e| Error::BadUnit(e.to_string()))?;
     let batches = to_batches(a)?;
-    let graph = graph_for(model, &settings, a.width as usize);
+    let graph = graph_for(&model.cfg, &settings, a.width as usize);
     if let Some(eval) = &a.circuits {
         let scores = scores
             .ok_or_else(|| Error::BadUnit(format!("no score vector kept for job {}", a.job_id)))?;
@@ -251,7 +251,7 @@ fn unit_estimate(model: &Gpt2, a: &v1::UnitAssignment) -> Option<u64> {
     let unit = UnitShape::new(a.clean.len() / width.max(1), width, settings.points);
     Some(worker_bytes(
         &model.cfg,
-        &graph_for(model, &settings, width),
+        &graph_for(&model.cfg, &settings, width),
         &unit,
     ))
 }
