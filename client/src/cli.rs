@@ -134,6 +134,13 @@ pub struct JobArgs {
     /// Do not prepend `<|endoftext|>`.
     #[arg(long, env = "ATTRIB_NO_PREPEND_BOS")]
     pub no_prepend_bos: bool,
+    /// mask-gradient (AutoCircuit's, the default) | eap | eap-ig-inputs | clean-corrupted |
+    /// eap-ig-activations (EAP-IG's methods and normalisation; README "Methods").
+    #[arg(long, default_value = "mask-gradient", env = "ATTRIB_METHOD")]
+    pub method: String,
+    /// Integrated-gradient steps of eap-ig-inputs and eap-ig-activations (EAP-IG uses 5).
+    #[arg(long, env = "ATTRIB_STEPS")]
+    pub steps: Option<usize>,
     /// logit | prob | logprob | logit_exp
     #[arg(long, default_value = "logit", env = "ATTRIB_GRAD_FUNCTION")]
     pub grad_function: GradFunction,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use attrib_proto::convert::dataset_specs;
-use attrib_proto::{v1, AttributionSettings, MaskPoints};
+use attrib_proto::{v1, AttributionSettings, MaskPoints, Method};
 
 use crate::cli::{JobArgs, SubmitArgs};
 
@@ -43,11 +43,14 @@ fn data_options(j: &JobArgs) -> v1::DataOptions {
 }
 
 fn settings(j: &JobArgs) -> anyhow::Result<AttributionSettings> {
-    Ok(AttributionSettings {
+    let s = AttributionSettings {
+        method: Method::from_name(&j.method, j.steps)?,
         grad_function: j.grad_function,
         answer_function: j.answer_function,
         points: MaskPoints::from_options(j.mask_val, j.integrated_grad_samples)?,
         separate_qkv: !j.no_separate_qkv,
         token_positions: j.token_positions,
-    })
+    };
+    s.check()?;
+    Ok(s)
 }

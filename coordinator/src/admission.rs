@@ -12,7 +12,7 @@ use crate::{Error, Result};
 pub struct Limits {
     /// Prompts per batch.
     pub max_batch_size: u32,
-    /// Integrated-gradient samples N (N + 1 passes per unit).
+    /// Integrated-gradient samples N (N + 1 passes per unit), and EAP-IG's steps.
     pub max_ig_samples: u32,
     /// K: batches per unit.
     pub max_batches_per_unit: u32,
@@ -80,6 +80,14 @@ impl Limits {
             at_most(
                 "integrated-gradient samples",
                 n.into(),
+                self.max_ig_samples.into(),
+                "--max-ig-samples",
+            )?;
+        }
+        if let Some(s) = &req.settings {
+            at_most(
+                "integrated-gradient steps",
+                s.steps.into(),
                 self.max_ig_samples.into(),
                 "--max-ig-samples",
             )?;

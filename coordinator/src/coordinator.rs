@@ -673,7 +673,7 @@ impl Coordinator {
             self.retire(id, &status);
             return Ok(());
         }
-        let scores = lock(&sums).scores();
+        let scores = lock(&sums).scores(&plan);
         self.store
             .run(move |s| {
                 let meta = |d: Option<usize>, r: &attrib_proto::Reduced| -> ScoresMetadata {

@@ -173,15 +173,17 @@ impl JobSums {
         self.unsaved += snap.units;
     }
 
-    /// An attribution job's scores, per dataset and combined.
-    pub fn scores(&self) -> JobScores {
+    /// An attribution job's scores, per dataset and combined, as its method reports them
+    /// (EAP-IG's methods: means over each one's prompts).
+    pub fn scores(&self, plan: &JobPlan) -> JobScores {
         let mut all = self.sums[0].clone();
         for d in &self.sums[1..] {
             all.absorb(d);
         }
+        let reduced = |a: &Accumulator| a.reduced().normalised(&plan.settings, plan.graph.n_layers);
         JobScores {
-            per_dataset: self.sums.iter().map(Accumulator::reduced).collect(),
-            combined: all.reduced(),
+            per_dataset: self.sums.iter().map(reduced).collect(),
+            combined: reduced(&all),
         }
     }
 
@@ -240,7 +242,7 @@ mod tests {
         for u in [3, 1, 0] {
             b.fold(&plan, u, &unit_result(&plan, u, u as f32)).unwrap();
         }
-        let (sa, sb) = (a.scores(), b.scores());
+        let (sa, sb) = (a.scores(&plan), b.scores(&plan));
         assert_eq!(sa.combined, sb.combined);
         // Combined is the exact sum of the datasets': equal to folding all into one.
         let mut one = Accumulator::attribution(plan.graph.n_edges());
@@ -311,6 +313,9 @@ mod tests {
         let mut grouped = JobSums::new(&plan);
         grouped.fold_group(&plan, &[1, 0], &group(&[0, 1])).unwrap();
         grouped.fold_group(&plan, &[2, 3], &group(&[2, 3])).unwrap();
-        assert_eq!(grouped.scores().combined, one_by_one.scores().combined);
+        assert_eq!(
+            grouped.scores(&plan).combined,
+            one_by_one.scores(&plan).combined
+        );
     }
 }

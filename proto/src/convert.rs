@@ -1,7 +1,7 @@
 //! Conversions between the wire messages (`v1`) and the plain types every role computes
 //! with. Wire input is untrusted: conversions from `v1` check it and say what is wrong.
 
-use crate::settings::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints};
+use crate::settings::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, Method};
 use crate::topology::GraphShape;
 use crate::v1;
 
@@ -46,12 +46,21 @@ impl From<&AttributionSettings> for v1::AttributionSettings {
                 v1::attribution_settings::Points::IntegratedGradSamples(n as u32)
             }
         };
+        let method = match s.method {
+            Method::MaskGradient => v1::Method::MaskGradient,
+            Method::Eap => v1::Method::Eap,
+            Method::EapIgInputs { .. } => v1::Method::EapIgInputs,
+            Method::CleanCorrupted => v1::Method::CleanCorrupted,
+            Method::EapIgActivations { .. } => v1::Method::EapIgActivations,
+        };
         v1::AttributionSettings {
             grad_function: grad_function as i32,
             answer_function: answer_function as i32,
             points: Some(points),
             separate_qkv: s.separate_qkv,
             token_positions: s.token_positions,
+            method: method as i32,
+            steps: s.method.steps().unwrap_or(0) as u32,
         }
     }
 }
@@ -91,13 +100,32 @@ impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
                 })
             }
         };
-        Ok(AttributionSettings {
+        let name = match v1::Method::try_from(s.method) {
+            Ok(v1::Method::MaskGradient) => "mask-gradient",
+            Ok(v1::Method::Eap) => "eap",
+            Ok(v1::Method::EapIgInputs) => "eap-ig-inputs",
+            Ok(v1::Method::CleanCorrupted) => "clean-corrupted",
+            Ok(v1::Method::EapIgActivations) => "eap-ig-activations",
+            _ => return Err(unknown("settings.method", s.method)),
+        };
+        let invalid = |field, e: crate::SettingsError| WireError::Invalid {
+            field,
+            reason: e.to_string(),
+        };
+        let steps = (s.steps != 0).then_some(s.steps as usize);
+        let method = Method::from_name(name, steps).map_err(|e| invalid("settings.steps", e))?;
+        let settings = AttributionSettings {
+            method,
             grad_function,
             answer_function,
             points,
             separate_qkv: s.separate_qkv,
             token_positions: s.token_positions,
-        })
+        };
+        settings
+            .check()
+            .map_err(|e| invalid("settings.points", e))?;
+        Ok(settings)
     }
 }
 

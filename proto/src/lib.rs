@@ -13,7 +13,9 @@ pub mod units;
 pub use exact::ExactSum;
 pub use faithfulness::{CurvePoint, FaithfulnessCurve};
 pub use scores::{DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile, ScoresMetadata};
-pub use settings::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, SettingsError};
+pub use settings::{
+    AnswerFunction, AttributionSettings, GradFunction, MaskPoints, Method, SettingsError,
+};
 pub use topology::{DestKind, DestModule, Edge, GraphShape, NamedEdge, TopologyError};
 pub use units::Accumulator;
 

@@ -14,6 +14,19 @@ pub struct Reduced {
     pub n_prompts: usize,
 }
 
+impl Reduced {
+    /// The scores as `settings.method` reports them: AutoCircuit's sums as they are, EAP-IG's
+    /// divided by the prompt count and its per-prompt divisor (steps, runs). One division of
+    /// the exactly rounded sum, so still the same bits for any worker count.
+    pub fn normalised(mut self, settings: &AttributionSettings, n_layers: usize) -> Self {
+        if let Some(per_prompt) = settings.method.per_prompt_divisor(n_layers) {
+            let divisor = per_prompt * self.n_prompts.max(1) as f64;
+            self.scores.iter_mut().for_each(|s| *s /= divisor);
+        }
+        self
+    }
+}
+
 /// One edge's prune score, named as AutoCircuit names it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgeScore {

@@ -46,6 +46,12 @@ pub enum SettingsError {
     },
     #[error("give either a mask value or a number of integrated-gradient samples (at least 1), not both")]
     MaskPoints,
+    #[error("method {method} needs --steps of at least 1 (EAP-IG's notebooks use 5)")]
+    Steps { method: String },
+    #[error("method {method} takes no --steps")]
+    StepsNotTaken { method: String },
+    #[error("method {method} takes no mask value or integrated-gradient samples: its own points are fixed by the method (use --steps for the IG variants)")]
+    PointsNotTaken { method: String },
 }
 
 impl MaskPoints {
@@ -69,8 +75,117 @@ impl MaskPoints {
     }
 }
 
+/// Which attribution method computes the scores. `MaskGradient` is AutoCircuit's
+/// `mask_gradient_prune_scores` (summed over prompts); the others are the EAP-IG library's
+/// `attribute(method=...)` (hannamw/EAP-IG 795f5607), with its normalisation: a mean over
+/// prompts, and over steps or runs where the library divides by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    #[default]
+    MaskGradient,
+    /// EAP-IG's `EAP`: the mask gradient at 0, divided by the prompt count.
+    Eap,
+    /// EAP-IG's `EAP-IG-inputs`: gradients at token embeddings interpolated from corrupt
+    /// (k = 0) towards clean (k = steps − 1 of steps), Δ fixed.
+    EapIgInputs { steps: usize },
+    /// EAP-IG's `clean-corrupted`: gradients on the clean and on the corrupt prompts, Δ fixed.
+    CleanCorrupted,
+    /// EAP-IG's `EAP-IG-activations`: one node's output at a time (input, each attention
+    /// layer, each MLP) set to `k/steps · clean + (1 − k/steps) · corrupt`, k = 1..steps.
+    EapIgActivations { steps: usize },
+}
+
+impl Method {
+    /// Every method, by name: `steps` is only read by the integrated-gradient ones.
+    pub const NAMES: &'static str =
+        "mask-gradient eap eap-ig-inputs clean-corrupted eap-ig-activations";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::MaskGradient => "mask-gradient",
+            Method::Eap => "eap",
+            Method::EapIgInputs { .. } => "eap-ig-inputs",
+            Method::CleanCorrupted => "clean-corrupted",
+            Method::EapIgActivations { .. } => "eap-ig-activations",
+        }
+    }
+
+    /// The method called `name`, with `steps` for the integrated-gradient ones (at least 1;
+    /// the others take none).
+    pub fn from_name(name: &str, steps: Option<usize>) -> Result<Self, SettingsError> {
+        let need_steps = |make: fn(usize) -> Method| match steps {
+            Some(s) if s >= 1 => Ok(make(s)),
+            _ => Err(SettingsError::Steps {
+                method: name.to_string(),
+            }),
+        };
+        let no_steps = |m: Method| match steps {
+            None => Ok(m),
+            Some(_) => Err(SettingsError::StepsNotTaken {
+                method: name.to_string(),
+            }),
+        };
+        match name {
+            "mask-gradient" => no_steps(Method::MaskGradient),
+            "eap" => no_steps(Method::Eap),
+            "eap-ig-inputs" => need_steps(|steps| Method::EapIgInputs { steps }),
+            "clean-corrupted" => no_steps(Method::CleanCorrupted),
+            "eap-ig-activations" => need_steps(|steps| Method::EapIgActivations { steps }),
+            _ => Err(SettingsError::UnknownName {
+                what: "method",
+                got: name.to_string(),
+                expected: Method::NAMES,
+            }),
+        }
+    }
+
+    pub fn steps(self) -> Option<usize> {
+        match self {
+            Method::EapIgInputs { steps } | Method::EapIgActivations { steps } => Some(steps),
+            _ => None,
+        }
+    }
+
+    /// What EAP-IG divides a sum over prompts by, per prompt: 1 for a plain mean, the steps,
+    /// 2 for clean-corrupted's two runs, steps × (2L + 1) for the activation runs. `None` for
+    /// AutoCircuit's mask gradient, which sums.
+    pub fn per_prompt_divisor(self, n_layers: usize) -> Option<f64> {
+        match self {
+            Method::MaskGradient => None,
+            Method::Eap => Some(1.0),
+            Method::EapIgInputs { steps } => Some(steps as f64),
+            Method::CleanCorrupted => Some(2.0),
+            Method::EapIgActivations { steps } => Some((steps * (2 * n_layers + 1)) as f64),
+        }
+    }
+
+    /// Forward/backward passes per prompt batch, besides the forward passes for P and S.
+    pub fn gradient_passes(self, n_layers: usize, mask_points: usize) -> usize {
+        match self {
+            Method::MaskGradient => mask_points,
+            Method::Eap => 1,
+            Method::EapIgInputs { steps } => steps,
+            Method::CleanCorrupted => 2,
+            Method::EapIgActivations { steps } => steps * (2 * n_layers + 1),
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.steps() {
+            Some(s) => write!(f, "{} ({s} steps)", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AttributionSettings {
+    /// Scores files from before methods existed read as AutoCircuit's mask gradient.
+    #[serde(default)]
+    pub method: Method,
     pub grad_function: GradFunction,
     pub answer_function: AnswerFunction,
     pub points: MaskPoints,
@@ -82,12 +197,25 @@ pub struct AttributionSettings {
 impl Default for AttributionSettings {
     fn default() -> Self {
         AttributionSettings {
+            method: Method::MaskGradient,
             grad_function: GradFunction::Logit,
             answer_function: AnswerFunction::AvgDiff,
             points: MaskPoints::Value(0.0),
             separate_qkv: true,
             token_positions: false,
         }
+    }
+}
+
+impl AttributionSettings {
+    /// Refuses settings that do not go together: the EAP-IG methods take no mask points.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        if self.method != Method::MaskGradient && self.points != MaskPoints::Value(0.0) {
+            return Err(SettingsError::PointsNotTaken {
+                method: self.method.name().to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -161,5 +289,48 @@ mod tests {
         );
         assert!(MaskPoints::from_options(Some(0.5), Some(3)).is_err());
         assert!(MaskPoints::from_options(None, Some(0)).is_err());
+    }
+
+    #[test]
+    fn methods_parse_by_name_and_refuse_wrong_steps_clearly() {
+        assert_eq!(
+            Method::from_name("eap-ig-inputs", Some(5)).unwrap(),
+            Method::EapIgInputs { steps: 5 }
+        );
+        assert_eq!(Method::from_name("eap", None).unwrap(), Method::Eap);
+        let e = Method::from_name("eap-ig-activations", Some(0)).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+        let e = Method::from_name("eap-ig-inputs", None).unwrap_err();
+        assert!(e.to_string().contains("--steps"), "{e}");
+        let e = Method::from_name("clean-corrupted", Some(3)).unwrap_err();
+        assert!(e.to_string().contains("takes no --steps"), "{e}");
+        let e = Method::from_name("acdc", None).unwrap_err().to_string();
+        assert!(e.contains("\"acdc\"") && e.contains("eap-ig-inputs"), "{e}");
+        let s = AttributionSettings {
+            method: Method::Eap,
+            points: MaskPoints::Integrated(3),
+            ..Default::default()
+        };
+        assert!(s.check().unwrap_err().to_string().contains("no mask value"));
+        assert_eq!(
+            Method::EapIgActivations { steps: 5 }.per_prompt_divisor(2),
+            Some(25.0)
+        );
+    }
+
+    #[test]
+    fn settings_from_before_methods_read_as_mask_gradient() {
+        let old = r#"{"grad_function":"logit","answer_function":"avg_diff","points":{"value":0.0},"separate_qkv":true,"token_positions":false}"#;
+        let s: AttributionSettings = serde_json::from_str(old).unwrap();
+        assert_eq!(s, AttributionSettings::default());
+        let new = serde_json::to_string(&AttributionSettings {
+            method: Method::EapIgInputs { steps: 5 },
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            new.contains(r#""method":{"eap_ig_inputs":{"steps":5}}"#),
+            "{new}"
+        );
     }
 }

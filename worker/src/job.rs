@@ -65,7 +65,10 @@ pub fn run_attribute_timed(
         synced_stages: true,
     };
     let attributed = attribute_batches(model, &graph, &batches, &job.settings, &opts, progress)?;
-    let reduced = attributed.sums.reduced();
+    let reduced = attributed
+        .sums
+        .reduced()
+        .normalised(&job.settings, graph.n_layers);
     let meta = ScoresMetadata {
         n_edges: graph.n_edges(),
         clean_logit_diff: reduced.clean_logit_diff,

@@ -10,7 +10,9 @@ use anyhow::Context;
 use attrib_datasets::DatasetOptions;
 use attrib_proto::memory::{unit_bytes, UnitShape};
 use attrib_proto::tls::ClientTls;
-use attrib_proto::{AnswerFunction, AttributionSettings, GradFunction, MaskPoints, ScoresFile};
+use attrib_proto::{
+    AnswerFunction, AttributionSettings, GradFunction, MaskPoints, Method, ScoresFile,
+};
 use attrib_worker::attribution::graph_for;
 use attrib_worker::declared_memory::declared_memory;
 use attrib_worker::device::{device_name, parse_device, parse_devices};
@@ -99,6 +101,13 @@ struct AttributeArgs {
     /// Do not prepend `<|endoftext|>` to prompts.
     #[arg(long, env = "ATTRIB_NO_PREPEND_BOS")]
     no_prepend_bos: bool,
+    /// mask-gradient (AutoCircuit's, the default) | eap | eap-ig-inputs | clean-corrupted |
+    /// eap-ig-activations (EAP-IG's methods and normalisation; README "Methods").
+    #[arg(long, default_value = "mask-gradient", env = "ATTRIB_METHOD")]
+    method: String,
+    /// Integrated-gradient steps of eap-ig-inputs and eap-ig-activations (EAP-IG uses 5).
+    #[arg(long, env = "ATTRIB_STEPS")]
+    steps: Option<usize>,
     /// logit | prob | logprob | logit_exp
     #[arg(long, default_value = "logit", env = "ATTRIB_GRAD_FUNCTION")]
     grad_function: GradFunction,
@@ -408,6 +417,7 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
             ..DatasetOptions::default()
         },
         settings: AttributionSettings {
+            method: Method::from_name(&a.method, a.steps)?,
             grad_function: a.grad_function,
             answer_function: a.answer_function,
             points: MaskPoints::from_options(a.mask_val, a.integrated_grad_samples)?,
@@ -416,6 +426,7 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
         },
         batches_per_unit: a.batches_per_unit.max(1),
     };
+    job.settings.check()?;
     let t1 = Instant::now();
     let mut progress = |done: usize, total: usize| {
         eprintln!(

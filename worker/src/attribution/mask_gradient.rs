@@ -8,7 +8,7 @@
 //! sum of per-batch means, and the unit's scores are the contraction summed over its batches
 //! and mask points on the device, copied to the host once.
 
-use attrib_proto::{AttributionSettings, DestKind, DestModule, GraphShape};
+use attrib_proto::{AttributionSettings, DestKind, DestModule, GraphShape, Method};
 use tch::{Kind, Tensor};
 
 use super::metric::{apply_grad_function, BatchAnswers};
@@ -76,11 +76,20 @@ struct UniformPatcher<'a> {
     cum_p: &'a [Tensor],
     /// Σ S of the current pass so far (inside autograd), only when α ≠ 0.
     cum_s: Option<Tensor>,
-    s_rec: &'a mut SourceBuffer,
+    /// Where the pass's source outputs go when they make the contraction's Δ.
+    s_rec: Option<&'a mut SourceBuffer>,
+    /// Sources whose outputs this pass replaces by constants.
+    replacement: Option<Replacement>,
     attn_inputs: Vec<Tensor>,
     qkv_taps: Vec<[Tensor; 3]>,
     mlp_taps: Vec<Tensor>,
     end_tap: Option<Tensor>,
+}
+
+/// Constant outputs `[n, C, T, d]` for sources `first..first+n` (EAP-IG's interpolations).
+struct Replacement {
+    first: usize,
+    values: Tensor,
 }
 
 /// `x + 0` through a fresh leaf: the leaf's gradient is `∂loss/∂x`. Returns `(x + leaf, leaf)`.
@@ -89,18 +98,61 @@ pub(crate) fn tap(x: Tensor) -> (Tensor, Tensor) {
     (x + &leaf, leaf)
 }
 
-impl UniformPatcher<'_> {
+impl<'a> UniformPatcher<'a> {
+    fn new(alpha: f64, cum_p: &'a [Tensor], s_rec: Option<&'a mut SourceBuffer>) -> Self {
+        UniformPatcher {
+            alpha,
+            cum_p,
+            cum_s: None,
+            s_rec,
+            replacement: None,
+            attn_inputs: Vec::new(),
+            qkv_taps: Vec::new(),
+            mlp_taps: Vec::new(),
+            end_tap: None,
+        }
+    }
+
     fn mix(&self, x: &Tensor, checkpoint: usize) -> Tensor {
         match &self.cum_s {
             Some(cum_s) => x + (&self.cum_p[checkpoint] - cum_s) * self.alpha,
             None => x.shallow_clone(),
         }
     }
+
+    /// The destination-input leaves in the order `Contraction` reads their gradients.
+    fn leaves(&self) -> Vec<Tensor> {
+        let mut leaves: Vec<Tensor> = self
+            .qkv_taps
+            .iter()
+            .flat_map(|t| t.iter().map(Tensor::shallow_clone))
+            .collect();
+        leaves.extend(self.mlp_taps.iter().map(Tensor::shallow_clone));
+        leaves.push(
+            self.end_tap
+                .as_ref()
+                .expect("forward reached the end")
+                .shallow_clone(),
+        );
+        leaves
+    }
 }
 
 impl Patcher for UniformPatcher<'_> {
+    fn source_values(&mut self, first: usize, outs: Tensor) -> Tensor {
+        match &self.replacement {
+            // `0·outs` keeps the replaced node in the graph with a zero gradient, so no
+            // gradient flows through it (EAP-IG's hook returns a detached constant) and every
+            // tap still gets a (zero) gradient.
+            Some(r) if r.first == first => outs * 0.0 + &r.values,
+            _ => outs,
+        }
+    }
+
     fn record_sources(&mut self, first: usize, outs: &Tensor) {
-        self.s_rec.store(first, outs);
+        if let Some(s_rec) = self.s_rec.as_mut() {
+            s_rec.store(first, outs);
+        }
         if self.alpha != 0.0 {
             let sum = outs.sum_dim_intlist(0, false, Kind::Float);
             self.cum_s = Some(match self.cum_s.take() {
@@ -135,8 +187,8 @@ impl Patcher for UniformPatcher<'_> {
     }
 }
 
-/// Runs the mask-gradient attribution of one pass: scores summed over its batches and the
-/// mask points, in the graph's flat edge order.
+/// Runs the attribution of one pass: scores summed over its batches and the method's runs,
+/// in the graph's flat edge order.
 pub fn pass_scores(
     model: &Gpt2,
     graph: &GraphShape,
@@ -146,11 +198,84 @@ pub fn pass_scores(
     pass_scores_timed(model, graph, pass, settings, &|| Ok(()), false).map(|(s, _)| s)
 }
 
+/// Which prompts a gradient run reads, and what it changes.
+struct Run {
+    corrupt_tokens: bool,
+    /// Every mask at this value (AutoCircuit's mask gradient).
+    alpha: f64,
+    replacement: Option<Replacement>,
+}
+
+impl Run {
+    fn clean(alpha: f64) -> Self {
+        Run {
+            corrupt_tokens: false,
+            alpha,
+            replacement: None,
+        }
+    }
+}
+
+/// The gradient runs of an EAP-IG method, whose Δ is fixed at `S(clean) − P` (`delta`,
+/// batch-major), in EAP-IG's order.
+fn eap_ig_runs(method: Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) -> Vec<Run> {
+    // `P + α·(S − P)` over sources `first..first+n`, as `[n, C, T, d]`.
+    let interpolated = |first: usize, n: usize, alpha: f64| {
+        let batch_major = |t: &Tensor| {
+            let s = t.size(); // [n_src, nb, T, B, d]
+            t.narrow(0, first as i64, n as i64)
+                .permute([0, 1, 3, 2, 4])
+                .reshape([n as i64, s[1] * s[3], s[2], s[4]])
+        };
+        Replacement {
+            first,
+            values: batch_major(p) + batch_major(delta) * alpha,
+        }
+    };
+    let with = |r: Replacement| Run {
+        corrupt_tokens: false,
+        alpha: 0.0,
+        replacement: Some(r),
+    };
+    match method {
+        Method::CleanCorrupted => vec![
+            Run::clean(0.0),
+            Run {
+                corrupt_tokens: true,
+                ..Run::clean(0.0)
+            },
+        ],
+        // k = 0..steps−1: the corrupt end included, the clean end not (EAP-IG's edge grid).
+        Method::EapIgInputs { steps } => (0..steps)
+            .map(|k| with(interpolated(0, 1, k as f64 / steps as f64)))
+            .collect(),
+        // Targets input, then per layer its attention (all heads) and its MLP; k = 1..steps.
+        Method::EapIgActivations { steps } => {
+            let heads = graph.n_heads;
+            let targets = std::iter::once((0, 1)).chain(
+                (0..graph.n_layers)
+                    .flat_map(|l| [(1 + l * (heads + 1), heads), ((l + 1) * (heads + 1), 1)]),
+            );
+            targets
+                .flat_map(|(first, n)| {
+                    (1..=steps).map(move |k| (first, n, k as f64 / steps as f64))
+                })
+                .map(|(first, n, alpha)| with(interpolated(first, n, alpha)))
+                .collect()
+        }
+        Method::MaskGradient | Method::Eap => unreachable!("not a fixed-Δ method"),
+    }
+}
+
 /// `pass_scores`, also reporting the time of each stage. `between_passes` runs before each
-/// mask point's pass after the first; its error (a cancelled job) stops the unit there.
+/// gradient run after the first; its error (a cancelled job) stops the unit there.
 /// With `synced_stages` each stage waits for the device before the clock is read (exact
 /// stage times on a GPU); without, the device is never waited for inside the unit, and on a
 /// GPU only the total is meaningful.
+///
+/// AutoCircuit's mask gradient contracts each run's gradients with that run's own
+/// `S − P` (S moves with the masks); EAP-IG's methods contract every run's gradients with
+/// one `S − P` taken from an unpatched clean forward pass.
 pub fn pass_scores_timed(
     model: &Gpt2,
     graph: &GraphShape,
@@ -187,7 +312,10 @@ pub fn pass_scores_timed(
     // Patch values: every source's output on the corrupt prompts.
     let mut p_buf = new_buffer();
     let _ = tch::no_grad(|| model.forward_last(&pass.corrupt, &mut p_buf));
-    let alphas = settings.points.alphas();
+    let alphas = match settings.method {
+        Method::MaskGradient => settings.points.alphas(),
+        _ => vec![0.0],
+    };
     // Σ P per destination is only read when some mask value is non-zero.
     let cum_p = if alphas.iter().any(|&a| a != 0.0) {
         tch::no_grad(|| checkpoint_sums(&p_buf.buf, graph, nb, bs))
@@ -196,64 +324,67 @@ pub fn pass_scores_timed(
     };
     times.corrupt_forward += lap();
 
-    // Σ over mask points of the contraction, on the device; negated at the end.
-    let mut total: Option<Tensor> = None;
-    let mut clean_diffs: Option<Tensor> = None; // [C]
     let mut s_buf = new_buffer();
-    for (i, &alpha) in alphas.iter().enumerate() {
+    let mut clean_diffs: Option<Tensor> = None; // [C]
+    let fixed_delta = !matches!(settings.method, Method::MaskGradient | Method::Eap);
+    let runs = if fixed_delta {
+        // Δ = S − P from an unpatched clean pass, in place in the S buffer.
+        let logits = tch::no_grad(|| model.unembed(&model.forward_last(&pass.clean, &mut s_buf)));
+        clean_diffs = Some(tch::no_grad(|| pass.logit_diffs(&logits)));
+        tch::no_grad(|| {
+            let mut d = s_buf.buf.shallow_clone();
+            d -= &p_buf.buf;
+        });
+        let runs = eap_ig_runs(settings.method, &s_buf.buf, &p_buf.buf, graph);
+        times.clean_forward += lap();
+        runs
+    } else {
+        alphas.iter().map(|&a| Run::clean(a)).collect()
+    };
+
+    // Σ over runs of the contraction, on the device; negated at the end.
+    let mut total: Option<Tensor> = None;
+    for (i, run) in runs.into_iter().enumerate() {
         if i > 0 {
             between_passes()?;
         }
-        let mut p = UniformPatcher {
-            alpha,
-            cum_p: &cum_p,
-            cum_s: None,
-            s_rec: &mut s_buf,
-            attn_inputs: Vec::new(),
-            qkv_taps: Vec::new(),
-            mlp_taps: Vec::new(),
-            end_tap: None,
+        let s_rec = (!fixed_delta).then_some(&mut s_buf);
+        let mut p = UniformPatcher::new(run.alpha, &cum_p, s_rec);
+        p.replacement = run.replacement;
+        let tokens = if run.corrupt_tokens {
+            &pass.corrupt
+        } else {
+            &pass.clean
         };
-        let logits = model.unembed(&model.forward_last(&pass.clean, &mut p)); // [C, V]
+        let logits = model.unembed(&model.forward_last(tokens, &mut p)); // [C, V]
         let mut terms = Vec::with_capacity(pass.n_batches());
         for (n, ans) in pass.answers.iter().enumerate() {
             let z = logits.narrow(0, (n * bs) as i64, bs as i64);
             let v = apply_grad_function(settings.grad_function, &z);
             terms.push(ans.value(&v, settings.answer_function));
         }
-        if alpha == 0.0 {
+        if !fixed_delta && run.alpha == 0.0 {
             clean_diffs = Some(tch::no_grad(|| pass.logit_diffs(&logits.detach())));
         }
         // The loss is a sum of per-batch means (AutoCircuit sums gradients over batches).
         let loss = -Tensor::stack(&terms, 0).sum(Kind::Float);
         times.clean_forward += lap();
-        let UniformPatcher {
-            attn_inputs,
-            qkv_taps,
-            mlp_taps,
-            end_tap,
-            ..
-        } = p;
-        let mut leaves: Vec<Tensor> = qkv_taps
-            .iter()
-            .flat_map(|t| t.iter().map(Tensor::shallow_clone))
-            .collect();
-        leaves.extend(mlp_taps.iter().map(Tensor::shallow_clone));
-        leaves.push(end_tap.expect("forward reached the end"));
-        let grads = Tensor::run_backward(&[loss], &leaves, false, false);
+        let grads = Tensor::run_backward(&[loss], &p.leaves(), false, false);
         times.backward += lap();
         let contract = Contraction {
             model,
             graph,
             pass,
-            attn_inputs: &attn_inputs,
+            attn_inputs: &p.attn_inputs,
             grads: &grads,
         };
-        // Δ' = S − P in place in the S buffer (no third buffer); scores are negated below.
-        tch::no_grad(|| {
-            let mut d = s_buf.buf.shallow_clone();
-            d -= &p_buf.buf;
-        });
+        if !fixed_delta {
+            // Δ' = S − P in place in the S buffer (no third buffer); scores are negated below.
+            tch::no_grad(|| {
+                let mut d = s_buf.buf.shallow_clone();
+                d -= &p_buf.buf;
+            });
+        }
         let scores = tch::no_grad(|| contract.scores(&s_buf.buf));
         total = Some(match total {
             Some(t) => t + scores,

@@ -42,6 +42,11 @@ impl HeadInputs {
 
 /// Where a forward pass can be patched or observed. Defaults leave the model unpatched.
 pub trait Patcher {
+    /// May replace source outputs `first..first+n` (`[n, B, T, d]`) before anything reads
+    /// them, the residual stream included (EAP-IG's interpolated nodes).
+    fn source_values(&mut self, _first: usize, outs: Tensor) -> Tensor {
+        outs
+    }
     /// Source outputs as they are produced: `outs` is `[n, B, T, d]`, sources `first..first+n`.
     fn record_sources(&mut self, _first: usize, _outs: &Tensor) {}
     /// The (patched) inputs of block `block`'s heads, given the residual stream `[B, T, d]`.
@@ -217,7 +222,9 @@ impl Gpt2 {
             Some(k) => causal.logical_and(k), // [B, 1, T, T]
             None => causal,
         };
-        let mut resid = self.embed(tb); // [B, T, d]
+        let mut resid = patcher
+            .source_values(0, self.embed(tb).unsqueeze(0))
+            .squeeze_dim(0); // [B, T, d]
         patcher.record_sources(0, &resid.unsqueeze(0));
         for (bi, w) in self.w.blocks.iter().enumerate() {
             let (q, k, v) = match patcher.attn_input(bi, &resid) {
@@ -249,13 +256,18 @@ impl Gpt2 {
             }
             let z = pattern.matmul(&v); // [B, H, T, dh]
             let z = z.permute([1, 0, 2, 3]).reshape([h, b * t, dh]); // [H, B·T, dh]
+            let first = 1 + bi * (self.cfg.n_heads + 1);
             let result = z.bmm(&w.w_o).view([h, b, t, -1]); // [H, B, T, d]: one source per head
-            patcher.record_sources(1 + bi * (self.cfg.n_heads + 1), &result);
+            let result = patcher.source_values(first, result);
+            patcher.record_sources(first, &result);
             let resid_mid = &resid + result.sum_dim_intlist(0, false, Kind::Float) + &w.b_o;
             let mlp_in = patcher.mlp_input(bi, &resid_mid);
             let hidden = (ln_pre(&mlp_in, eps).matmul(&w.w_in) + &w.b_in).gelu("tanh"); // [B, T, d_mlp]
-            let mlp_out = hidden.matmul(&w.w_out) + &w.b_out; // [B, T, d]
-            patcher.record_sources((bi + 1) * (self.cfg.n_heads + 1), &mlp_out.unsqueeze(0));
+            let first = (bi + 1) * (self.cfg.n_heads + 1);
+            let mlp_out = patcher
+                .source_values(first, (hidden.matmul(&w.w_out) + &w.b_out).unsqueeze(0))
+                .squeeze_dim(0); // [B, T, d]
+            patcher.record_sources(first, &mlp_out.unsqueeze(0));
             resid = resid_mid + mlp_out;
         }
         patcher.final_input(&resid).select(1, t - 1) // [B, d]

@@ -43,6 +43,7 @@ pub fn tiny_model() -> Gpt2 {
 pub fn settings_of(g: &Value) -> AttributionSettings {
     let s = &g["settings"];
     AttributionSettings {
+        method: Default::default(),
         grad_function: s["grad_function"]
             .as_str()
             .unwrap_or("logit")
