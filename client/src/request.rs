@@ -39,6 +39,7 @@ fn data_options(j: &JobArgs) -> v1::DataOptions {
         prepend_bos: !j.no_prepend_bos,
         seed: j.seed,
         batches_per_unit: j.batches_per_unit.max(1),
+        edges_per_unit: j.edges_per_unit,
     }
 }
 

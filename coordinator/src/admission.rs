@@ -5,6 +5,7 @@
 use attrib_proto::memory::human_bytes;
 use attrib_proto::v1;
 
+use crate::plan::JobPlan;
 use crate::{Error, Result};
 
 /// Admission limits; `Default` holds the CLI's defaults.
@@ -20,6 +21,9 @@ pub struct Limits {
     pub max_edge_counts: usize,
     /// Circuits one faithfulness unit evaluates.
     pub max_circuits_per_unit: u32,
+    /// Edge × prompt patched evaluations of one exact-patching job (each a prompt's forward
+    /// pass): GPT-2 small over 128 prompts is 4.2 million.
+    pub max_exact_patches: u64,
     /// Jobs computed at once; later jobs wait queued.
     pub max_active_jobs: usize,
     /// Jobs waiting behind the active ones.
@@ -37,6 +41,7 @@ impl Default for Limits {
             max_batches_per_unit: 256,
             max_edge_counts: 10_000,
             max_circuits_per_unit: 1024,
+            max_exact_patches: 100_000_000,
             max_active_jobs: 4,
             max_queued_jobs: 1000,
             max_db_bytes: 0,
@@ -104,6 +109,20 @@ impl Limits {
                 f.circuits_per_unit.into(),
                 self.max_circuits_per_unit.into(),
                 "--max-circuits-per-unit",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The planned job's size: an exact-patching job measures every edge on every prompt.
+    pub fn check_plan(&self, plan: &JobPlan) -> Result<()> {
+        if plan.edges_per_unit.is_some() {
+            let prompts: u64 = plan.datasets.iter().map(|d| u64::from(d.prompts)).sum();
+            at_most(
+                "exact-patching evaluations (edges x prompts)",
+                plan.graph.n_edges() as u64 * prompts,
+                self.max_exact_patches,
+                "--max-exact-patches",
             )?;
         }
         Ok(())

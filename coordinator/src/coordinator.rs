@@ -205,6 +205,7 @@ impl Coordinator {
         let request_bytes = prost::Message::encoded_len(&req) as u64;
         let (planned, req) = self.plan_request(req).await?;
         let planned: JobPlan = planned?;
+        limits.check_plan(&planned)?;
         admission::check_memory(planned.unit_memory, self.lock().largest_worker_memory())?;
         let db_bytes = self.store.run(|s| s.size_bytes()).await?;
         limits.check_db(db_bytes, request_bytes + planned.stored_bytes())?;

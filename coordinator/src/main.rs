@@ -110,6 +110,9 @@ struct LimitArgs {
     /// Most circuits one faithfulness unit evaluates.
     #[arg(long, default_value_t = Limits::default().max_circuits_per_unit, env = "ATTRIB_MAX_CIRCUITS_PER_UNIT")]
     max_circuits_per_unit: u32,
+    /// Most edge x prompt evaluations of one exact-patching job (each a prompt's forward pass).
+    #[arg(long, default_value_t = Limits::default().max_exact_patches, env = "ATTRIB_MAX_EXACT_PATCHES")]
+    max_exact_patches: u64,
     /// Jobs computed at once (oldest first); later jobs wait queued.
     #[arg(long, default_value_t = Limits::default().max_active_jobs, env = "ATTRIB_MAX_ACTIVE_JOBS")]
     max_active_jobs: usize,
@@ -130,6 +133,7 @@ impl LimitArgs {
             max_batches_per_unit: self.max_batches_per_unit,
             max_edge_counts: self.max_edge_counts,
             max_circuits_per_unit: self.max_circuits_per_unit,
+            max_exact_patches: self.max_exact_patches,
             max_active_jobs: self.max_active_jobs.max(1),
             max_queued_jobs: self.max_queued_jobs,
             max_db_bytes: self.max_db_mib << 20,

@@ -14,7 +14,7 @@ use attrib_proto::faithfulness::{circuits, edge_counts, logarithmic_counts, Circ
 use attrib_proto::memory::{self, UnitShape};
 use attrib_proto::units::{unit_ranges, Accumulator, FoldError};
 use attrib_proto::{
-    v1, AttributionSettings, DataSettings, GraphShape, ModelRecord, Reduced, ScoresMetadata,
+    v1, AttributionSettings, DataSettings, GraphShape, Method, ModelRecord, Reduced, ScoresMetadata,
 };
 
 use crate::model::ModelInfo;
@@ -22,6 +22,10 @@ use crate::{Error, Result};
 
 /// Most datasets one job may hold (all 45 IOI template files fit many times over).
 pub const MAX_DATASETS: usize = 1024;
+
+/// Edges one exact-patching unit measures unless the request says otherwise: at GPT-2-small
+/// shape, 64 forward passes of K batches.
+pub const DEFAULT_EDGES_PER_UNIT: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct PlannedDataset {
@@ -49,7 +53,7 @@ impl PlannedDataset {
 }
 
 /// Where a unit is: its dataset, the batches it covers there, and for a faithfulness job
-/// its group of circuits.
+/// its group of circuits (for an exact-patching job, its group of edges).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitRef {
     pub dataset: usize,
@@ -94,6 +98,8 @@ pub struct JobPlan {
     pub batches_per_unit: usize,
     /// `Some` for a faithfulness job.
     pub circuits: Option<CircuitPlan>,
+    /// Edges per unit, `Some` for an exact-patching job.
+    pub edges_per_unit: Option<usize>,
     /// Bytes a worker needs for the largest unit, model included (`attrib_proto::memory`).
     pub unit_memory: u64,
 }
@@ -173,6 +179,7 @@ pub fn plan_faithfulness(
         });
     }
     p.circuits = Some(circuit_plan);
+    p.edges_per_unit = None; // circuits of an exact-patching job's scores are not edge groups
     p.number_units();
     Ok(p)
 }
@@ -268,6 +275,10 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         pad_id: model.tokenizer.bos_id(),
         batches_per_unit: k,
         circuits: None,
+        edges_per_unit: (settings.method == Method::Exact).then(|| match data.edges_per_unit {
+            0 => DEFAULT_EDGES_PER_UNIT,
+            e => e as usize,
+        }),
         unit_memory: 0,
     };
     p.unit_memory = p
@@ -284,9 +295,19 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
 }
 
 impl JobPlan {
-    /// Circuit groups per batch range (1 for attribution).
+    /// Circuit or edge groups per batch range (1 for gradient attribution).
     fn groups(&self) -> usize {
-        self.circuits.as_ref().map_or(1, CircuitPlan::groups)
+        match (&self.circuits, self.edges_per_unit) {
+            (Some(c), _) => c.groups(),
+            (None, Some(e)) => self.graph.n_edges().div_ceil(e),
+            (None, None) => 1,
+        }
+    }
+
+    /// Flat edge indices of exact-patching group `g`.
+    fn edge_group(&self, g: usize) -> Option<Range<usize>> {
+        let e = self.edges_per_unit?;
+        Some(g * e..((g + 1) * e).min(self.graph.n_edges()))
     }
 
     /// Numbers batches and units across datasets, in dataset order.
@@ -331,7 +352,8 @@ impl JobPlan {
             Some(UnitRef {
                 dataset: i,
                 batches,
-                group: self.circuits.as_ref().map(|_| local % groups),
+                group: (self.circuits.is_some() || self.edges_per_unit.is_some())
+                    .then_some(local % groups),
             })
         })
     }
@@ -365,7 +387,11 @@ impl JobPlan {
         r: &v1::UnitResult,
     ) -> Result<usize, FoldError> {
         let u = self.unit(unit).expect("folded units belong to the plan");
-        let expected_prompts = u.batches.len() * self.data.batch_size as usize;
+        // Exact patching: only the unit of a batch range's first edges counts its prompts.
+        let expected_prompts = match self.edges_per_unit {
+            Some(_) => self.unit_prompts(unit) as usize,
+            None => u.batches.len() * self.data.batch_size as usize,
+        };
         if r.clean_logit_diffs.len() != expected_prompts {
             return Err(FoldError::Length {
                 what: "clean logit differences (one per prompt)",
@@ -432,6 +458,7 @@ impl JobPlan {
         let u = self.unit(unit)?;
         let d = &self.datasets[u.dataset];
         let batches = &d.batches[u.batches.clone()];
+        let edges = u.group.and_then(|g| self.edge_group(g)).unwrap_or(0..0);
         let circuits = self.circuits.as_ref().map(|c| v1::CircuitEval {
             scores: if with_scores {
                 c.scores.clone()
@@ -473,6 +500,8 @@ impl JobPlan {
             circuits,
             first_batch: d.first_batch + u.batches.start as u32,
             dataset: u.dataset as u32,
+            first_edge: edges.start as u32,
+            end_edge: edges.end as u32,
         })
     }
 
@@ -553,6 +582,7 @@ pub(crate) mod tests {
                 prepend_bos: true,
                 seed: 42,
                 batches_per_unit: 1,
+                edges_per_unit: 0,
             }),
             settings: Some(
                 (&AttributionSettings {

@@ -103,6 +103,7 @@ fn data(
             prepend_bos,
             seed,
             batches_per_unit: k,
+            edges_per_unit: 0,
         }
     })
 }

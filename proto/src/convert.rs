@@ -52,6 +52,7 @@ impl From<&AttributionSettings> for v1::AttributionSettings {
             Method::EapIgInputs { .. } => v1::Method::EapIgInputs,
             Method::CleanCorrupted => v1::Method::CleanCorrupted,
             Method::EapIgActivations { .. } => v1::Method::EapIgActivations,
+            Method::Exact => v1::Method::Exact,
         };
         v1::AttributionSettings {
             grad_function: grad_function as i32,
@@ -106,6 +107,7 @@ impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
             Ok(v1::Method::EapIgInputs) => "eap-ig-inputs",
             Ok(v1::Method::CleanCorrupted) => "clean-corrupted",
             Ok(v1::Method::EapIgActivations) => "eap-ig-activations",
+            Ok(v1::Method::Exact) => "exact",
             _ => return Err(unknown("settings.method", s.method)),
         };
         let invalid = |field, e: crate::SettingsError| WireError::Invalid {

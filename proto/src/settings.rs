@@ -94,6 +94,9 @@ pub enum Method {
     /// EAP-IG's `EAP-IG-activations`: one node's output at a time (input, each attention
     /// layer, each MLP) set to `k/steps · clean + (1 − k/steps) · corrupt`, k = 1..steps.
     EapIgActivations { steps: usize },
+    /// EAP-IG's `exact`: each edge patched alone (forward passes only), the mean over
+    /// prompts of metric(clean) − metric(patched).
+    Exact,
 }
 
 impl Method {
@@ -108,6 +111,7 @@ impl Method {
             Method::EapIgInputs { .. } => "eap-ig-inputs",
             Method::CleanCorrupted => "clean-corrupted",
             Method::EapIgActivations { .. } => "eap-ig-activations",
+            Method::Exact => "exact",
         }
     }
 
@@ -132,6 +136,7 @@ impl Method {
             "eap-ig-inputs" => need_steps(|steps| Method::EapIgInputs { steps }),
             "clean-corrupted" => no_steps(Method::CleanCorrupted),
             "eap-ig-activations" => need_steps(|steps| Method::EapIgActivations { steps }),
+            "exact" => no_steps(Method::Exact),
             _ => Err(SettingsError::UnknownName {
                 what: "method",
                 got: name.to_string(),
@@ -153,21 +158,10 @@ impl Method {
     pub fn per_prompt_divisor(self, n_layers: usize) -> Option<f64> {
         match self {
             Method::MaskGradient => None,
-            Method::Eap => Some(1.0),
+            Method::Eap | Method::Exact => Some(1.0),
             Method::EapIgInputs { steps } => Some(steps as f64),
             Method::CleanCorrupted => Some(2.0),
             Method::EapIgActivations { steps } => Some((steps * (2 * n_layers + 1)) as f64),
-        }
-    }
-
-    /// Forward/backward passes per prompt batch, besides the forward passes for P and S.
-    pub fn gradient_passes(self, n_layers: usize, mask_points: usize) -> usize {
-        match self {
-            Method::MaskGradient => mask_points,
-            Method::Eap => 1,
-            Method::EapIgInputs { steps } => steps,
-            Method::CleanCorrupted => 2,
-            Method::EapIgActivations { steps } => steps * (2 * n_layers + 1),
         }
     }
 }

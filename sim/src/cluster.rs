@@ -263,6 +263,7 @@ impl JobRequest<'_> {
                 prepend_bos: true,
                 seed: 42,
                 batches_per_unit: self.batches_per_unit,
+                edges_per_unit: 0,
             }),
             settings: Some(
                 (&attrib_proto::AttributionSettings {

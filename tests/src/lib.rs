@@ -182,6 +182,7 @@ pub fn request(files: &[PathBuf], batch_size: u32, train: u32, seed: u64) -> v1:
             prepend_bos: true,
             seed,
             batches_per_unit: 1,
+            edges_per_unit: 0,
         }),
         settings: Some((&attrib_proto::AttributionSettings::default()).into()),
         label: String::new(),

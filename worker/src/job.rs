@@ -63,6 +63,7 @@ pub fn run_attribute_timed(
         pad_id: tok.bos_id(),
         prepend_bos: job.data.prepend_bos,
         synced_stages: true,
+        edges: None,
     };
     let attributed = attribute_batches(model, &graph, &batches, &job.settings, &opts, progress)?;
     let reduced = attributed

@@ -72,3 +72,8 @@ fn eap_ig_activations() {
         Method::EapIgActivations { steps: 5 },
     );
 }
+
+#[test]
+fn exact() {
+    both_models("golden_eapig_exact.json", Method::Exact);
+}

@@ -65,6 +65,7 @@ pub fn request(batch_size: u32, train_size: u32, test_size: u32) -> v1::SubmitJo
             prepend_bos: true,
             seed: 42,
             batches_per_unit: 1,
+            edges_per_unit: 0,
         }),
         settings: Some((&attrib_proto::AttributionSettings::default()).into()),
         label: "fuzz".into(),

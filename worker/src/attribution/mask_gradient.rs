@@ -263,7 +263,7 @@ fn eap_ig_runs(method: Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) -
                 .map(|(first, n, alpha)| with(interpolated(first, n, alpha)))
                 .collect()
         }
-        Method::MaskGradient | Method::Eap => unreachable!("not a fixed-Δ method"),
+        Method::MaskGradient | Method::Eap | Method::Exact => unreachable!("not a fixed-Δ method"),
     }
 }
 
@@ -326,7 +326,10 @@ pub fn pass_scores_timed(
 
     let mut s_buf = new_buffer();
     let mut clean_diffs: Option<Tensor> = None; // [C]
-    let fixed_delta = !matches!(settings.method, Method::MaskGradient | Method::Eap);
+    let fixed_delta = matches!(
+        settings.method,
+        Method::EapIgInputs { .. } | Method::CleanCorrupted | Method::EapIgActivations { .. }
+    );
     let runs = if fixed_delta {
         // Δ = S − P from an unpatched clean pass, in place in the S buffer.
         let logits = tch::no_grad(|| model.unembed(&model.forward_last(&pass.clean, &mut s_buf)));

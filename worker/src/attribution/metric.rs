@@ -71,11 +71,16 @@ impl BatchAnswers {
 
     /// The answer function's value on `v` `[B, V]` (a scalar).
     pub fn value(&self, v: &Tensor, f: AnswerFunction) -> Tensor {
+        self.per_prompt(v, f).mean(Kind::Float)
+    }
+
+    /// The answer function's value per prompt `[B]`, before the batch mean.
+    pub fn per_prompt(&self, v: &Tensor, f: AnswerFunction) -> Tensor {
         match f {
             AnswerFunction::AvgDiff => {
-                (self.answers.per_prompt_mean(v) - self.wrong.per_prompt_mean(v)).mean(Kind::Float)
+                self.answers.per_prompt_mean(v) - self.wrong.per_prompt_mean(v)
             }
-            AnswerFunction::AvgVal => self.answers.per_prompt_mean(v).mean(Kind::Float),
+            AnswerFunction::AvgVal => self.answers.per_prompt_mean(v),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod autograd_reference;
 pub mod eap;
+pub mod exact;
 pub mod mask_gradient;
 pub mod metric;
 pub mod run;

@@ -7,8 +7,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use attrib_datasets::Batch;
 use attrib_proto::units::{f32_le_bytes, unit_ranges, Accumulator};
 pub use attrib_proto::Reduced;
-use attrib_proto::{v1, AttributionSettings, GraphShape};
+use attrib_proto::{v1, AttributionSettings, GraphShape, Method};
 
+use super::exact::exact_scores;
 use super::mask_gradient::{pass_input, pass_scores_timed, StageTimes, UnitScores};
 use crate::model::{Gpt2, ModelConfig};
 use crate::rss::{peak_since_reset_mib, reset_peak, rss_mib};
@@ -27,6 +28,9 @@ pub struct PassOptions {
     /// Stage timers wait for the device (`pass_scores_timed`): for reports of where the time
     /// goes, never for the cluster's units.
     pub synced_stages: bool,
+    /// Exact patching only: the edges (flat indices, `start..end`) a unit measures; `None`
+    /// for all.
+    pub edges: Option<(usize, usize)>,
 }
 
 impl Default for PassOptions {
@@ -36,6 +40,7 @@ impl Default for PassOptions {
             pad_id: 50256,
             prepend_bos: true,
             synced_stages: true,
+            edges: None,
         }
     }
 }
@@ -113,6 +118,24 @@ pub fn attribute_unit(
 ) -> Result<(UnitScores, StageTimes)> {
     check_unit(graph, batches)?;
     let pass = pass_input(model, batches, opts.pad_id, opts.prepend_bos)?;
+    if settings.method == Method::Exact {
+        let (start, end) = opts.edges.unwrap_or((0, graph.n_edges()));
+        if start > end || end > graph.n_edges() {
+            return Err(Error::BadUnit(format!(
+                "edges {start}..{end} of a graph of {} edges",
+                graph.n_edges()
+            )));
+        }
+        let t0 = std::time::Instant::now();
+        let scores = catch_torch(|| {
+            exact_scores(model, graph, &pass, settings, start..end, between_passes)
+        })??;
+        let times = StageTimes {
+            clean_forward: t0.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        return Ok((scores, times));
+    }
     catch_torch(|| {
         pass_scores_timed(
             model,

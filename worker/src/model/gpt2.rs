@@ -140,6 +140,25 @@ impl TokenBatch {
     }
 }
 
+impl TokenBatch {
+    /// The batch `times` times over, row blocks in order: one copy per patched edge.
+    pub fn repeat(&self, times: usize) -> TokenBatch {
+        let rows = |t: &Tensor| {
+            let mut reps = vec![1i64; t.dim()];
+            reps[0] = times as i64;
+            t.repeat(reps.as_slice())
+        };
+        TokenBatch {
+            tokens: rows(&self.tokens),
+            key_mask: self.key_mask.as_ref().map(rows),
+            pos_keep: self.pos_keep.as_ref().map(rows),
+            pos_ids: rows(&self.pos_ids),
+            batch: self.batch * times,
+            width: self.width,
+        }
+    }
+}
+
 pub struct Gpt2 {
     pub cfg: ModelConfig,
     pub w: Weights,

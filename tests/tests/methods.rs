@@ -1,0 +1,148 @@
+//! EAP-IG's methods and exact patching through the cluster: the same bits as
+//! `attrib-worker attribute` with the same settings, for one worker, three workers and a
+//! node group of two CPU devices; exact patching cut into groups of edges.
+
+use attrib_proto::{v1, AttributionSettings, Method};
+use attrib_tests::*;
+
+/// `(method flags of attrib-worker attribute, the method)`.
+fn methods() -> Vec<(Vec<&'static str>, Method)> {
+    vec![
+        (vec!["--method", "exact"], Method::Exact),
+        (
+            vec!["--method", "eap-ig-inputs", "--steps", "3"],
+            Method::EapIgInputs { steps: 3 },
+        ),
+        (vec!["--method", "clean-corrupted"], Method::CleanCorrupted),
+        (
+            vec!["--method", "eap-ig-activations", "--steps", "2"],
+            Method::EapIgActivations { steps: 2 },
+        ),
+    ]
+}
+
+fn with_method(method: Method, edges_per_unit: u32) -> v1::SubmitJobRequest {
+    let mut req = request(&[ioi()], 16, 64, 42);
+    req.settings = Some(
+        (&AttributionSettings {
+            method,
+            ..Default::default()
+        })
+            .into(),
+    );
+    req.data.as_mut().unwrap().edges_per_unit = edges_per_unit;
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_gives_the_bits_of_one_process_on_any_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected: Vec<Vec<String>> = methods()
+        .iter()
+        .enumerate()
+        .map(|(i, (flags, _))| {
+            let out = dir.path().join(format!("reference-{i}.json"));
+            attribute_in_process_with(&[ioi()], &out, 16, 64, 42, flags).0
+        })
+        .collect();
+    for (setup, workers) in [
+        ("1 worker", vec!["cpu"]),
+        ("3 workers", vec!["cpu"; 3]),
+        ("a group of 2 devices", vec!["cpu,cpu"]),
+    ] {
+        let db = dir.path().join(format!("{}.db", workers.len()));
+        let c = coordinator(&db, None, &[]);
+        let _w: Vec<Proc> = workers
+            .iter()
+            .enumerate()
+            .map(|(i, devices)| worker_on(&c.url, &format!("w{i}"), &tiny_model(), devices, &[]))
+            .collect();
+        let mut client = client(&c.url, None).await;
+        wait_workers(&mut client, workers.len()).await;
+        for ((_, method), want) in methods().into_iter().zip(&expected) {
+            // 110 edges in groups of 40: 3 groups x 4 batches for exact patching.
+            let job = submit(&mut client, with_method(method, 40)).await;
+            let status = wait_end(&mut client, &job).await;
+            assert_eq!(
+                status.state(),
+                v1::JobState::Done,
+                "{setup}, {method}: {status:?}"
+            );
+            let units = if method == Method::Exact { 12 } else { 4 };
+            assert_eq!(status.units_total, units, "{setup}, {method}");
+            assert_eq!(
+                status.prompts_done, 64,
+                "{setup}, {method}: prompts count once"
+            );
+            let (_, got) = scores(&mut client, &job, None).await;
+            assert_eq!(
+                &as_texts(&got),
+                want,
+                "{setup}, {method} vs attrib-worker attribute"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_method_settings_are_refused_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = coordinator(
+        &dir.path().join("c.db"),
+        None,
+        &["--max-exact-patches", "1000"],
+    );
+    let mut client = client(&c.url, None).await;
+    let refusal = |r: Result<tonic::Response<v1::SubmitJobResponse>, tonic::Status>| {
+        r.expect_err("refused").message().to_string()
+    };
+    let mut zero_steps = with_method(Method::EapIgInputs { steps: 1 }, 0);
+    zero_steps.settings.as_mut().unwrap().steps = 0;
+    let e = refusal(client.submit_job(zero_steps).await);
+    assert!(
+        e.contains("eap-ig-inputs needs --steps of at least 1"),
+        "{e}"
+    );
+    let mut points = with_method(Method::Eap, 0);
+    points.settings.as_mut().unwrap().points =
+        Some(v1::attribution_settings::Points::IntegratedGradSamples(5));
+    let e = refusal(client.submit_job(points).await);
+    assert!(e.contains("eap takes no mask value"), "{e}");
+    let e = refusal(client.submit_job(with_method(Method::Exact, 0)).await);
+    assert!(
+        e.contains("exact-patching evaluations (edges x prompts) 7040")
+            && e.contains("--max-exact-patches 1000"),
+        "{e}"
+    );
+    // The client refuses before sending anything.
+    let o = cli(
+        &c.url,
+        &[
+            "submit",
+            "--dataset",
+            ioi().to_str().unwrap(),
+            "--method",
+            "eap-ig-activations",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("needs --steps"),
+        "{err}"
+    );
+    let o = cli(
+        &c.url,
+        &[
+            "submit",
+            "--dataset",
+            ioi().to_str().unwrap(),
+            "--method",
+            "acdc",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("unknown method \"acdc\""),
+        "{err}"
+    );
+}

@@ -1,0 +1,227 @@
+//! Exact edge patching (the EAP-IG library's `exact`): each edge's effect on the metric with
+//! that edge alone patched. On the clean prompts, the edge's destination input gets
+//! `P[src] − S[src]` added (the corrupt prompt's source output replaces the clean one there
+//! and nowhere else); the score is the mean over prompts of `metric(clean) − metric(patched)`,
+//! EAP-IG's `M(every edge but e) − M(clean)` for its loss `−metric`. Forward passes only.
+//!
+//! Edges share forward passes: the unit's prompts are repeated once per edge of a chunk, and
+//! each copy patches its own edge, so one pass measures the whole chunk.
+
+use std::ops::Range;
+
+use attrib_proto::{AttributionSettings, DestKind, Edge, GraphShape};
+use tch::{Kind, Tensor};
+
+use super::mask_gradient::{PassInput, UnitScores};
+use super::metric::apply_grad_function;
+use crate::attribution::autograd_reference::corrupt_sources;
+use crate::device::download_f32;
+use crate::model::{ln_pre, Gpt2, HeadInputs, Patcher};
+use crate::Result;
+
+/// Rows (prompt copies) of one forward pass: enough to keep a GPU busy, small enough that a
+/// GPT-2-small pass stays near a gigabyte.
+const ROWS_PER_PASS: usize = 512;
+
+/// Per edge of `edges` (flat indices of `graph`), Σ over the unit's prompts of
+/// `metric(clean) − metric(edge patched)`, placed in a full-length score vector (zeros
+/// elsewhere, so a unit of some edges folds like any other). The clean logit differences
+/// come with the unit that measures edge 0 only, so that each prompt counts once.
+pub fn exact_scores(
+    model: &Gpt2,
+    graph: &GraphShape,
+    pass: &PassInput,
+    settings: &AttributionSettings,
+    edges: Range<usize>,
+    between_passes: &dyn Fn() -> Result<()>,
+) -> Result<UnitScores> {
+    tch::no_grad(|| {
+        let all = graph.edges();
+        let patch = corrupt_sources(model, graph, &pass.corrupt); // [n_src, C, T, d]
+        let clean_logits = model.logits(&pass.clean);
+        let clean_metric = per_prompt_metric(pass, settings, &clean_logits); // [C]
+        let rows = pass.clean.batch;
+        let chunk = (ROWS_PER_PASS / rows).max(1);
+        let mut effects: Vec<Tensor> = Vec::with_capacity(edges.len());
+        for (i, start) in edges.clone().step_by(chunk).enumerate() {
+            if i > 0 {
+                between_passes()?;
+            }
+            let mine: Vec<Edge> = all[start..(start + chunk).min(edges.end)].to_vec();
+            let mut patcher = EdgePatcher::new(model, graph, &mine, &patch, rows);
+            let tokens = pass.clean.repeat(mine.len());
+            let logits = model.unembed(&model.forward_last(&tokens, &mut patcher));
+            for r in 0..mine.len() as i64 {
+                let copy = logits.narrow(0, r * rows as i64, rows as i64);
+                let patched = per_prompt_metric(pass, settings, &copy);
+                effects.push((&clean_metric - patched).sum(Kind::Float));
+            }
+        }
+        let mut scores = vec![0f32; graph.n_edges()];
+        if !effects.is_empty() {
+            let values = download_f32(&Tensor::stack(&effects, 0));
+            scores[edges.clone()].copy_from_slice(&values);
+        }
+        let clean_logit_diffs = if edges.start == 0 {
+            download_f32(&pass.logit_diffs(&clean_logits))
+        } else {
+            Vec::new()
+        };
+        Ok(UnitScores {
+            scores,
+            clean_logit_diffs,
+        })
+    })
+}
+
+/// The job's metric per prompt `[C]`: its answer function of its grad function's values.
+fn per_prompt_metric(pass: &PassInput, settings: &AttributionSettings, logits: &Tensor) -> Tensor {
+    let bs = pass.batch_size as i64;
+    let per_batch: Vec<Tensor> = pass
+        .answers
+        .iter()
+        .enumerate()
+        .map(|(n, ans)| {
+            let z = logits.narrow(0, n as i64 * bs, bs);
+            ans.per_prompt(
+                &apply_grad_function(settings.grad_function, &z),
+                settings.answer_function,
+            )
+        })
+        .collect();
+    Tensor::cat(&per_batch, 0)
+}
+
+/// Patches edge `edges[r]` in row block `r` of a repeated batch.
+struct EdgePatcher<'a> {
+    model: &'a Gpt2,
+    kinds: Vec<(DestKind, usize)>,
+    edges: &'a [Edge],
+    patch: &'a Tensor,
+    rows: i64,
+    /// Per copy, `P[src] − S[src]` `[C, T, d]` (only at the edge's position when token-wise),
+    /// once its source has run.
+    deltas: Vec<Option<Tensor>>,
+    /// The current block's shared head input, for recomputing a patched head's projection.
+    attn_x: Option<Tensor>,
+}
+
+impl<'a> EdgePatcher<'a> {
+    fn new(
+        model: &'a Gpt2,
+        graph: &'a GraphShape,
+        edges: &'a [Edge],
+        patch: &'a Tensor,
+        rows: usize,
+    ) -> Self {
+        EdgePatcher {
+            model,
+            kinds: graph.modules().iter().map(|m| (m.kind, m.block)).collect(),
+            edges,
+            patch,
+            rows: rows as i64,
+            deltas: edges.iter().map(|_| None).collect(),
+            attn_x: None,
+        }
+    }
+
+    /// The copies whose edge goes into a module matching `pred`, with their Δ.
+    fn into_module(&self, pred: impl Fn(DestKind, usize) -> bool) -> Vec<(usize, &Tensor)> {
+        self.edges
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                let (kind, block) = self.kinds[e.module];
+                pred(kind, block)
+            })
+            .map(|(r, _)| (r, self.deltas[r].as_ref().expect("sources run first")))
+            .collect()
+    }
+
+    fn rows_of(&self, x: &Tensor, r: usize) -> Tensor {
+        x.narrow(0, r as i64 * self.rows, self.rows)
+    }
+
+    /// `x` with each listed copy's Δ added to its rows.
+    fn add_deltas(&self, x: &Tensor, copies: &[(usize, &Tensor)]) -> Tensor {
+        if copies.is_empty() {
+            return x.shallow_clone();
+        }
+        let out = x.copy();
+        for (r, delta) in copies {
+            let mut rows = self.rows_of(&out, *r);
+            rows += *delta;
+        }
+        out
+    }
+}
+
+impl Patcher for EdgePatcher<'_> {
+    fn record_sources(&mut self, first: usize, outs: &Tensor) {
+        let n = outs.size()[0] as usize;
+        for (r, e) in self.edges.iter().enumerate() {
+            if !(first..first + n).contains(&e.src) {
+                continue;
+            }
+            let current = self.rows_of(&outs.get((e.src - first) as i64), r);
+            let delta = self.patch.get(e.src as i64) - current; // [C, T, d]
+            self.deltas[r] = Some(match e.seq {
+                Some(t) => {
+                    let only = delta.zeros_like();
+                    let mut at = only.narrow(1, t as i64, 1);
+                    at.copy_(&delta.narrow(1, t as i64, 1));
+                    only
+                }
+                None => delta,
+            });
+        }
+    }
+
+    fn attn_input(&mut self, _block: usize, resid: &Tensor) -> HeadInputs {
+        self.attn_x = Some(resid.shallow_clone());
+        HeadInputs::Shared(resid.shallow_clone())
+    }
+
+    /// A patched head input changes only that head's projection(s): they are recomputed
+    /// from the patched input for the copy's rows and written over the shared result.
+    fn qkv(&mut self, block: usize, q: Tensor, k: Tensor, v: Tensor) -> (Tensor, Tensor, Tensor) {
+        let copies = self.into_module(|kind, b| kind.is_attention() && b == block);
+        if copies.is_empty() {
+            return (q, k, v);
+        }
+        let w = &self.model.w.blocks[block];
+        let x = self.attn_x.as_ref().expect("head input seen");
+        for (r, delta) in copies {
+            let e = &self.edges[r];
+            let h = e.head.expect("a head edge") as i64;
+            let y = ln_pre(&(self.rows_of(x, r) + delta), self.model.cfg.eps); // [C, T, d]
+            let kind = self.kinds[e.module].0;
+            let targets: Vec<(&Tensor, &Tensor, &Tensor)> = match kind {
+                DestKind::Q => vec![(&q, &w.w_q, &w.b_q)],
+                DestKind::K => vec![(&k, &w.w_k, &w.b_k)],
+                DestKind::V => vec![(&v, &w.w_v, &w.b_v)],
+                _ => vec![
+                    (&q, &w.w_q, &w.b_q),
+                    (&k, &w.w_k, &w.b_k),
+                    (&v, &w.w_v, &w.b_v),
+                ],
+            };
+            for (out, wm, bias) in targets {
+                let proj = y.matmul(&wm.get(h)) + bias.get(h); // [C, T, dh]
+                let mut head = self.rows_of(out, r).select(1, h);
+                head.copy_(&proj);
+            }
+        }
+        (q, k, v)
+    }
+
+    fn mlp_input(&mut self, block: usize, resid_mid: &Tensor) -> Tensor {
+        let copies = self.into_module(|kind, b| kind == DestKind::Mlp && b == block);
+        self.add_deltas(resid_mid, &copies)
+    }
+
+    fn final_input(&mut self, resid: &Tensor) -> Tensor {
+        let copies = self.into_module(|kind, _| kind == DestKind::ResidEnd);
+        self.add_deltas(resid, &copies)
+    }
+}
