@@ -60,6 +60,13 @@ pub enum Command {
     /// One self-contained HTML page: the job's settings, the circuit, a sortable table of the
     /// top edges and the faithfulness curve (when the job has one).
     Report(ReportArgs),
+    /// Judge attribution methods against a reference (e.g. EAP-IG's exact scores): Spearman
+    /// of |score| vs |reference| and ROC AUC for the reference's top k edges, plus MIB's
+    /// CPR / CMD of faithfulness curves. Works offline on files; edges are matched by name.
+    #[command(
+        after_help = COMPARE_AFTER_HELP
+    )]
+    Compare(CompareArgs),
     /// Fetch a faithfulness curve: of a faithfulness job, or an attribution job's newest.
     Curve {
         job: String,
@@ -122,6 +129,15 @@ pub struct JobArgs {
     /// `attrib-worker attribute --batches-per-unit K`; larger K suits GPUs (see README).
     #[arg(long, default_value_t = 1, env = "ATTRIB_BATCHES_PER_UNIT")]
     pub batches_per_unit: u32,
+    /// Exact patching (--method exact): edges per work unit (default 64). Units are K batches
+    /// x a group of edges; the scores do not depend on it.
+    #[arg(
+        long,
+        default_value_t = 0,
+        hide_default_value = true,
+        env = "ATTRIB_EDGES_PER_UNIT"
+    )]
+    pub edges_per_unit: u32,
     /// Train prompts per dataset (scores use these).
     #[arg(long, default_value_t = 128, env = "ATTRIB_TRAIN_SIZE")]
     pub train_size: u32,
@@ -141,6 +157,10 @@ pub struct JobArgs {
     /// Integrated-gradient steps of eap-ig-inputs and eap-ig-activations (EAP-IG uses 5).
     #[arg(long, env = "ATTRIB_STEPS")]
     pub steps: Option<usize>,
+    /// ACDC's τ values, comma-separated (default: AutoCircuit's a·10^b, a in 1,3,5,7,9, b in
+    /// -5..-2); each is a work unit.
+    #[arg(long, value_delimiter = ',', env = "ATTRIB_TAUS")]
+    pub taus: Option<Vec<f64>>,
     /// logit | prob | logprob | logit_exp
     #[arg(long, default_value = "logit", env = "ATTRIB_GRAD_FUNCTION")]
     pub grad_function: GradFunction,
@@ -233,4 +253,37 @@ pub struct ReportArgs {
     /// Rows of the top-edge table.
     #[arg(long, default_value_t = 200)]
     pub top_edges: usize,
+}
+
+/// How `attrib compare` names its inputs, and an example (`attrib compare --help`).
+const COMPARE_AFTER_HELP: &str = "Each scores file is [NAME=]FILE. Without NAME, an `attrib scores` or \
+`attrib-worker attribute` file is named by its method (e.g. 'eap-ig-inputs (5 steps)'), anything else \
+(the EAP-IG golden fixtures) by its file stem. Every file must score exactly the same edges, in any \
+order.
+
+Example:
+  attrib compare --reference exact=golden_eapig_exact.json EAP=golden_eapig_eap.json \\
+      --curve EAP=curve.json --html compare.html";
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// The reference scores, [NAME=]FILE: the attribution the others are judged against.
+    #[arg(long, value_name = "[NAME=]FILE")]
+    pub reference: String,
+    /// The methods' scores files, each [NAME=]FILE.
+    #[arg(required = true, value_name = "[NAME=]FILE")]
+    pub scores: Vec<String>,
+    /// ROC AUC positives: the top k edges by |reference|, comma-separated (1 <= k < edges).
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20")]
+    pub k: Vec<usize>,
+    /// A faithfulness curve (`attrib curve`, `attrib faithfulness`), [NAME=]FILE; repeat for
+    /// several. Summarised as MIB's CPR and CMD over the curve's own points.
+    #[arg(long, value_name = "[NAME=]FILE")]
+    pub curve: Vec<String>,
+    /// Also write a self-contained HTML page: tables and a bar chart.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write the numbers as JSON (--json prints them on stdout instead of the tables).
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
 }

@@ -1,6 +1,7 @@
 //! `attrib`: the thin client. Talks to a coordinator over gRPC; depends on attrib-proto only.
 
 mod cli;
+mod compare;
 mod draw;
 mod exit;
 mod faithfulness;
@@ -76,6 +77,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Render(a) => return draw::render(&cli, a).await,
         Command::Report(a) => return draw::report(&cli, a).await,
+        // Comparing files never needs one.
+        Command::Compare(a) => return compare::run(&cli, a),
         _ => {}
     }
     let mut client = connect(&cli).await?;
@@ -148,7 +151,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Scores(a) => scores(&mut client, &a, json).await,
         Command::Faithfulness(a) => faithfulness::run(&mut client, &a, json).await,
         Command::Curve { job, out } => faithfulness::curve(&mut client, &job, &out, json).await,
-        Command::Render(_) | Command::Report(_) => unreachable!("handled before connecting"),
+        Command::Render(_) | Command::Report(_) | Command::Compare(_) => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 

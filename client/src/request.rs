@@ -45,7 +45,7 @@ fn data_options(j: &JobArgs) -> v1::DataOptions {
 
 fn settings(j: &JobArgs) -> anyhow::Result<AttributionSettings> {
     let s = AttributionSettings {
-        method: Method::from_name(&j.method, j.steps)?,
+        method: Method::from_name(&j.method, j.steps, j.taus.clone())?,
         grad_function: j.grad_function,
         answer_function: j.answer_function,
         points: MaskPoints::from_options(j.mask_val, j.integrated_grad_samples)?,

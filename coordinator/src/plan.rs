@@ -239,16 +239,30 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
             Split::Test => (prepared.test_batches(opts.batch_size), prepared.test.len()),
         };
+        // ACDC runs on the first train batch only, as AutoCircuit's does.
+        let used = match settings.method {
+            Method::Acdc { .. } => batches.len().min(1),
+            _ => batches.len(),
+        };
         datasets.push(PlannedDataset {
-            prompts: (batches.len() * opts.batch_size).min(prompts) as u32,
+            prompts: (used * opts.batch_size).min(prompts) as u32,
             name: name.clone(),
             files: spec.files.iter().map(|f| f.name.clone()).collect(),
             width: prepared.width,
             seq_labels: prepared.seq_labels.clone(),
-            units: unit_ranges(batches.len(), k),
+            units: unit_ranges(used, k),
             first_batch: 0,
             first_unit: 0,
             batches,
+        });
+    }
+    if matches!(settings.method, Method::Acdc { .. }) && datasets.len() > 1 {
+        return Err(Error::InvalidRequest {
+            field: "datasets",
+            reason: format!(
+                "ACDC runs on one dataset's first batch, and this job has {}: submit one dataset (merged files count as one)",
+                datasets.len()
+            ),
         });
     }
     let graph_of = |d: &PlannedDataset| GraphShape {
@@ -267,6 +281,10 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
         });
     }
+    let edges_per_unit = (settings.method == Method::Exact).then(|| match data.edges_per_unit {
+        0 => DEFAULT_EDGES_PER_UNIT,
+        e => e as usize,
+    });
     let mut p = JobPlan {
         settings,
         data,
@@ -275,10 +293,7 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         pad_id: model.tokenizer.bos_id(),
         batches_per_unit: k,
         circuits: None,
-        edges_per_unit: (settings.method == Method::Exact).then(|| match data.edges_per_unit {
-            0 => DEFAULT_EDGES_PER_UNIT,
-            e => e as usize,
-        }),
+        edges_per_unit,
         unit_memory: 0,
     };
     p.unit_memory = p
@@ -295,13 +310,20 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
 }
 
 impl JobPlan {
-    /// Circuit or edge groups per batch range (1 for gradient attribution).
+    /// Circuit, edge or τ groups per batch range (1 for gradient attribution).
     fn groups(&self) -> usize {
         match (&self.circuits, self.edges_per_unit) {
             (Some(c), _) => c.groups(),
             (None, Some(e)) => self.graph.n_edges().div_ceil(e),
-            (None, None) => 1,
+            (None, None) => self.settings.method.taus().len().max(1),
         }
+    }
+
+    /// Whether a batch range's units split one computation over its prompts (edge or τ
+    /// groups), so that only the range's first unit counts the prompts.
+    fn groups_share_prompts(&self) -> bool {
+        self.circuits.is_none()
+            && (self.edges_per_unit.is_some() || !self.settings.method.taus().is_empty())
     }
 
     /// Flat edge indices of exact-patching group `g`.
@@ -329,8 +351,9 @@ impl JobPlan {
             Some(c) => (c.circuits.len() + 2, 0),
             None => {
                 let n = self.datasets.len();
+                let per_edge = self.settings.method.slots_per_edge();
                 (
-                    n * (self.graph.n_edges() + 1),
+                    n * (self.graph.n_edges() * per_edge + 1),
                     (n + 1) * self.graph.n_edges(),
                 )
             }
@@ -352,7 +375,7 @@ impl JobPlan {
             Some(UnitRef {
                 dataset: i,
                 batches,
-                group: (self.circuits.is_some() || self.edges_per_unit.is_some())
+                group: (self.circuits.is_some() || self.groups_share_prompts())
                     .then_some(local % groups),
             })
         })
@@ -373,7 +396,10 @@ impl JobPlan {
         match &self.circuits {
             Some(c) => vec![Accumulator::circuits(c.circuits.len())],
             None => (0..self.datasets.len())
-                .map(|_| Accumulator::attribution(self.graph.n_edges()))
+                .map(|_| {
+                    let slots = self.graph.n_edges() * self.settings.method.slots_per_edge();
+                    Accumulator::attribution(slots)
+                })
                 .collect(),
         }
     }
@@ -387,10 +413,10 @@ impl JobPlan {
         r: &v1::UnitResult,
     ) -> Result<usize, FoldError> {
         let u = self.unit(unit).expect("folded units belong to the plan");
-        // Exact patching: only the unit of a batch range's first edges counts its prompts.
-        let expected_prompts = match self.edges_per_unit {
-            Some(_) => self.unit_prompts(unit) as usize,
-            None => u.batches.len() * self.data.batch_size as usize,
+        // Exact patching and ACDC: only a batch range's first unit counts its prompts.
+        let expected_prompts = match self.groups_share_prompts() {
+            true => self.unit_prompts(unit) as usize,
+            false => u.batches.len() * self.data.batch_size as usize,
         };
         if r.clean_logit_diffs.len() != expected_prompts {
             return Err(FoldError::Length {
@@ -502,6 +528,10 @@ impl JobPlan {
             dataset: u.dataset as u32,
             first_edge: edges.start as u32,
             end_edge: edges.end as u32,
+            tau: match self.settings.method {
+                Method::Acdc { .. } => u.group.unwrap_or(0) as u32,
+                _ => 0,
+            },
         })
     }
 
@@ -520,7 +550,7 @@ impl JobPlan {
         ScoresMetadata {
             n_edges: self.graph.n_edges(),
             clean_logit_diff: r.clean_logit_diff,
-            settings: self.settings,
+            settings: self.settings.clone(),
             data: DataSettings {
                 files: chosen.iter().flat_map(|d| d.files.clone()).collect(),
                 batch_size: self.data.batch_size as usize,

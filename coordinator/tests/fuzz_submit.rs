@@ -125,15 +125,25 @@ fn settings(
     token_positions: f64,
 ) -> impl Strategy<Value = v1::AttributionSettings> {
     let flags = (any::<bool>(), prop::bool::weighted(token_positions));
-    (grad_function, answer_function, points, flags).prop_map(|(g, a, points, (qkv, tp))| {
-        v1::AttributionSettings {
+    // Mostly the mask gradient; sometimes another method (or an unknown one), with steps
+    // and taus that may or may not fit it.
+    let method = (
+        prop_oneof![6 => Just(0i32), 3 => -1i32..=7],
+        prop_oneof![4 => Just(0u32), 3 => 1u32..=3, 1 => big_u32()],
+        prop_oneof![4 => Just(vec![]), 1 => prop::collection::vec(prop_oneof![Just(1e-3), Just(0.0), Just(f64::NAN), Just(-1.0)], 0..70)],
+    );
+    (grad_function, answer_function, points, flags, method).prop_map(
+        |(g, a, points, (qkv, tp), (method, steps, taus))| v1::AttributionSettings {
             grad_function: g,
             answer_function: a,
             points,
             separate_qkv: qkv,
             token_positions: tp,
-        }
-    })
+            method,
+            steps,
+            taus,
+        },
+    )
 }
 
 fn random_settings() -> impl Strategy<Value = v1::AttributionSettings> {

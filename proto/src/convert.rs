@@ -46,13 +46,14 @@ impl From<&AttributionSettings> for v1::AttributionSettings {
                 v1::attribution_settings::Points::IntegratedGradSamples(n as u32)
             }
         };
-        let method = match s.method {
+        let method = match &s.method {
             Method::MaskGradient => v1::Method::MaskGradient,
             Method::Eap => v1::Method::Eap,
             Method::EapIgInputs { .. } => v1::Method::EapIgInputs,
             Method::CleanCorrupted => v1::Method::CleanCorrupted,
             Method::EapIgActivations { .. } => v1::Method::EapIgActivations,
             Method::Exact => v1::Method::Exact,
+            Method::Acdc { .. } => v1::Method::Acdc,
         };
         v1::AttributionSettings {
             grad_function: grad_function as i32,
@@ -62,6 +63,7 @@ impl From<&AttributionSettings> for v1::AttributionSettings {
             token_positions: s.token_positions,
             method: method as i32,
             steps: s.method.steps().unwrap_or(0) as u32,
+            taus: s.method.taus().to_vec(),
         }
     }
 }
@@ -108,6 +110,7 @@ impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
             Ok(v1::Method::CleanCorrupted) => "clean-corrupted",
             Ok(v1::Method::EapIgActivations) => "eap-ig-activations",
             Ok(v1::Method::Exact) => "exact",
+            Ok(v1::Method::Acdc) => "acdc",
             _ => return Err(unknown("settings.method", s.method)),
         };
         let invalid = |field, e: crate::SettingsError| WireError::Invalid {
@@ -115,7 +118,9 @@ impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
             reason: e.to_string(),
         };
         let steps = (s.steps != 0).then_some(s.steps as usize);
-        let method = Method::from_name(name, steps).map_err(|e| invalid("settings.steps", e))?;
+        let taus = (!s.taus.is_empty()).then(|| s.taus.clone());
+        let method =
+            Method::from_name(name, steps, taus).map_err(|e| invalid("settings.method", e))?;
         let settings = AttributionSettings {
             method,
             grad_function,
@@ -189,6 +194,7 @@ mod tests {
     #[test]
     fn settings_round_trip_and_bad_ones_are_named() {
         let s = AttributionSettings {
+            method: Method::MaskGradient,
             grad_function: GradFunction::LogitExp,
             answer_function: AnswerFunction::AvgVal,
             points: MaskPoints::Integrated(5),
@@ -197,15 +203,29 @@ mod tests {
         };
         let wire = v1::AttributionSettings::from(&s);
         assert_eq!(AttributionSettings::try_from(&wire).unwrap(), s);
+        for method in [
+            Method::Acdc {
+                taus: vec![0.01, 0.001],
+            },
+            Method::EapIgActivations { steps: 3 },
+            Method::Exact,
+        ] {
+            let s = AttributionSettings {
+                method,
+                ..Default::default()
+            };
+            let back = AttributionSettings::try_from(&v1::AttributionSettings::from(&s));
+            assert_eq!(back.unwrap(), s);
+        }
         let bad = v1::AttributionSettings {
             grad_function: 0,
-            ..wire
+            ..wire.clone()
         };
         let e = AttributionSettings::try_from(&bad).unwrap_err().to_string();
         assert!(e.contains("grad_function"), "{e}");
         let no_points = v1::AttributionSettings {
             points: None,
-            ..wire
+            ..wire.clone()
         };
         assert!(AttributionSettings::try_from(&no_points).is_err());
     }

@@ -18,10 +18,25 @@ impl Reduced {
     /// The scores as `settings.method` reports them: AutoCircuit's sums as they are, EAP-IG's
     /// divided by the prompt count and its per-prompt divisor (steps, runs). One division of
     /// the exactly rounded sum, so still the same bits for any worker count.
+    ///
+    /// ACDC's sums hold, per τ and edge, 1 where that τ removed the edge: each edge's score
+    /// becomes the smallest τ that removed it, +∞ if none did (AutoCircuit's scores).
     pub fn normalised(mut self, settings: &AttributionSettings, n_layers: usize) -> Self {
         if let Some(per_prompt) = settings.method.per_prompt_divisor(n_layers) {
             let divisor = per_prompt * self.n_prompts.max(1) as f64;
             self.scores.iter_mut().for_each(|s| *s /= divisor);
+        }
+        let taus = settings.method.taus();
+        if !taus.is_empty() {
+            let n_edges = self.scores.len() / taus.len();
+            let removed_at = |e: usize| {
+                taus.iter()
+                    .enumerate()
+                    .filter(|&(t, _)| self.scores[t * n_edges + e] != 0.0)
+                    .map(|(_, &tau)| tau)
+                    .fold(f64::INFINITY, f64::min)
+            };
+            self.scores = (0..n_edges).map(removed_at).collect();
         }
         self
     }
@@ -34,7 +49,46 @@ pub struct EdgeScore {
     pub dest: String,
     /// Token position for token-specific graphs, else `null`.
     pub seq: Option<usize>,
+    /// Finite, except ACDC's `"Infinity"` for an edge no τ removed.
+    #[serde(with = "score_json")]
     pub score: f64,
+}
+
+/// JSON has no infinity (serde_json would write `null`), so a non-finite score is written as
+/// the string `"Infinity"`, `"-Infinity"` or `"NaN"` and read back from it
+/// (`#[serde(with = "attrib_proto::scores::score_json")]`).
+pub mod score_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match *x {
+            x if x.is_finite() => s.serialize_f64(x),
+            x if x.is_nan() => s.serialize_str("NaN"),
+            x if x > 0.0 => s.serialize_str("Infinity"),
+            _ => s.serialize_str("-Infinity"),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Score {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Score::deserialize(d)? {
+            Score::Number(x) => Ok(x),
+            Score::Text(t) => match t.as_str() {
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                "NaN" => Ok(f64::NAN),
+                _ => Err(serde::de::Error::custom(format!(
+                    "score {t:?} is not a number, \"Infinity\", \"-Infinity\" or \"NaN\""
+                ))),
+            },
+        }
+    }
 }
 
 /// How the prompts were chosen and batched.

@@ -36,7 +36,7 @@ pub enum MaskPoints {
     Integrated(usize),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SettingsError {
     #[error("unknown {what} {got:?}; expected one of {expected}")]
     UnknownName {
@@ -48,8 +48,10 @@ pub enum SettingsError {
     MaskPoints,
     #[error("method {method} needs --steps of at least 1 (EAP-IG's notebooks use 5)")]
     Steps { method: String },
-    #[error("method {method} takes no --steps")]
-    StepsNotTaken { method: String },
+    #[error("method {method} takes no {what}")]
+    NotTaken { method: String, what: &'static str },
+    #[error("ACDC needs 1 to {MAX_ACDC_TAUS} taus, each finite and above 0, not {got:?}")]
+    Taus { got: Vec<f64> },
     #[error("method {method} takes no mask value or integrated-gradient samples: its own points are fixed by the method (use --steps for the IG variants)")]
     PointsNotTaken { method: String },
 }
@@ -79,7 +81,7 @@ impl MaskPoints {
 /// `mask_gradient_prune_scores` (summed over prompts); the others are the EAP-IG library's
 /// `attribute(method=...)` (hannamw/EAP-IG 795f5607), with its normalisation: a mean over
 /// prompts, and over steps or runs where the library divides by them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     #[default]
@@ -97,14 +99,21 @@ pub enum Method {
     /// EAP-IG's `exact`: each edge patched alone (forward passes only), the mean over
     /// prompts of metric(clean) − metric(patched).
     Exact,
+    /// AutoCircuit's `acdc_prune_scores` (KL divergence, the first train batch): at each τ,
+    /// edges are visited by destination layer, last first, and stay patched while the KL
+    /// grows by less than τ. An edge's score is the smallest τ that removed it, +∞ if none.
+    Acdc { taus: Vec<f64> },
 }
 
-impl Method {
-    /// Every method, by name: `steps` is only read by the integrated-gradient ones.
-    pub const NAMES: &'static str =
-        "mask-gradient eap eap-ig-inputs clean-corrupted eap-ig-activations";
+/// Most τ values one ACDC job runs (each is a work unit).
+pub const MAX_ACDC_TAUS: usize = 64;
 
-    pub fn name(self) -> &'static str {
+impl Method {
+    /// Every method, by name.
+    pub const NAMES: &'static str =
+        "mask-gradient eap eap-ig-inputs clean-corrupted eap-ig-activations exact acdc";
+
+    pub fn name(&self) -> &'static str {
         match self {
             Method::MaskGradient => "mask-gradient",
             Method::Eap => "eap",
@@ -112,12 +121,33 @@ impl Method {
             Method::CleanCorrupted => "clean-corrupted",
             Method::EapIgActivations { .. } => "eap-ig-activations",
             Method::Exact => "exact",
+            Method::Acdc { .. } => "acdc",
         }
     }
 
-    /// The method called `name`, with `steps` for the integrated-gradient ones (at least 1;
-    /// the others take none).
-    pub fn from_name(name: &str, steps: Option<usize>) -> Result<Self, SettingsError> {
+    /// AutoCircuit's default τ grid of `acdc_prune_scores`: `a · 10^b` for a in
+    /// [1, 3, 5, 7, 9] and b in −5..−2, in its `product(tao_bases, tao_exps)` order.
+    pub fn default_taus() -> Vec<f64> {
+        [1.0, 3.0, 5.0, 7.0, 9.0]
+            .iter()
+            .flat_map(|a| (-5..=-2).map(move |b| a * 10f64.powi(b)))
+            .collect()
+    }
+
+    /// The method called `name`, with `steps` for the integrated-gradient ones (at least 1)
+    /// and `taus` for ACDC (default: AutoCircuit's); the others take neither.
+    pub fn from_name(
+        name: &str,
+        steps: Option<usize>,
+        taus: Option<Vec<f64>>,
+    ) -> Result<Self, SettingsError> {
+        let refuse = |what: &'static str| SettingsError::NotTaken {
+            method: name.to_string(),
+            what,
+        };
+        if taus.is_some() && name != "acdc" {
+            return Err(refuse("--taus"));
+        }
         let need_steps = |make: fn(usize) -> Method| match steps {
             Some(s) if s >= 1 => Ok(make(s)),
             _ => Err(SettingsError::Steps {
@@ -126,9 +156,7 @@ impl Method {
         };
         let no_steps = |m: Method| match steps {
             None => Ok(m),
-            Some(_) => Err(SettingsError::StepsNotTaken {
-                method: name.to_string(),
-            }),
+            Some(_) => Err(refuse("--steps")),
         };
         match name {
             "mask-gradient" => no_steps(Method::MaskGradient),
@@ -137,6 +165,16 @@ impl Method {
             "clean-corrupted" => no_steps(Method::CleanCorrupted),
             "eap-ig-activations" => need_steps(|steps| Method::EapIgActivations { steps }),
             "exact" => no_steps(Method::Exact),
+            "acdc" => {
+                let taus = taus.unwrap_or_else(Method::default_taus);
+                if taus.is_empty()
+                    || taus.len() > MAX_ACDC_TAUS
+                    || taus.iter().any(|t| !(t.is_finite() && *t > 0.0))
+                {
+                    return Err(SettingsError::Taus { got: taus });
+                }
+                no_steps(Method::Acdc { taus })
+            }
             _ => Err(SettingsError::UnknownName {
                 what: "method",
                 got: name.to_string(),
@@ -145,21 +183,35 @@ impl Method {
         }
     }
 
-    pub fn steps(self) -> Option<usize> {
+    pub fn steps(&self) -> Option<usize> {
         match self {
-            Method::EapIgInputs { steps } | Method::EapIgActivations { steps } => Some(steps),
+            Method::EapIgInputs { steps } | Method::EapIgActivations { steps } => Some(*steps),
             _ => None,
         }
     }
 
+    /// ACDC's τ values; none for the other methods.
+    pub fn taus(&self) -> &[f64] {
+        match self {
+            Method::Acdc { taus } => taus,
+            _ => &[],
+        }
+    }
+
+    /// Values a unit result carries per edge: one per τ for ACDC (1 where that τ removed
+    /// the edge), else one.
+    pub fn slots_per_edge(&self) -> usize {
+        self.taus().len().max(1)
+    }
+
     /// What EAP-IG divides a sum over prompts by, per prompt: 1 for a plain mean, the steps,
     /// 2 for clean-corrupted's two runs, steps × (2L + 1) for the activation runs. `None` for
-    /// AutoCircuit's mask gradient, which sums.
-    pub fn per_prompt_divisor(self, n_layers: usize) -> Option<f64> {
+    /// AutoCircuit's mask gradient, which sums, and for ACDC.
+    pub fn per_prompt_divisor(&self, n_layers: usize) -> Option<f64> {
         match self {
-            Method::MaskGradient => None,
+            Method::MaskGradient | Method::Acdc { .. } => None,
             Method::Eap | Method::Exact => Some(1.0),
-            Method::EapIgInputs { steps } => Some(steps as f64),
+            Method::EapIgInputs { steps } => Some(*steps as f64),
             Method::CleanCorrupted => Some(2.0),
             Method::EapIgActivations { steps } => Some((steps * (2 * n_layers + 1)) as f64),
         }
@@ -168,14 +220,15 @@ impl Method {
 
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.steps() {
-            Some(s) => write!(f, "{} ({s} steps)", self.name()),
-            None => f.write_str(self.name()),
+        match (self.steps(), self.taus()) {
+            (Some(s), _) => write!(f, "{} ({s} steps)", self.name()),
+            (None, []) => f.write_str(self.name()),
+            (None, taus) => write!(f, "{} ({} taus)", self.name(), taus.len()),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributionSettings {
     /// Scores files from before methods existed read as AutoCircuit's mask gradient.
     #[serde(default)]
@@ -202,11 +255,18 @@ impl Default for AttributionSettings {
 }
 
 impl AttributionSettings {
-    /// Refuses settings that do not go together: the EAP-IG methods take no mask points.
+    /// Refuses settings that do not go together: only the mask gradient takes mask points,
+    /// and ACDC has no token-specific edges.
     pub fn check(&self) -> Result<(), SettingsError> {
         if self.method != Method::MaskGradient && self.points != MaskPoints::Value(0.0) {
             return Err(SettingsError::PointsNotTaken {
                 method: self.method.name().to_string(),
+            });
+        }
+        if self.token_positions && matches!(self.method, Method::Acdc { .. }) {
+            return Err(SettingsError::NotTaken {
+                method: "acdc".into(),
+                what: "--token-positions (its visit order is defined for edges over all positions)",
             });
         }
         Ok(())
@@ -288,18 +348,44 @@ mod tests {
     #[test]
     fn methods_parse_by_name_and_refuse_wrong_steps_clearly() {
         assert_eq!(
-            Method::from_name("eap-ig-inputs", Some(5)).unwrap(),
+            Method::from_name("eap-ig-inputs", Some(5), None).unwrap(),
             Method::EapIgInputs { steps: 5 }
         );
-        assert_eq!(Method::from_name("eap", None).unwrap(), Method::Eap);
-        let e = Method::from_name("eap-ig-activations", Some(0)).unwrap_err();
+        assert_eq!(Method::from_name("eap", None, None).unwrap(), Method::Eap);
+        let e = Method::from_name("eap-ig-activations", Some(0), None).unwrap_err();
         assert!(e.to_string().contains("at least 1"), "{e}");
-        let e = Method::from_name("eap-ig-inputs", None).unwrap_err();
+        let e = Method::from_name("eap-ig-inputs", None, None).unwrap_err();
         assert!(e.to_string().contains("--steps"), "{e}");
-        let e = Method::from_name("clean-corrupted", Some(3)).unwrap_err();
+        let e = Method::from_name("clean-corrupted", Some(3), None).unwrap_err();
         assert!(e.to_string().contains("takes no --steps"), "{e}");
-        let e = Method::from_name("acdc", None).unwrap_err().to_string();
-        assert!(e.contains("\"acdc\"") && e.contains("eap-ig-inputs"), "{e}");
+        let e = Method::from_name("acdc2", None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"acdc2\"") && e.contains("eap-ig-inputs"),
+            "{e}"
+        );
+        let e = Method::from_name("acdc", None, Some(vec![]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 to 64 taus"), "{e}");
+        let e = Method::from_name("eap", None, Some(vec![0.1]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("eap takes no --taus"), "{e}");
+        let acdc = Method::from_name("acdc", None, None).unwrap();
+        assert_eq!(acdc.taus().len(), 20);
+        assert_eq!(acdc.taus()[..2], [1e-5, 1e-4]);
+        let s = AttributionSettings {
+            method: acdc,
+            token_positions: true,
+            ..Default::default()
+        };
+        assert!(s
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("--token-positions"));
         let s = AttributionSettings {
             method: Method::Eap,
             points: MaskPoints::Integrated(3),

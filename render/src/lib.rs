@@ -18,6 +18,7 @@
 //! label in orientation "h" is a plotly quirk: `""` there only keeps plotly from printing the
 //! node's name over the last column).
 
+pub mod agreement;
 mod font;
 mod layout;
 mod names;

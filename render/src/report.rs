@@ -81,7 +81,7 @@ pub fn report_html(input: &ReportInput) -> String {
         ),
     ];
     for (prefix, v) in [
-        ("settings", serde_json::to_value(scores.settings)),
+        ("settings", serde_json::to_value(&scores.settings)),
         ("data", serde_json::to_value(&scores.data)),
         ("model", serde_json::to_value(&scores.model)),
     ] {

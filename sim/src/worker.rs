@@ -128,7 +128,7 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
         .map_err(lost)?
         .into_inner();
     let shape = |a: &v1::UnitAssignment| {
-        let s = a.settings.unwrap_or_default();
+        let s = a.settings.clone().unwrap_or_default();
         GraphShape {
             n_layers: cfg.identity.n_layers as usize,
             n_heads: cfg.identity.n_heads as usize,

@@ -287,10 +287,23 @@ pub fn score_texts(json: &str) -> Vec<String> {
         .collect()
 }
 
-/// Received scores as scores.json writes them (see `score_texts`).
+/// Received scores as scores.json writes them (see `score_texts`; ACDC's +∞ is the string
+/// `"Infinity"`).
 pub fn as_texts(v: &[f64]) -> Vec<String> {
     v.iter()
-        .map(|x| serde_json::to_string(x).unwrap())
+        .map(|x| match x.is_finite() {
+            true => serde_json::to_string(x).unwrap(),
+            false => format!(
+                "{:?}",
+                if x.is_nan() {
+                    "NaN"
+                } else if *x > 0.0 {
+                    "Infinity"
+                } else {
+                    "-Infinity"
+                }
+            ),
+        })
         .collect()
 }
 

@@ -1,6 +1,6 @@
-//! EAP-IG's methods and exact patching through the cluster: the same bits as
+//! EAP-IG's methods, exact patching and ACDC through the cluster: the same bits as
 //! `attrib-worker attribute` with the same settings, for one worker, three workers and a
-//! node group of two CPU devices; exact patching cut into groups of edges.
+//! node group of two CPU devices; exact patching cut into groups of edges, ACDC into τ values.
 
 use attrib_proto::{v1, AttributionSettings, Method};
 use attrib_tests::*;
@@ -17,6 +17,12 @@ fn methods() -> Vec<(Vec<&'static str>, Method)> {
         (
             vec!["--method", "eap-ig-activations", "--steps", "2"],
             Method::EapIgActivations { steps: 2 },
+        ),
+        (
+            vec!["--method", "acdc", "--taus", "0.001,0.01,0.005"],
+            Method::Acdc {
+                taus: vec![0.001, 0.01, 0.005],
+            },
         ),
     ]
 }
@@ -61,17 +67,22 @@ async fn every_method_gives_the_bits_of_one_process_on_any_cluster() {
         wait_workers(&mut client, workers.len()).await;
         for ((_, method), want) in methods().into_iter().zip(&expected) {
             // 110 edges in groups of 40: 3 groups x 4 batches for exact patching.
-            let job = submit(&mut client, with_method(method, 40)).await;
+            let job = submit(&mut client, with_method(method.clone(), 40)).await;
             let status = wait_end(&mut client, &job).await;
             assert_eq!(
                 status.state(),
                 v1::JobState::Done,
                 "{setup}, {method}: {status:?}"
             );
-            let units = if method == Method::Exact { 12 } else { 4 };
+            // ACDC: one unit per τ on the first batch.
+            let (units, prompts) = match method {
+                Method::Exact => (12, 64),
+                Method::Acdc { .. } => (3, 16),
+                _ => (4, 64),
+            };
             assert_eq!(status.units_total, units, "{setup}, {method}");
             assert_eq!(
-                status.prompts_done, 64,
+                status.prompts_done, prompts,
                 "{setup}, {method}: prompts count once"
             );
             let (_, got) = scores(&mut client, &job, None).await;
@@ -137,12 +148,33 @@ async fn bad_method_settings_are_refused_naming_the_problem() {
             "--dataset",
             ioi().to_str().unwrap(),
             "--method",
-            "acdc",
+            "acdcx",
         ],
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        !o.status.success() && err.contains("unknown method \"acdc\""),
+        !o.status.success() && err.contains("unknown method \"acdcx\""),
         "{err}"
     );
+    let o = cli(
+        &c.url,
+        &[
+            "submit",
+            "--dataset",
+            ioi().to_str().unwrap(),
+            "--method",
+            "acdc",
+            "--token-positions",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("acdc takes no --token-positions"),
+        "{err}"
+    );
+    // ACDC on two datasets, refused by the coordinator.
+    let mut two = request(&[ioi(), ioi()], 16, 64, 42);
+    two.settings = with_method(Method::Acdc { taus: vec![0.01] }, 0).settings;
+    let e = refusal(client.submit_job(two).await);
+    assert!(e.contains("ACDC runs on one dataset's first batch"), "{e}");
 }

@@ -45,16 +45,33 @@ pub fn tree_patch_masks(
 /// produces `S`, so a destination reads a prefix of it instead of stacking its inputs anew
 /// (`MaskPatcher` does that for autograd; at GPT-2 scale each stack is ~100 MB of fresh
 /// memory, and this path is ~3x faster).
-struct TreePatcher<'a> {
+pub(crate) struct TreePatcher<'a> {
     graph: GraphShape,
     masks: &'a [Option<Tensor>],
-    kinds: &'a [(DestKind, usize)],
+    kinds: Vec<(DestKind, usize)>,
     patch: &'a Tensor,
     /// `[n_src, B, T, d]`, reused by every circuit of a batch.
     diff: &'a Tensor,
 }
 
-impl TreePatcher<'_> {
+impl<'a> TreePatcher<'a> {
+    /// Patches with `masks` (per module, `None`: nothing patched there) towards `patch`
+    /// `[n_src, B, T, d]`, using `diff` (same shape) as scratch.
+    pub(crate) fn new(
+        graph: GraphShape,
+        masks: &'a [Option<Tensor>],
+        patch: &'a Tensor,
+        diff: &'a Tensor,
+    ) -> Self {
+        TreePatcher {
+            graph,
+            masks,
+            kinds: graph.modules().iter().map(|m| (m.kind, m.block)).collect(),
+            patch,
+            diff,
+        }
+    }
+
     fn mask(&self, kind: DestKind, block: usize) -> Option<&Tensor> {
         let i = self
             .kinds
@@ -173,18 +190,11 @@ fn evaluate(
 ) -> UnitCircuits {
     let patch = corrupt_sources(model, graph, &pass.corrupt);
     let buffer = Tensor::empty(patch.size(), (Kind::Float, model.device));
-    let kinds: Vec<(DestKind, usize)> = graph.modules().iter().map(|m| (m.kind, m.block)).collect();
     let mut rows: Vec<Tensor> = circuits
         .iter()
         .map(|c| {
             let masks = tree_patch_masks(graph, scores, c, model.device);
-            let mut patcher = TreePatcher {
-                graph: *graph,
-                masks: &masks,
-                kinds: &kinds,
-                patch: &patch,
-                diff: &buffer,
-            };
+            let mut patcher = TreePatcher::new(*graph, &masks, &patch, &buffer);
             pass.logit_diffs(&model.unembed(&model.forward_last(&pass.clean, &mut patcher)))
         })
         .collect();

@@ -64,6 +64,7 @@ pub fn run_attribute_timed(
         prepend_bos: job.data.prepend_bos,
         synced_stages: true,
         edges: None,
+        tau: None,
     };
     let attributed = attribute_batches(model, &graph, &batches, &job.settings, &opts, progress)?;
     let reduced = attributed
@@ -73,7 +74,7 @@ pub fn run_attribute_timed(
     let meta = ScoresMetadata {
         n_edges: graph.n_edges(),
         clean_logit_diff: reduced.clean_logit_diff,
-        settings: job.settings,
+        settings: job.settings.clone(),
         data: DataSettings {
             files: job
                 .datasets
@@ -152,7 +153,7 @@ pub fn run_faithfulness(
         model_dir: job.model_dir.clone(),
         datasets,
         data,
-        settings: s.settings,
+        settings: s.settings.clone(),
         batches_per_unit: s.data.batches_per_unit,
     };
     let (dataset, tok) = load_dataset(&attribute, model)?;

@@ -108,6 +108,10 @@ struct AttributeArgs {
     /// Integrated-gradient steps of eap-ig-inputs and eap-ig-activations (EAP-IG uses 5).
     #[arg(long, env = "ATTRIB_STEPS")]
     steps: Option<usize>,
+    /// ACDC's τ values, comma-separated (default: AutoCircuit's a·10^b, a in 1,3,5,7,9, b in
+    /// -5..-2); each is a work unit.
+    #[arg(long, value_delimiter = ',', env = "ATTRIB_TAUS")]
+    taus: Option<Vec<f64>>,
     /// logit | prob | logprob | logit_exp
     #[arg(long, default_value = "logit", env = "ATTRIB_GRAD_FUNCTION")]
     grad_function: GradFunction,
@@ -417,7 +421,7 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
             ..DatasetOptions::default()
         },
         settings: AttributionSettings {
-            method: Method::from_name(&a.method, a.steps)?,
+            method: Method::from_name(&a.method, a.steps, a.taus.clone())?,
             grad_function: a.grad_function,
             answer_function: a.answer_function,
             points: MaskPoints::from_options(a.mask_val, a.integrated_grad_samples)?,

@@ -23,7 +23,7 @@ fn check(model_dir: &Path, golden_dir: &Path, file: &str, method: Method) {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let model = Gpt2::load(model_dir, test_device()).unwrap();
     let mut job = quickstart_job(AttributionSettings {
-        method,
+        method: method.clone(),
         ..Default::default()
     });
     job.model_dir = model_dir.to_path_buf();
@@ -38,7 +38,7 @@ fn check(model_dir: &Path, golden_dir: &Path, file: &str, method: Method) {
 }
 
 fn both_models(file: &str, method: Method) {
-    check(&tiny_dir(), &tiny_dir(), file, method);
+    check(&tiny_dir(), &tiny_dir(), file, method.clone());
     check(
         &ioi_model_dir(),
         &repo().join("tests/fixtures/ioi-2l4h64"),

@@ -72,7 +72,7 @@ fn fast_vs_autograd(settings: AttributionSettings, alpha: f64) {
         &pass,
         &AttributionSettings {
             points: MaskPoints::Value(alpha),
-            ..settings
+            ..settings.clone()
         },
     )
     .unwrap();

@@ -218,7 +218,7 @@ impl Run {
 
 /// The gradient runs of an EAP-IG method, whose Δ is fixed at `S(clean) − P` (`delta`,
 /// batch-major), in EAP-IG's order.
-fn eap_ig_runs(method: Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) -> Vec<Run> {
+fn eap_ig_runs(method: &Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) -> Vec<Run> {
     // `P + α·(S − P)` over sources `first..first+n`, as `[n, C, T, d]`.
     let interpolated = |first: usize, n: usize, alpha: f64| {
         let batch_major = |t: &Tensor| {
@@ -237,7 +237,7 @@ fn eap_ig_runs(method: Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) -
         alpha: 0.0,
         replacement: Some(r),
     };
-    match method {
+    match *method {
         Method::CleanCorrupted => vec![
             Run::clean(0.0),
             Run {
@@ -263,7 +263,9 @@ fn eap_ig_runs(method: Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) -
                 .map(|(first, n, alpha)| with(interpolated(first, n, alpha)))
                 .collect()
         }
-        Method::MaskGradient | Method::Eap | Method::Exact => unreachable!("not a fixed-Δ method"),
+        Method::MaskGradient | Method::Eap | Method::Exact | Method::Acdc { .. } => {
+            unreachable!("not a fixed-Δ method")
+        }
     }
 }
 
@@ -338,7 +340,7 @@ pub fn pass_scores_timed(
             let mut d = s_buf.buf.shallow_clone();
             d -= &p_buf.buf;
         });
-        let runs = eap_ig_runs(settings.method, &s_buf.buf, &p_buf.buf, graph);
+        let runs = eap_ig_runs(&settings.method, &s_buf.buf, &p_buf.buf, graph);
         times.clean_forward += lap();
         runs
     } else {

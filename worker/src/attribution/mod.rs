@@ -2,6 +2,7 @@
 //! driver over batches, and two slow references used to cross-check it: EAP (spec 5.4) and
 //! plain autograd on explicit masks.
 
+pub mod acdc;
 pub mod autograd_reference;
 pub mod eap;
 pub mod exact;

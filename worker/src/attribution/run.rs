@@ -9,8 +9,10 @@ use attrib_proto::units::{f32_le_bytes, unit_ranges, Accumulator};
 pub use attrib_proto::Reduced;
 use attrib_proto::{v1, AttributionSettings, GraphShape, Method};
 
+use super::acdc::acdc_steps;
 use super::exact::exact_scores;
-use super::mask_gradient::{pass_input, pass_scores_timed, StageTimes, UnitScores};
+use super::mask_gradient::{pass_input, pass_scores_timed, PassInput, StageTimes, UnitScores};
+use crate::device::download_f32;
 use crate::model::{Gpt2, ModelConfig};
 use crate::rss::{peak_since_reset_mib, reset_peak, rss_mib};
 use crate::{Error, Result};
@@ -31,6 +33,8 @@ pub struct PassOptions {
     /// Exact patching only: the edges (flat indices, `start..end`) a unit measures; `None`
     /// for all.
     pub edges: Option<(usize, usize)>,
+    /// ACDC only: the index of the τ a unit runs; `None` for all of them.
+    pub tau: Option<usize>,
 }
 
 impl Default for PassOptions {
@@ -41,6 +45,7 @@ impl Default for PassOptions {
             prepend_bos: true,
             synced_stages: true,
             edges: None,
+            tau: None,
         }
     }
 }
@@ -76,8 +81,13 @@ pub fn attribute_batches(
     if batches.is_empty() {
         return Err(Error::NoBatches);
     }
+    // ACDC runs on the first batch (AutoCircuit's), once per τ: one value per τ and edge.
+    let batches = match settings.method {
+        Method::Acdc { .. } => &batches[..1],
+        _ => batches,
+    };
     let mut out = Attributed {
-        sums: Accumulator::attribution(graph.n_edges()),
+        sums: Accumulator::attribution(graph.n_edges() * settings.method.slots_per_edge()),
         times: StageTimes::default(),
         unit_peak_mib: None,
     };
@@ -118,6 +128,16 @@ pub fn attribute_unit(
 ) -> Result<(UnitScores, StageTimes)> {
     check_unit(graph, batches)?;
     let pass = pass_input(model, batches, opts.pad_id, opts.prepend_bos)?;
+    if let Method::Acdc { taus } = &settings.method {
+        let t0 = std::time::Instant::now();
+        let scores =
+            catch_torch(|| acdc_unit(model, graph, &pass, taus, opts.tau, between_passes))??;
+        let times = StageTimes {
+            clean_forward: t0.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        return Ok((scores, times));
+    }
     if settings.method == Method::Exact {
         let (start, end) = opts.edges.unwrap_or((0, graph.n_edges()));
         if start > end || end > graph.n_edges() {
@@ -146,6 +166,54 @@ pub fn attribute_unit(
             opts.synced_stages,
         )
     })?
+}
+
+/// ACDC at τ index `tau` (all of them when `None`) on the unit's one batch: per τ and edge,
+/// 1 where that τ removed the edge, in a `taus × edges` vector (zeros for other τ, so a
+/// unit of one τ folds like any other). Clean logit differences come with τ index 0 only,
+/// so that the batch's prompts count once.
+fn acdc_unit(
+    model: &Gpt2,
+    graph: &GraphShape,
+    pass: &PassInput,
+    taus: &[f64],
+    tau: Option<usize>,
+    between_passes: &dyn Fn() -> Result<()>,
+) -> Result<UnitScores> {
+    if pass.n_batches() != 1 {
+        return Err(Error::BadUnit(format!(
+            "ACDC runs on one batch, not {}",
+            pass.n_batches()
+        )));
+    }
+    let chosen: Vec<usize> = match tau {
+        Some(t) if t < taus.len() => vec![t],
+        Some(t) => {
+            return Err(Error::BadUnit(format!(
+                "τ index {t} of {} taus",
+                taus.len()
+            )))
+        }
+        None => (0..taus.len()).collect(),
+    };
+    let n_edges = graph.n_edges();
+    let mut scores = vec![0f32; taus.len() * n_edges];
+    for &t in &chosen {
+        for step in acdc_steps(model, graph, pass, taus[t], between_passes)? {
+            if step.removed {
+                scores[t * n_edges + step.edge] = 1.0;
+            }
+        }
+    }
+    let clean_logit_diffs = if chosen.first() == Some(&0) {
+        download_f32(&pass.logit_diffs(&model.logits(&pass.clean)))
+    } else {
+        Vec::new()
+    };
+    Ok(UnitScores {
+        scores,
+        clean_logit_diffs,
+    })
 }
 
 /// A unit's batches can share one pass on `graph`: at least one, all of one size and width,

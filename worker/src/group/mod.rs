@@ -232,10 +232,12 @@ fn dispatch(
     }
 }
 
-/// Accumulator slots of an attribution unit: its graph's edges and the clean difference.
+/// Accumulator slots of an attribution unit: its graph's edges (per τ for ACDC) and the
+/// clean difference.
 fn slots(model: &ModelConfig, a: &v1::UnitAssignment) -> Option<usize> {
     let settings = AttributionSettings::try_from(a.settings.as_ref()?).ok()?;
-    Some(graph_for(model, &settings, a.width as usize).n_edges() + 1)
+    let edges = graph_for(model, &settings, a.width as usize).n_edges();
+    Some(edges * settings.method.slots_per_edge() + 1)
 }
 
 /// One member's part of a round.

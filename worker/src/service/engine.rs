@@ -239,6 +239,7 @@ fn compute(
         prepend_bos: a.prepend_bos,
         synced_stages: false,
         edges: (a.end_edge > 0).then_some((a.first_edge as usize, a.end_edge as usize)),
+        tau: Some(a.tau as usize),
     };
     let (out, _) = attribute_unit(model, &graph, &batches, &settings, &opts, between_passes)?;
     Ok(out.into_result(a.job_id.clone(), a.unit, t0.elapsed().as_secs_f64()))

@@ -1,0 +1,1044 @@
+//! Judges attribution methods against a reference attribution (for example EAP-IG's `exact`
+//! patching scores): how well each method *ranks* the edges (Spearman), how well it *finds*
+//! the reference's most important edges (ROC AUC against the top k by |reference|), and MIB's
+//! normalised faithfulness curve (CPR / CMD) for circuits evaluated at edge fractions.
+//!
+//! Everything works on plain `f64` slices indexed by edge (every slice of one call must list
+//! the edges in the same order), so it needs neither tch nor a model. Conventions, chosen once
+//! and used everywhere:
+//!
+//! * ties get *average ranks* (Spearman) and count 1/2 (ROC AUC), so neither depends on the
+//!   order edges happen to be listed in;
+//! * the top k of a reference breaks ties at the k-th place by the *lower index first*;
+//! * agreement compares magnitudes (|score| against |reference|): a method that finds an
+//!   important edge but gets its sign wrong still found it. This is the convention the trained
+//!   IOI model's README table used (signed scores do not reproduce it; see the tests);
+//! * inputs that would make a number meaningless (different lengths, NaN or infinite values,
+//!   a constant side for Spearman, no positives or no negatives for AUC) are errors, never NaN.
+//!
+//! [`agreement_table`], [`format_table`] and [`agreement_svg`] put the per-method numbers
+//! together as a table and as a grouped bar chart.
+
+use std::fmt::Write;
+
+use crate::text::{escape, px, text_width};
+
+/// Why an agreement number could not be computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AgreementError {
+    /// Two inputs that must describe the same edges have different lengths.
+    #[error("{what} has {got} entries, expected {expected}")]
+    LengthMismatch {
+        what: String,
+        expected: usize,
+        got: usize,
+    },
+    /// An input has no entries at all.
+    #[error("{0} is empty")]
+    Empty(String),
+    /// An input holds NaN (or, where areas are taken, an infinity).
+    #[error("{what}[{index}] is {value}, expected a number")]
+    NonFinite {
+        what: String,
+        index: usize,
+        value: f64,
+    },
+    /// Every entry is the same, so a rank correlation is undefined (0/0).
+    #[error("{0} is constant, so its rank correlation is undefined")]
+    Constant(String),
+    /// ROC AUC needs at least one positive.
+    #[error("{0}: no positives, so ROC AUC is undefined")]
+    NoPositives(String),
+    /// ROC AUC needs at least one negative.
+    #[error("{0}: no negatives, so ROC AUC is undefined")]
+    NoNegatives(String),
+    /// More positives asked for than there are entries.
+    #[error("top k = {k} asked of {n} entries")]
+    KTooLarge { k: usize, n: usize },
+    /// MIB's normalisation divides by m(N) - m(∅).
+    #[error("full-model metric equals empty-circuit metric ({0}), so faithfulness is 0/0")]
+    DegenerateNormalisation(f64),
+    /// A curve needs at least two points to have an area.
+    #[error("a faithfulness curve needs at least 2 points, got {0}")]
+    TooFewPoints(usize),
+    /// The trapezoid rule here assumes the x-axis runs left to right.
+    #[error("fractions must be strictly ascending: point {index} has {prev} then {next}")]
+    NotAscending { index: usize, prev: f64, next: f64 },
+}
+
+type Result<T> = std::result::Result<T, AgreementError>;
+
+/// Fails unless `got == expected`.
+fn check_len(what: &str, expected: usize, got: usize) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(AgreementError::LengthMismatch {
+            what: what.to_string(),
+            expected,
+            got,
+        })
+    }
+}
+
+/// Fails on the first NaN (it has no rank). Infinities rank at the ends: ACDC scores an edge
+/// no τ removed +∞, above every finite score.
+fn check_ranked(what: &str, xs: &[f64]) -> Result<()> {
+    match xs.iter().position(|x| x.is_nan()) {
+        None => Ok(()),
+        Some(index) => Err(AgreementError::NonFinite {
+            what: what.to_string(),
+            index,
+            value: xs[index],
+        }),
+    }
+}
+
+/// Fails on the first NaN or infinity (areas need finite numbers).
+fn check_finite(what: &str, xs: &[f64]) -> Result<()> {
+    match xs.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(AgreementError::NonFinite {
+            what: what.to_string(),
+            index,
+            value: xs[index],
+        }),
+    }
+}
+
+/// 1-based ranks, ascending, where each group of equal values gets the mean of the ranks it
+/// spans (`[10, 20, 20, 5]` -> `[2, 3.5, 3.5, 1]`): the "average" (fractional) ranking of
+/// `scipy.stats.rankdata`, which makes Spearman and AUC independent of the order ties are
+/// listed in. `-0.0` and `0.0` are one value. Callers must reject NaN first.
+pub fn average_ranks(xs: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    order.sort_by(|&i, &j| xs[i].total_cmp(&xs[j]));
+    let mut ranks = vec![0.0; xs.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && xs[order[end]] == xs[order[start]] {
+            end += 1;
+        }
+        // Positions start..end hold 1-based ranks start+1..=end; their mean:
+        let rank = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            ranks[i] = rank;
+        }
+        start = end;
+    }
+    ranks
+}
+
+/// Pearson correlation; an error when either side has zero variance.
+fn pearson(a: &[f64], b: &[f64], names: (&str, &str)) -> Result<f64> {
+    let n = a.len() as f64;
+    let mean_a = a.iter().sum::<f64>() / n;
+    let mean_b = b.iter().sum::<f64>() / n;
+    let (mut cov, mut var_a, mut var_b) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (x - mean_a, y - mean_b);
+        cov += dx * dy;
+        var_a += dx * dx;
+        var_b += dy * dy;
+    }
+    if var_a == 0.0 {
+        return Err(AgreementError::Constant(names.0.to_string()));
+    }
+    if var_b == 0.0 {
+        return Err(AgreementError::Constant(names.1.to_string()));
+    }
+    // Rounding can push a perfect correlation a hair past ±1.
+    Ok((cov / (var_a * var_b).sqrt()).clamp(-1.0, 1.0))
+}
+
+/// Spearman rank correlation: the Pearson correlation of the average ranks (ties share the mean
+/// rank). 1 when `b` is any increasing function of `a`.
+///
+/// Errors when the lengths differ, the input is empty, a value is not finite, or either side
+/// is constant (the correlation would be 0/0; an error rather than NaN so a table never shows
+/// a silent NaN). A single entry is constant.
+pub fn spearman(a: &[f64], b: &[f64]) -> Result<f64> {
+    check_len("second input of spearman", a.len(), b.len())?;
+    if a.is_empty() {
+        return Err(AgreementError::Empty("spearman input".into()));
+    }
+    check_ranked("first input of spearman", a)?;
+    check_ranked("second input of spearman", b)?;
+    pearson(
+        &average_ranks(a),
+        &average_ranks(b),
+        ("first input of spearman", "second input of spearman"),
+    )
+}
+
+/// Area under the ROC curve of `scores` for the labels `positive`: the probability that a
+/// random positive scores higher than a random negative, a tie counting 1/2. Computed as
+/// Mann-Whitney U / (P·N) with average ranks, U = (sum of the positives' ranks) - P(P+1)/2,
+/// which is the pairwise count above in O(n log n). 1 = every positive above every negative,
+/// 0 = every positive below, 0.5 = no better than chance (or all tied).
+///
+/// Errors when the lengths differ, a score is not finite, or there are no positives or no
+/// negatives.
+pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Result<f64> {
+    check_len("labels of roc_auc", scores.len(), positive.len())?;
+    check_ranked("scores of roc_auc", scores)?;
+    let n_pos = positive.iter().filter(|&&p| p).count();
+    let n_neg = positive.len() - n_pos;
+    if n_pos == 0 {
+        return Err(AgreementError::NoPositives("roc_auc".into()));
+    }
+    if n_neg == 0 {
+        return Err(AgreementError::NoNegatives("roc_auc".into()));
+    }
+    let ranks = average_ranks(scores);
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, &p)| p)
+        .map(|(r, _)| r)
+        .sum();
+    let (p, n) = (n_pos as f64, n_neg as f64);
+    let u = rank_sum - p * (p + 1.0) / 2.0;
+    Ok(u / (p * n))
+}
+
+/// Marks the `k` entries of largest |reference| as positive (the "important edges" a method
+/// should find). Ties at the k-th place go to the *lower index first*, so the set is
+/// deterministic and the same for every method judged against it. `k = 0` marks nothing.
+///
+/// Errors when `k` exceeds the number of entries or a value is not finite.
+pub fn top_k_by_abs(reference: &[f64], k: usize) -> Result<Vec<bool>> {
+    check_ranked("reference of top_k_by_abs", reference)?;
+    if k > reference.len() {
+        return Err(AgreementError::KTooLarge {
+            k,
+            n: reference.len(),
+        });
+    }
+    let mut order: Vec<usize> = (0..reference.len()).collect();
+    // Stable sort by descending |x|: equal magnitudes keep ascending index order.
+    order.sort_by(|&i, &j| reference[j].abs().total_cmp(&reference[i].abs()));
+    let mut positive = vec![false; reference.len()];
+    for &i in &order[..k] {
+        positive[i] = true;
+    }
+    Ok(positive)
+}
+
+/// The edge fractions MIB's circuit track evaluates circuits at
+/// (`evaluate_area_under_curve`'s `percentages`).
+pub const MIB_FRACTIONS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
+/// How many edges a circuit at `fraction` of `n_edges` keeps, exactly as MIB counts them:
+/// `int(pct * n_scored_items)`, i.e. the f64 product truncated towards zero (floor). Not
+/// rounded to nearest: MIB's 0.1% of 110 edges is 0 edges, and float products are taken as
+/// they come (0.29 × 100 is 28.999… so 28), matching Python bit for bit.
+///
+/// # Panics
+/// When `fraction` is NaN or outside [0, 1].
+pub fn edges_at_fraction(n_edges: usize, fraction: f64) -> usize {
+    assert!(
+        (0.0..=1.0).contains(&fraction),
+        "edge fraction {fraction} is not in [0, 1]"
+    );
+    (fraction * n_edges as f64) as usize
+}
+
+/// MIB's normalised faithfulness of one circuit: (m(C) - m(∅)) / (m(N) - m(∅)). 0 = no better
+/// than the empty circuit, 1 = recovers the full model; can leave [0, 1] either way.
+///
+/// Errors when `full == empty` (0/0) or a value is not finite.
+pub fn normalised_faithfulness(circuit: f64, full: f64, empty: f64) -> Result<f64> {
+    check_finite(
+        "metrics of normalised_faithfulness",
+        &[circuit, full, empty],
+    )?;
+    if full == empty {
+        return Err(AgreementError::DegenerateNormalisation(full));
+    }
+    Ok((circuit - empty) / (full - empty))
+}
+
+/// A faithfulness curve and MIB's two areas under it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Faithfulness {
+    /// f_i = (m(C_i) - m(∅)) / (m(N) - m(∅)), one per input point, in input order.
+    pub per_point: Vec<f64>,
+    /// Circuit performance ratio: trapezoid area under (x_i, f_i), linear x. Higher is better.
+    pub cpr: f64,
+    /// Circuit-model difference: trapezoid area under (x_i, |1 - f_i|), linear x. Lower is
+    /// better (0 = every circuit matches the full model).
+    pub cmd: f64,
+}
+
+/// MIB's faithfulness summary (`evaluate_area_under_curve` with its default linear x-axis,
+/// `log_scale=False`) from `points` = (edge fraction x_i, metric of the circuit at x_i), the
+/// full model's metric `full` = m(N) and the empty circuit's `empty` = m(∅). The areas span
+/// only the given points (MIB's run from 0.001 to 1, not from 0), and are not divided by the
+/// x range.
+///
+/// Errors with fewer than 2 points, fractions not strictly ascending, non-finite values, or
+/// `full == empty`.
+pub fn mib_faithfulness(points: &[(f64, f64)], full: f64, empty: f64) -> Result<Faithfulness> {
+    if points.len() < 2 {
+        return Err(AgreementError::TooFewPoints(points.len()));
+    }
+    let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+    check_finite("fractions of mib_faithfulness", &xs)?;
+    for (index, w) in xs.windows(2).enumerate() {
+        if w[0] >= w[1] {
+            return Err(AgreementError::NotAscending {
+                index: index + 1,
+                prev: w[0],
+                next: w[1],
+            });
+        }
+    }
+    let per_point = points
+        .iter()
+        .map(|&(_, m)| normalised_faithfulness(m, full, empty))
+        .collect::<Result<Vec<f64>>>()?;
+    let distance: Vec<f64> = per_point.iter().map(|f| (1.0 - f).abs()).collect();
+    Ok(Faithfulness {
+        cpr: trapezoid(&xs, &per_point),
+        cmd: trapezoid(&xs, &distance),
+        per_point,
+    })
+}
+
+/// Trapezoid-rule area under (xs[i], ys[i]); same lengths assumed.
+fn trapezoid(xs: &[f64], ys: &[f64]) -> f64 {
+    xs.windows(2)
+        .zip(ys.windows(2))
+        .map(|(x, y)| (x[1] - x[0]) * (y[0] + y[1]) / 2.0)
+        .sum()
+}
+
+/// How one method agrees with the reference.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AgreementRow {
+    /// The method's name, as given to [`agreement_table`].
+    pub method: String,
+    /// The reference's name (the same in every row of one table).
+    pub reference: String,
+    /// Spearman of |score| vs |reference|.
+    pub spearman: f64,
+    /// ROC AUC of |score| with positives = top k by |reference|, one per k in the `ks` the
+    /// table was built with, in that order.
+    pub auc: Vec<f64>,
+}
+
+/// One [`AgreementRow`] per method, in the order given: Spearman of |score| vs |reference|,
+/// and for each k in `ks` the ROC AUC of |score| with positives = [`top_k_by_abs`]`(reference,
+/// k)`. Magnitudes throughout: an edge matters whichever way it pushes the metric.
+///
+/// Errors (naming the method) when a method's length differs from the reference's, a value is
+/// not finite, a side is constant, or some k is 0 or not below the edge count (no positives or
+/// no negatives).
+pub fn agreement_table(
+    reference_name: &str,
+    reference: &[f64],
+    methods: &[(String, Vec<f64>)],
+    ks: &[usize],
+) -> Result<Vec<AgreementRow>> {
+    if reference.is_empty() {
+        return Err(AgreementError::Empty(format!("reference {reference_name}")));
+    }
+    check_ranked(&format!("reference {reference_name}"), reference)?;
+    let ref_abs: Vec<f64> = reference.iter().map(|x| x.abs()).collect();
+    let positives = ks
+        .iter()
+        .map(|&k| top_k_by_abs(reference, k))
+        .collect::<Result<Vec<_>>>()?;
+    methods
+        .iter()
+        .map(|(method, scores)| {
+            check_len(&format!("method {method}"), reference.len(), scores.len())?;
+            check_ranked(&format!("method {method}"), scores)?;
+            let abs: Vec<f64> = scores.iter().map(|x| x.abs()).collect();
+            let spearman = pearson(
+                &average_ranks(&abs),
+                &average_ranks(&ref_abs),
+                (
+                    &format!("|method {method}|"),
+                    &format!("|reference {reference_name}|"),
+                ),
+            )?;
+            let auc = positives
+                .iter()
+                .map(|pos| roc_auc(&abs, pos))
+                .collect::<Result<Vec<f64>>>()
+                .map_err(|e| name_method(e, method))?;
+            Ok(AgreementRow {
+                method: method.clone(),
+                reference: reference_name.to_string(),
+                spearman,
+                auc,
+            })
+        })
+        .collect()
+}
+
+/// Puts the method's name into the AUC errors (which only know "roc_auc").
+fn name_method(e: AgreementError, method: &str) -> AgreementError {
+    match e {
+        AgreementError::NoPositives(_) => AgreementError::NoPositives(format!("method {method}")),
+        AgreementError::NoNegatives(_) => AgreementError::NoNegatives(format!("method {method}")),
+        other => other,
+    }
+}
+
+/// Checks that `rows` were built with `ks`.
+///
+/// # Panics
+/// When a row has a different number of AUCs than `ks` has entries.
+fn assert_rows_match(rows: &[AgreementRow], ks: &[usize]) {
+    for row in rows {
+        assert_eq!(
+            row.auc.len(),
+            ks.len(),
+            "row {:?} has {} AUCs but {} ks were given",
+            row.method,
+            row.auc.len(),
+            ks.len()
+        );
+    }
+}
+
+/// A plain-text table, columns aligned, numbers at 3 decimals:
+///
+/// ```text
+/// reference: exact; Spearman of |score| vs |exact|; AUC of |score|, positives = top k by |exact|
+/// method    Spearman  AUC@5  AUC@10
+/// --------  --------  -----  ------
+/// EAP          0.878  0.714   0.756
+/// ```
+///
+/// # Panics
+/// When a row's AUC count differs from `ks.len()` (the rows were built with other ks).
+pub fn format_table(rows: &[AgreementRow], ks: &[usize]) -> String {
+    assert_rows_match(rows, ks);
+    let reference = rows.first().map_or("reference", |r| r.reference.as_str());
+    let mut header = vec!["method".to_string(), "Spearman".to_string()];
+    header.extend(ks.iter().map(|k| format!("AUC@{k}")));
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![r.method.clone(), format!("{:.3}", r.spearman)];
+            cells.extend(r.auc.iter().map(|a| format!("{a:.3}")));
+            cells
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            std::iter::once(&header)
+                .chain(&body)
+                .map(|cells| cells[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| -> String {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, &w))| {
+                if c == 0 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = format!(
+        "reference: {reference}; Spearman of |score| vs |{reference}|; \
+         AUC of |score|, positives = top k by |{reference}|\n"
+    );
+    out.push_str(&line(&header));
+    out.push('\n');
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    out.push_str(&line(&rule));
+    out.push('\n');
+    for cells in &body {
+        out.push_str(&line(cells));
+        out.push('\n');
+    }
+    out
+}
+
+/// Bar colours, one per metric (cycled past eight): colour-blind-safe Okabe-Ito hues.
+const PALETTE: [&str; 8] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+];
+const BAR_WIDTH: f64 = 16.0;
+const BAR_GAP: f64 = 2.0;
+const GROUP_GAP: f64 = 24.0;
+const PLOT_HEIGHT: f64 = 240.0;
+const MARGIN_LEFT: f64 = 48.0;
+const MARGIN_RIGHT: f64 = 16.0;
+const TITLE_BAND: f64 = 30.0;
+const LEGEND_BAND: f64 = 26.0;
+const LABEL_BAND: f64 = 30.0;
+const FONT_SIZE: f64 = 11.0;
+
+/// The metric names of the bars in one group: `spearman`, then `auc@k` per k.
+fn metric_names(ks: &[usize]) -> Vec<(String, String)> {
+    let mut names = vec![("spearman".to_string(), "Spearman".to_string())];
+    names.extend(ks.iter().map(|k| (format!("auc@{k}"), format!("AUC@{k}"))));
+    names
+}
+
+/// A grouped bar chart as one self-contained SVG: a group per method (in row order), a bar per
+/// metric (Spearman, then the AUC at each k), y-axis from 0 to 1 with gridlines every 0.2, a
+/// legend and a title naming the reference. Every bar is a `<rect class="bar">` carrying
+/// `data-method`, `data-metric` (`spearman`, `auc@5`, ...) and `data-value` (the exact f64) so
+/// tests and scripts can read it back, and a `<title>` tooltip. Values outside [0, 1] (a
+/// negative Spearman) are drawn clamped to the axis; `data-value` keeps the true number.
+/// Uses only the generic `DejaVu Sans, sans-serif` font stack, no external resources.
+///
+/// # Panics
+/// When a row's AUC count differs from `ks.len()`.
+pub fn agreement_svg(rows: &[AgreementRow], ks: &[usize]) -> String {
+    assert_rows_match(rows, ks);
+    let metrics = metric_names(ks);
+    let bars_width = metrics.len() as f64 * (BAR_WIDTH + BAR_GAP) - BAR_GAP;
+    let group_widths: Vec<f64> = rows
+        .iter()
+        .map(|r| bars_width.max(text_width(&r.method, FONT_SIZE, false)) + GROUP_GAP)
+        .collect();
+    let plot_width = group_widths.iter().sum::<f64>().max(200.0);
+    let legend_width: f64 = metrics
+        .iter()
+        .map(|(_, label)| 14.0 + text_width(label, FONT_SIZE, false) + 12.0)
+        .sum();
+    let width = MARGIN_LEFT + plot_width.max(legend_width) + MARGIN_RIGHT;
+    let plot_top = TITLE_BAND + LEGEND_BAND;
+    let plot_bottom = plot_top + PLOT_HEIGHT;
+    let height = plot_bottom + LABEL_BAND;
+    let y_of = |v: f64| plot_bottom - v * PLOT_HEIGHT;
+    let reference = rows.first().map_or("reference", |r| r.reference.as_str());
+
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, sans-serif" font-size="{FONT_SIZE}">"#,
+        w = px(width),
+        h = px(height)
+    );
+    let _ = write!(
+        s,
+        r#"<rect width="{}" height="{}" fill="white"/>"#,
+        px(width),
+        px(height)
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="20" font-size="14" font-weight="bold">Agreement with {}</text>"#,
+        px(MARGIN_LEFT),
+        escape(reference)
+    );
+    write_legend(&mut s, &metrics, TITLE_BAND + 12.0);
+    write_axis(&mut s, plot_width, plot_bottom, &y_of);
+
+    let mut x = MARGIN_LEFT;
+    for (row, group_width) in rows.iter().zip(&group_widths) {
+        let centre = x + group_width / 2.0;
+        let mut bar_x = centre - bars_width / 2.0;
+        let values = std::iter::once(row.spearman).chain(row.auc.iter().copied());
+        for (i, (value, (metric, label))) in values.zip(&metrics).enumerate() {
+            let shown = if value.is_nan() {
+                0.0
+            } else {
+                value.clamp(0.0, 1.0)
+            };
+            let _ = write!(
+                s,
+                r#"<rect class="bar" data-method="{m}" data-metric="{metric}" data-value="{value}" x="{x}" y="{y}" width="{BAR_WIDTH}" height="{h}" fill="{c}"><title>{m}, {label}: {value:.3}</title></rect>"#,
+                m = escape(&row.method),
+                x = px(bar_x),
+                y = px(y_of(shown)),
+                h = px(shown * PLOT_HEIGHT),
+                c = PALETTE[i % PALETTE.len()],
+            );
+            bar_x += BAR_WIDTH + BAR_GAP;
+        }
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            px(centre),
+            px(plot_bottom + 18.0),
+            escape(&row.method)
+        );
+        x += group_width;
+    }
+    if rows.is_empty() {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">no methods to compare</text>"#,
+            px(MARGIN_LEFT + plot_width / 2.0),
+            px(plot_top + PLOT_HEIGHT / 2.0)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// One coloured square and name per metric, left to right, at baseline `y`.
+fn write_legend(s: &mut String, metrics: &[(String, String)], y: f64) {
+    let mut x = MARGIN_LEFT;
+    for (i, (_, label)) in metrics.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<rect x="{}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            px(x),
+            px(y - 9.0),
+            PALETTE[i % PALETTE.len()],
+            px(x + 14.0),
+            px(y),
+            escape(label)
+        );
+        x += 14.0 + text_width(label, FONT_SIZE, false) + 12.0;
+    }
+}
+
+/// The y-axis (0 to 1, ticks and gridlines every 0.2) and the baseline.
+fn write_axis(s: &mut String, plot_width: f64, plot_bottom: f64, y_of: &dyn Fn(f64) -> f64) {
+    let right = MARGIN_LEFT + plot_width;
+    for tick in 0..=5 {
+        let v = tick as f64 * 0.2;
+        let y = px(y_of(v));
+        let _ = write!(
+            s,
+            r##"<line x1="{l}" y1="{y}" x2="{r}" y2="{y}" stroke="#dddddd"/><text x="{t}" y="{y}" dy="4" text-anchor="end">{v:.1}</text>"##,
+            l = px(MARGIN_LEFT),
+            r = px(right),
+            t = px(MARGIN_LEFT - 6.0),
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<line x1="{l}" y1="{top}" x2="{l}" y2="{b}" stroke="#333333"/><line x1="{l}" y1="{b}" x2="{r}" y2="{b}" stroke="#333333"/>"##,
+        l = px(MARGIN_LEFT),
+        top = px(y_of(1.0)),
+        b = px(plot_bottom),
+        r = px(right),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn average_ranks_share_ties() {
+        assert_eq!(
+            average_ranks(&[10.0, 20.0, 20.0, 5.0]),
+            [2.0, 3.5, 3.5, 1.0]
+        );
+        assert_eq!(average_ranks(&[7.0, 7.0, 7.0]), [2.0, 2.0, 2.0]);
+        assert_eq!(average_ranks(&[-0.0, 0.0, 1.0]), [1.5, 1.5, 3.0]);
+        assert!(average_ranks(&[]).is_empty());
+    }
+
+    #[test]
+    fn spearman_hand_checked() {
+        // Any increasing function gives 1, any decreasing one -1.
+        let a = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(spearman(&a, &[1.0, 4.0, 9.0, 16.0]).unwrap(), 1.0);
+        assert_eq!(spearman(&a, &[0.0, -1.0, -5.0, -50.0]).unwrap(), -1.0);
+        // Ties: ranks [1, 2.5, 2.5, 4] vs [1, 2, 3, 4]; cov 4.5, vars 4.5 and 5 -> 3/sqrt(10).
+        let r = spearman(&[1.0, 2.0, 2.0, 3.0], &a).unwrap();
+        assert!(close(r, 3.0 / 10f64.sqrt(), 1e-12), "{r}");
+        // Symmetric.
+        assert_eq!(r, spearman(&a, &[1.0, 2.0, 2.0, 3.0]).unwrap());
+    }
+
+    #[test]
+    fn spearman_errors() {
+        assert!(matches!(
+            spearman(&[1.0, 1.0], &[1.0, 2.0]),
+            Err(AgreementError::Constant(_))
+        ));
+        assert!(matches!(
+            spearman(&[1.0, 2.0], &[3.0, 3.0]),
+            Err(AgreementError::Constant(_))
+        ));
+        assert!(matches!(
+            spearman(&[1.0], &[1.0, 2.0]),
+            Err(AgreementError::LengthMismatch { .. })
+        ));
+        assert!(matches!(spearman(&[], &[]), Err(AgreementError::Empty(_))));
+        assert!(matches!(
+            spearman(&[1.0, f64::NAN], &[1.0, 2.0]),
+            Err(AgreementError::NonFinite { index: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn roc_auc_hand_checked() {
+        let pos = [true, true, false, false];
+        assert_eq!(roc_auc(&[0.9, 0.8, 0.1, 0.2], &pos).unwrap(), 1.0);
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.9, 0.8], &pos).unwrap(), 0.0);
+        // One positive at 1 vs negatives at 1 (tie: 1/2) and 0 (win: 1): 1.5 / 2.
+        assert_eq!(
+            roc_auc(&[1.0, 1.0, 0.0], &[true, false, false]).unwrap(),
+            0.75
+        );
+        // Everything tied: chance.
+        assert_eq!(
+            roc_auc(&[3.0; 5], &[true, false, true, false, false]).unwrap(),
+            0.5
+        );
+        // Positives 0.5 and 0.3 against negatives 0.4 and 0.1: 3 wins of 4 pairs.
+        assert_eq!(
+            roc_auc(&[0.5, 0.4, 0.3, 0.1], &[true, false, true, false]).unwrap(),
+            0.75
+        );
+    }
+
+    #[test]
+    fn roc_auc_matches_pairwise_count_with_ties() {
+        // Deterministic pseudo-random scores on a coarse grid (many ties).
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let scores: Vec<f64> = (0..200).map(|_| (next() % 13) as f64 * 0.5).collect();
+        let positive: Vec<bool> = (0..200).map(|_| next() % 3 == 0).collect();
+        let (mut wins, mut pairs) = (0.0, 0.0);
+        for (i, &pi) in positive.iter().enumerate() {
+            for (j, &pj) in positive.iter().enumerate() {
+                if pi && !pj {
+                    pairs += 1.0;
+                    wins += match scores[i].total_cmp(&scores[j]) {
+                        std::cmp::Ordering::Greater => 1.0,
+                        std::cmp::Ordering::Equal => 0.5,
+                        std::cmp::Ordering::Less => 0.0,
+                    };
+                }
+            }
+        }
+        let auc = roc_auc(&scores, &positive).unwrap();
+        assert!(close(auc, wins / pairs, 1e-12), "{auc} vs {}", wins / pairs);
+    }
+
+    #[test]
+    fn roc_auc_errors() {
+        assert!(matches!(
+            roc_auc(&[1.0, 2.0], &[false, false]),
+            Err(AgreementError::NoPositives(_))
+        ));
+        assert!(matches!(
+            roc_auc(&[1.0, 2.0], &[true, true]),
+            Err(AgreementError::NoNegatives(_))
+        ));
+        assert!(matches!(
+            roc_auc(&[1.0, 2.0], &[true]),
+            Err(AgreementError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            roc_auc(&[f64::NAN, 2.0], &[true, false]),
+            Err(AgreementError::NonFinite { .. })
+        ));
+        // ACDC's +∞ ranks above every finite score.
+        assert_eq!(roc_auc(&[f64::INFINITY, 2.0], &[true, false]), Ok(1.0));
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_lower_index() {
+        let r = [0.5, -3.0, 3.0, 1.0, -1.0];
+        let idx = |k| -> Vec<usize> {
+            let v = top_k_by_abs(&r, k).unwrap();
+            (0..v.len()).filter(|&i| v[i]).collect()
+        };
+        assert_eq!(idx(0), Vec::<usize>::new());
+        assert_eq!(idx(1), [1]); // |-3| = |3|: index 1 first
+        assert_eq!(idx(2), [1, 2]);
+        assert_eq!(idx(3), [1, 2, 3]); // |1| = |-1|: index 3 first
+        assert_eq!(idx(4), [1, 2, 3, 4]);
+        assert_eq!(idx(5), [0, 1, 2, 3, 4]);
+        assert_eq!(
+            top_k_by_abs(&r, 6),
+            Err(AgreementError::KTooLarge { k: 6, n: 5 })
+        );
+    }
+
+    #[test]
+    fn edges_at_fraction_truncates_like_mib() {
+        let gpt2: Vec<usize> = MIB_FRACTIONS
+            .iter()
+            .map(|&f| edges_at_fraction(32491, f))
+            .collect();
+        // Python: [int(p * 32491) for p in (.001, ..., 1)]
+        assert_eq!(
+            gpt2,
+            [32, 64, 162, 324, 649, 1624, 3249, 6498, 16245, 32491]
+        );
+        let small: Vec<usize> = MIB_FRACTIONS
+            .iter()
+            .map(|&f| edges_at_fraction(110, f))
+            .collect();
+        assert_eq!(small, [0, 0, 0, 1, 2, 5, 11, 22, 55, 110]);
+        // The float product as Python has it: 0.29 * 100 = 28.999999999999996.
+        assert_eq!(edges_at_fraction(100, 0.29), 28);
+    }
+
+    #[test]
+    #[should_panic(expected = "not in [0, 1]")]
+    fn edges_at_fraction_rejects_out_of_range() {
+        edges_at_fraction(10, 1.5);
+    }
+
+    #[test]
+    fn cpr_cmd_hand_computed() {
+        // m(N) = 2, m(∅) = 1, so m = 1.2, 1.8, 2.0 give f = 0.2, 0.8, 1.0.
+        let f = mib_faithfulness(&[(0.1, 1.2), (0.5, 1.8), (1.0, 2.0)], 2.0, 1.0).unwrap();
+        for (got, want) in f.per_point.iter().zip([0.2, 0.8, 1.0]) {
+            assert!(close(*got, want, 1e-12));
+        }
+        // CPR = 0.4·(0.2+0.8)/2 + 0.5·(0.8+1.0)/2 = 0.2 + 0.45.
+        assert!(close(f.cpr, 0.65, 1e-12), "{}", f.cpr);
+        // CMD = 0.4·(0.8+0.2)/2 + 0.5·(0.2+0)/2 = 0.2 + 0.05.
+        assert!(close(f.cmd, 0.25, 1e-12), "{}", f.cmd);
+    }
+
+    #[test]
+    fn cpr_cmd_overshoot_and_decreasing_metric() {
+        // A metric that falls as the circuit improves (m(N) < m(∅)); the last circuit
+        // overshoots the full model: f = (m - 1) / (0 - 1) = 0, then 2.
+        let f = mib_faithfulness(&[(0.0, 1.0), (1.0, -1.0)], 0.0, 1.0).unwrap();
+        assert_eq!(f.per_point, [0.0, 2.0]);
+        assert_eq!(f.cpr, 1.0); // 1 · (0 + 2) / 2
+        assert_eq!(f.cmd, 1.0); // 1 · (|1 - 0| + |1 - 2|) / 2
+    }
+
+    #[test]
+    fn mib_faithfulness_errors() {
+        let pts = [(0.1, 1.0), (0.2, 2.0)];
+        assert_eq!(
+            mib_faithfulness(&pts, 3.0, 3.0),
+            Err(AgreementError::DegenerateNormalisation(3.0))
+        );
+        assert_eq!(
+            mib_faithfulness(&pts[..1], 2.0, 1.0),
+            Err(AgreementError::TooFewPoints(1))
+        );
+        assert!(matches!(
+            mib_faithfulness(&[(0.2, 1.0), (0.2, 2.0)], 2.0, 1.0),
+            Err(AgreementError::NotAscending { index: 1, .. })
+        ));
+        assert!(matches!(
+            mib_faithfulness(&[(0.1, 1.0), (0.2, f64::NAN)], 2.0, 1.0),
+            Err(AgreementError::NonFinite { .. })
+        ));
+    }
+
+    /// The golden scores of the trained 2-layer IOI model, in fixture edge order.
+    fn golden(variant: &str) -> (Vec<(String, String)>, Vec<f64>) {
+        let path = format!(
+            "{}/../tests/fixtures/ioi-2l4h64/golden_eapig_{variant}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let edges = json["edges"].as_array().expect("edges array");
+        let names = edges
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().expect("edge name").to_string();
+                (s("src"), s("dest"))
+            })
+            .collect();
+        let scores = edges
+            .iter()
+            .map(|e| e["score"].as_f64().expect("edge score"))
+            .collect();
+        (names, scores)
+    }
+
+    const KS: [usize; 3] = [5, 10, 20];
+
+    /// The trained IOI model's agreement table against `exact`.
+    fn ioi_rows() -> Vec<AgreementRow> {
+        let (ref_names, exact) = golden("exact");
+        assert_eq!(exact.len(), 110);
+        let methods: Vec<(String, Vec<f64>)> = [
+            ("EAP", "eap"),
+            ("clean-corrupted", "clean_corrupted"),
+            ("EAP-IG-inputs", "eap_ig_inputs"),
+            ("EAP-IG-activations", "eap_ig_activations"),
+        ]
+        .iter()
+        .map(|&(name, variant)| {
+            let (names, scores) = golden(variant);
+            assert_eq!(
+                names, ref_names,
+                "{variant} lists the edges in another order"
+            );
+            (name.to_string(), scores)
+        })
+        .collect();
+        agreement_table("exact", &exact, &methods, &KS).unwrap()
+    }
+
+    #[test]
+    fn reproduces_ioi_readme_table() {
+        let rows = ioi_rows();
+        println!("{}", format_table(&rows, &KS));
+        // method, Spearman, AUC@5/10/20 as printed in the model's README.
+        let want: [(&str, f64, [f64; 3]); 4] = [
+            ("EAP", 0.878, [0.714, 0.756, 0.873]),
+            ("clean-corrupted", 0.916, [0.886, 0.926, 0.952]),
+            ("EAP-IG-inputs", 0.949, [1.000, 0.975, 0.978]),
+            ("EAP-IG-activations", 0.955, [0.975, 0.949, 0.964]),
+        ];
+        assert_eq!(rows.len(), want.len());
+        for (row, (method, spearman, aucs)) in rows.iter().zip(want) {
+            assert_eq!(row.method, method);
+            assert_eq!(row.reference, "exact");
+            assert!(
+                close(row.spearman, spearman, 0.0005),
+                "{method} Spearman {} vs README {spearman}",
+                row.spearman
+            );
+            for ((got, want), k) in row.auc.iter().zip(aucs).zip(KS) {
+                assert!(
+                    close(*got, want, 0.0005),
+                    "{method} AUC@{k} {got} vs README {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ig_variants_rank_better_than_eap() {
+        let rows = ioi_rows();
+        let spearman = |m: &str| rows.iter().find(|r| r.method == m).unwrap().spearman;
+        assert!(spearman("EAP-IG-inputs") > spearman("EAP"));
+        assert!(spearman("EAP-IG-activations") > spearman("EAP"));
+    }
+
+    #[test]
+    fn readme_table_is_about_magnitudes_not_signs() {
+        // The README's AUC@10 for EAP-IG-inputs (0.975) is not what signed scores give: a
+        // signed score ranks large negative (important) edges below everything.
+        let (_, exact) = golden("exact");
+        let (_, ig) = golden("eap_ig_inputs");
+        let pos = top_k_by_abs(&exact, 10).unwrap();
+        let signed = roc_auc(&ig, &pos).unwrap();
+        assert!(!close(signed, 0.975, 0.0005), "signed AUC@10 {signed}");
+    }
+
+    #[test]
+    fn agreement_table_errors_name_the_method() {
+        let reference = [1.0, 2.0, 3.0];
+        let bad = vec![("short".to_string(), vec![1.0, 2.0])];
+        assert_eq!(
+            agreement_table("ref", &reference, &bad, &[1]),
+            Err(AgreementError::LengthMismatch {
+                what: "method short".into(),
+                expected: 3,
+                got: 2
+            })
+        );
+        let ok = vec![("m".to_string(), vec![1.0, 3.0, 2.0])];
+        assert!(matches!(
+            agreement_table("ref", &reference, &ok, &[3]),
+            Err(AgreementError::NoNegatives(m)) if m == "method m"
+        ));
+        assert!(matches!(
+            agreement_table("ref", &reference, &ok, &[4]),
+            Err(AgreementError::KTooLarge { k: 4, n: 3 })
+        ));
+    }
+
+    #[test]
+    fn format_table_aligns_three_decimals() {
+        let rows = ioi_rows();
+        let text = format_table(&rows, &KS);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3 + rows.len(), "{text}");
+        assert!(lines[0].contains("|exact|"));
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["method", "Spearman", "AUC@5", "AUC@10", "AUC@20"]
+        );
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["EAP", "0.878", "0.714", "0.756", "0.873"]
+        );
+        // Right-aligned numbers: every row ends at the same column.
+        let ends: Vec<usize> = lines[1..].iter().map(|l| l.chars().count()).collect();
+        assert!(ends.iter().all(|&e| e == ends[0]), "{text}");
+    }
+
+    #[test]
+    fn svg_bars_carry_their_numbers() {
+        let rows = ioi_rows();
+        let svg = agreement_svg(&rows, &KS);
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+        let bars: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("bar"))
+            .collect();
+        assert_eq!(bars.len(), rows.len() * (1 + KS.len()));
+        for row in &rows {
+            let value = |metric: &str| -> f64 {
+                bars.iter()
+                    .find(|b| {
+                        b.attribute("data-method") == Some(&row.method)
+                            && b.attribute("data-metric") == Some(metric)
+                    })
+                    .and_then(|b| b.attribute("data-value"))
+                    .expect("bar")
+                    .parse()
+                    .unwrap()
+            };
+            assert_eq!(value("spearman"), row.spearman);
+            for (k, auc) in KS.iter().zip(&row.auc) {
+                assert_eq!(value(&format!("auc@{k}")), *auc);
+            }
+        }
+        // Bar heights are proportional to the value on a 0..1 axis.
+        let h = |b: &roxmltree::Node| -> f64 { b.attribute("height").unwrap().parse().unwrap() };
+        let v =
+            |b: &roxmltree::Node| -> f64 { b.attribute("data-value").unwrap().parse().unwrap() };
+        for b in &bars {
+            assert!(close(h(b), v(b) * PLOT_HEIGHT, 0.051));
+        }
+        assert!(svg.contains(r#"font-family="DejaVu Sans, sans-serif""#));
+        assert!(!svg.contains("href"), "self-contained");
+    }
+
+    #[test]
+    fn svg_escapes_names_and_clamps_negative_values() {
+        let rows = vec![AgreementRow {
+            method: "a<b & \"c\"".into(),
+            reference: "ex<act".into(),
+            spearman: -0.25,
+            auc: vec![0.5],
+        }];
+        let svg = agreement_svg(&rows, &[3]);
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+        let bar = doc
+            .descendants()
+            .find(|n| n.attribute("data-metric") == Some("spearman"))
+            .unwrap();
+        assert_eq!(bar.attribute("data-method"), Some("a<b & \"c\""));
+        assert_eq!(bar.attribute("data-value"), Some("-0.25"));
+        assert_eq!(bar.attribute("height"), Some("0"));
+        // An empty table is still a valid picture.
+        roxmltree::Document::parse(&agreement_svg(&[], &[5])).unwrap();
+    }
+}
