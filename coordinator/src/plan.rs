@@ -281,7 +281,7 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
         });
     }
-    let edges_per_unit = (settings.method == Method::Exact).then(|| match data.edges_per_unit {
+    let edges_per_unit = (settings.method == Method::Exact).then_some(match data.edges_per_unit {
         0 => DEFAULT_EDGES_PER_UNIT,
         e => e as usize,
     });

@@ -4,16 +4,18 @@
 //! over the canonical order). The visited edge is patched (its destination gets the corrupt
 //! prompt's source output) on top of the edges removed so far; if the KL divergence of the
 //! patched output from the clean one grew by less than τ since the last removal, the edge
-//! stays removed, else it is restored. Each step is one forward pass and depends on the
-//! previous ones, so a τ is sequential; different τ are independent work units.
+//! stays removed, else it is restored. Each step is one forward pass from the visited edge's
+//! block on (AutoCircuit's `start_at_layer`) and depends on the previous ones, so a τ is
+//! sequential; different τ are independent work units.
 
 use attrib_proto::GraphShape;
 use tch::{Kind, Tensor};
 
+use super::exact::start_block;
 use super::mask_gradient::PassInput;
 use crate::attribution::autograd_reference::corrupt_sources;
 use crate::circuit::TreePatcher;
-use crate::model::Gpt2;
+use crate::model::{CleanRun, Gpt2};
 use crate::Result;
 
 /// One visited edge.
@@ -52,8 +54,12 @@ pub fn acdc_steps(
 ) -> Result<Vec<AcdcStep>> {
     tch::no_grad(|| {
         let patch = corrupt_sources(model, graph, &pass.corrupt);
-        let scratch = Tensor::empty(patch.size(), (Kind::Float, model.device));
-        let clean = model.logits(&pass.clean).log_softmax(-1, Kind::Float);
+        let (clean_run, clean_logits) = CleanRun::record(model, graph.n_src(), &pass.clean);
+        let clean = clean_logits.log_softmax(-1, Kind::Float);
+        // P − S for every source, clean S: a step recomputes (and rewrites) only the sources
+        // from its start block on. Removed edges all lead into blocks at or after the visited
+        // one (the visit goes backwards), so earlier sources are clean in every step.
+        let scratch = &patch - &clean_run.sources.buf;
         let modules = graph.modules();
         let edges = graph.edges();
         // Masks per module, created when an edge of the module is first patched.
@@ -72,8 +78,11 @@ pub fn acdc_steps(
                 between_passes()?;
             }
             set(&mut masks, edge, 1.0);
+            let start = start_block(graph, &modules[edges[edge].module]);
             let mut patcher = TreePatcher::new(*graph, &masks, &patch, &scratch);
-            let out = model.unembed(&model.forward_last(&pass.clean, &mut patcher));
+            let resid = clean_run.block_inputs[start].shallow_clone();
+            let out = model.forward_last_from(&pass.clean, start, resid, &mut patcher);
+            let out = model.unembed(&out);
             let kl = kl_div(&clean, &out.log_softmax(-1, Kind::Float));
             let removed = kl - prev_kl < tau;
             if removed {

@@ -5,18 +5,20 @@
 //! EAP-IG's `M(every edge but e) − M(clean)` for its loss `−metric`. Forward passes only.
 //!
 //! Edges share forward passes: the unit's prompts are repeated once per edge of a chunk, and
-//! each copy patches its own edge, so one pass measures the whole chunk.
+//! each copy patches its own edge, so one pass measures the whole chunk. A pass starts at
+//! the first block its chunk patches, from the clean residual stream there: nothing before
+//! it changes.
 
 use std::ops::Range;
 
-use attrib_proto::{AttributionSettings, DestKind, Edge, GraphShape};
+use attrib_proto::{AttributionSettings, DestKind, DestModule, Edge, GraphShape};
 use tch::{Kind, Tensor};
 
 use super::mask_gradient::{PassInput, UnitScores};
 use super::metric::apply_grad_function;
 use crate::attribution::autograd_reference::corrupt_sources;
 use crate::device::download_f32;
-use crate::model::{ln_pre, Gpt2, HeadInputs, Patcher};
+use crate::model::{ln_pre, CleanRun, Gpt2, HeadInputs, Patcher};
 use crate::Result;
 
 /// Rows (prompt copies) of one forward pass: enough to keep a GPU busy, small enough that a
@@ -37,20 +39,28 @@ pub fn exact_scores(
 ) -> Result<UnitScores> {
     tch::no_grad(|| {
         let all = graph.edges();
+        let modules = graph.modules();
         let patch = corrupt_sources(model, graph, &pass.corrupt); // [n_src, C, T, d]
-        let clean_logits = model.logits(&pass.clean);
+        let (clean, clean_logits) = CleanRun::record(model, graph.n_src(), &pass.clean);
         let clean_metric = per_prompt_metric(pass, settings, &clean_logits); // [C]
         let rows = pass.clean.batch;
         let chunk = (ROWS_PER_PASS / rows).max(1);
         let mut effects: Vec<Tensor> = Vec::with_capacity(edges.len());
-        for (i, start) in edges.clone().step_by(chunk).enumerate() {
+        for (i, first) in edges.clone().step_by(chunk).enumerate() {
             if i > 0 {
                 between_passes()?;
             }
-            let mine: Vec<Edge> = all[start..(start + chunk).min(edges.end)].to_vec();
-            let mut patcher = EdgePatcher::new(model, graph, &mine, &patch, rows);
+            let mine: Vec<Edge> = all[first..(first + chunk).min(edges.end)].to_vec();
+            let start = mine
+                .iter()
+                .map(|e| start_block(graph, &modules[e.module]))
+                .min()
+                .expect("a chunk has edges");
+            let mut patcher = EdgePatcher::new(model, graph, &mine, &patch, &clean, start);
             let tokens = pass.clean.repeat(mine.len());
-            let logits = model.unembed(&model.forward_last(&tokens, &mut patcher));
+            let resid = repeat_rows(&clean.block_inputs[start], mine.len());
+            let out = model.forward_last_from(&tokens, start, resid, &mut patcher);
+            let logits = model.unembed(&out);
             for r in 0..mine.len() as i64 {
                 let copy = logits.narrow(0, r * rows as i64, rows as i64);
                 let patched = per_prompt_metric(pass, settings, &copy);
@@ -72,6 +82,22 @@ pub fn exact_scores(
             clean_logit_diffs,
         })
     })
+}
+
+/// The block a pass patching a destination of `module` starts at: its own block, or past the
+/// last one for `Resid End`.
+pub(crate) fn start_block(graph: &GraphShape, module: &DestModule) -> usize {
+    match module.kind {
+        DestKind::ResidEnd => graph.n_layers,
+        _ => module.block,
+    }
+}
+
+/// `x` `[C, ...]` `times` times over along its first axis.
+fn repeat_rows(x: &Tensor, times: usize) -> Tensor {
+    let mut reps = vec![1i64; x.dim()];
+    reps[0] = times as i64;
+    x.repeat(reps.as_slice())
 }
 
 /// The job's metric per prompt `[C]`: its answer function of its grad function's values.
@@ -107,26 +133,54 @@ struct EdgePatcher<'a> {
 }
 
 impl<'a> EdgePatcher<'a> {
+    /// For a pass starting at block `start`: the Δ of edges from sources before it come from
+    /// the clean run, the others from the pass as it goes.
     fn new(
         model: &'a Gpt2,
-        graph: &'a GraphShape,
+        graph: &GraphShape,
         edges: &'a [Edge],
         patch: &'a Tensor,
-        rows: usize,
+        clean: &CleanRun,
+        start: usize,
     ) -> Self {
-        EdgePatcher {
+        let mut p = EdgePatcher {
             model,
             kinds: graph.modules().iter().map(|m| (m.kind, m.block)).collect(),
             edges,
             patch,
-            rows: rows as i64,
+            rows: clean.sources.buf.size()[1],
             deltas: edges.iter().map(|_| None).collect(),
             attn_x: None,
+        };
+        let computed = match start {
+            s if s < graph.n_layers => graph.head_src(s, 0),
+            _ => graph.n_src(),
+        };
+        for (r, e) in edges.iter().enumerate() {
+            if e.src < computed {
+                p.deltas[r] = Some(p.delta(e, &clean.sources.buf.get(e.src as i64)));
+            }
+        }
+        p
+    }
+
+    /// `P[src] − S[src]` `[C, T, d]` for `current` = S, only at the edge's position when
+    /// token-wise.
+    fn delta(&self, e: &Edge, current: &Tensor) -> Tensor {
+        let delta = self.patch.get(e.src as i64) - current;
+        match e.seq {
+            Some(t) => {
+                let only = delta.zeros_like();
+                let mut at = only.narrow(1, t as i64, 1);
+                at.copy_(&delta.narrow(1, t as i64, 1));
+                only
+            }
+            None => delta,
         }
     }
 
     /// The copies whose edge goes into a module matching `pred`, with their Δ.
-    fn into_module(&self, pred: impl Fn(DestKind, usize) -> bool) -> Vec<(usize, &Tensor)> {
+    fn copies_into(&self, pred: impl Fn(DestKind, usize) -> bool) -> Vec<(usize, &Tensor)> {
         self.edges
             .iter()
             .enumerate()
@@ -164,16 +218,7 @@ impl Patcher for EdgePatcher<'_> {
                 continue;
             }
             let current = self.rows_of(&outs.get((e.src - first) as i64), r);
-            let delta = self.patch.get(e.src as i64) - current; // [C, T, d]
-            self.deltas[r] = Some(match e.seq {
-                Some(t) => {
-                    let only = delta.zeros_like();
-                    let mut at = only.narrow(1, t as i64, 1);
-                    at.copy_(&delta.narrow(1, t as i64, 1));
-                    only
-                }
-                None => delta,
-            });
+            self.deltas[r] = Some(self.delta(e, &current));
         }
     }
 
@@ -185,7 +230,7 @@ impl Patcher for EdgePatcher<'_> {
     /// A patched head input changes only that head's projection(s): they are recomputed
     /// from the patched input for the copy's rows and written over the shared result.
     fn qkv(&mut self, block: usize, q: Tensor, k: Tensor, v: Tensor) -> (Tensor, Tensor, Tensor) {
-        let copies = self.into_module(|kind, b| kind.is_attention() && b == block);
+        let copies = self.copies_into(|kind, b| kind.is_attention() && b == block);
         if copies.is_empty() {
             return (q, k, v);
         }
@@ -216,12 +261,12 @@ impl Patcher for EdgePatcher<'_> {
     }
 
     fn mlp_input(&mut self, block: usize, resid_mid: &Tensor) -> Tensor {
-        let copies = self.into_module(|kind, b| kind == DestKind::Mlp && b == block);
+        let copies = self.copies_into(|kind, b| kind == DestKind::Mlp && b == block);
         self.add_deltas(resid_mid, &copies)
     }
 
     fn final_input(&mut self, resid: &Tensor) -> Tensor {
-        let copies = self.into_module(|kind, _| kind == DestKind::ResidEnd);
+        let copies = self.copies_into(|kind, _| kind == DestKind::ResidEnd);
         self.add_deltas(resid, &copies)
     }
 }

@@ -233,6 +233,23 @@ impl Gpt2 {
     /// Runs the model on `tb`, letting `patcher` patch and observe. Returns the final residual
     /// at the last position `[B, d]` (AutoCircuit's `slice_output="last_seq"`).
     pub fn forward_last(&self, tb: &TokenBatch, patcher: &mut impl Patcher) -> Tensor {
+        let resid = patcher
+            .source_values(0, self.embed(tb).unsqueeze(0))
+            .squeeze_dim(0); // [B, T, d]
+        patcher.record_sources(0, &resid.unsqueeze(0));
+        self.forward_last_from(tb, 0, resid, patcher)
+    }
+
+    /// `forward_last` from block `start` on, given the residual stream entering it `[B, T, d]`:
+    /// the sources of earlier blocks are neither computed nor shown to `patcher` (ACDC and
+    /// exact patching start where their patch is, as AutoCircuit's ACDC does).
+    pub fn forward_last_from(
+        &self,
+        tb: &TokenBatch,
+        start: usize,
+        mut resid: Tensor,
+        patcher: &mut impl Patcher,
+    ) -> Tensor {
         let (b, t) = (tb.batch as i64, tb.width as i64);
         let (h, dh) = (self.cfg.n_heads as i64, self.cfg.d_head as i64);
         let eps = self.cfg.eps;
@@ -241,11 +258,7 @@ impl Gpt2 {
             Some(k) => causal.logical_and(k), // [B, 1, T, T]
             None => causal,
         };
-        let mut resid = patcher
-            .source_values(0, self.embed(tb).unsqueeze(0))
-            .squeeze_dim(0); // [B, T, d]
-        patcher.record_sources(0, &resid.unsqueeze(0));
-        for (bi, w) in self.w.blocks.iter().enumerate() {
+        for (bi, w) in self.w.blocks.iter().enumerate().skip(start) {
             let (q, k, v) = match patcher.attn_input(bi, &resid) {
                 HeadInputs::Shared(x) => {
                     let qkv = ln_pre(&x, eps).matmul(&self.w_qkv[bi]) + &self.b_qkv[bi]; // [B, T, 3·H·dh]

@@ -9,5 +9,5 @@ pub mod weights;
 pub use config::ModelConfig;
 pub use gpt2::{ln_pre, Gpt2, HeadInputs, Patcher, TokenBatch, Unpatched};
 pub use masks::{uniform_masks, MaskPatcher};
-pub use sources::{SourceBuffer, SourceLayout};
+pub use sources::{CleanRun, SourceBuffer, SourceLayout};
 pub use weights::{BlockWeights, Weights};

@@ -4,7 +4,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::gpt2::Patcher;
+use super::gpt2::{Gpt2, HeadInputs, Patcher, TokenBatch};
 
 /// Layout of a source buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,5 +71,50 @@ impl SourceBuffer {
 impl Patcher for SourceBuffer {
     fn record_sources(&mut self, first: usize, outs: &Tensor) {
         self.store(first, outs);
+    }
+}
+
+/// An unpatched run, kept to restart the model part-way: every source's output
+/// (`[n_src, B, T, d]`) and the residual stream entering each block, then the final one
+/// (`n_layers + 1` tensors `[B, T, d]`). Exact patching and ACDC patch one destination at a
+/// time and start the model at its block, as AutoCircuit's ACDC does.
+pub struct CleanRun {
+    pub sources: SourceBuffer,
+    pub block_inputs: Vec<Tensor>,
+}
+
+impl CleanRun {
+    /// Runs `tb` unpatched, without autograd, recording `n_src` sources; also returns the
+    /// last-position logits `[B, V]`.
+    pub fn record(model: &Gpt2, n_src: usize, tb: &TokenBatch) -> (Self, Tensor) {
+        let mut run = CleanRun {
+            sources: SourceBuffer::new(
+                n_src,
+                tb.batch,
+                tb.width,
+                model.cfg.d_model,
+                SourceLayout::Plain,
+                model.device,
+            ),
+            block_inputs: Vec::with_capacity(model.cfg.n_layers + 1),
+        };
+        let logits = tch::no_grad(|| model.unembed(&model.forward_last(tb, &mut run)));
+        (run, logits)
+    }
+}
+
+impl Patcher for CleanRun {
+    fn record_sources(&mut self, first: usize, outs: &Tensor) {
+        self.sources.store(first, outs);
+    }
+
+    fn attn_input(&mut self, _block: usize, resid: &Tensor) -> HeadInputs {
+        self.block_inputs.push(resid.shallow_clone());
+        HeadInputs::Shared(resid.shallow_clone())
+    }
+
+    fn final_input(&mut self, resid: &Tensor) -> Tensor {
+        self.block_inputs.push(resid.shallow_clone());
+        resid.shallow_clone()
     }
 }
