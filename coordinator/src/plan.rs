@@ -239,9 +239,10 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
             Split::Test => (prepared.test_batches(opts.batch_size), prepared.test.len()),
         };
-        // ACDC runs on the first train batch only, as AutoCircuit's does.
-        let used = match settings.method {
-            Method::Acdc { .. } => batches.len().min(1),
+        // ACDC runs on the first train batch only, as AutoCircuit's does (its circuits are
+        // judged on every test batch).
+        let used = match (split, &settings.method) {
+            (Split::Train, Method::Acdc { .. }) => batches.len().min(1),
             _ => batches.len(),
         };
         datasets.push(PlannedDataset {
@@ -528,8 +529,8 @@ impl JobPlan {
             dataset: u.dataset as u32,
             first_edge: edges.start as u32,
             end_edge: edges.end as u32,
-            tau: match self.settings.method {
-                Method::Acdc { .. } => u.group.unwrap_or(0) as u32,
+            tau: match (&self.settings.method, &self.circuits) {
+                (Method::Acdc { .. }, None) => u.group.unwrap_or(0) as u32,
                 _ => 0,
             },
         })

@@ -34,6 +34,11 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The small GPT-2 trained on IOI, the quickstart's default (`assets/ioi-2l4h64`).
+pub fn ioi_model() -> PathBuf {
+    repo().join("assets/ioi-2l4h64")
+}
+
 /// The golden tiny GPT-2 (2 layers, 4 heads, d_model 32).
 pub fn tiny_model() -> PathBuf {
     repo().join("tests/fixtures/golden-tiny")
@@ -103,9 +108,14 @@ pub struct Coordinator {
 /// Starts `attrib-coordinator` on the tiny model; `listen` `None` = a free port. Its log
 /// goes to the test's output.
 pub fn coordinator(db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator {
+    coordinator_on(&tiny_model(), db, port, extra)
+}
+
+/// `coordinator` on another model folder.
+pub fn coordinator_on(model: &Path, db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator {
     let (child, url, port) = attrib_sim::cluster::spawn_coordinator(
         &bin("attrib-coordinator"),
-        &tiny_model(),
+        model,
         db,
         port.unwrap_or(0),
         extra,
