@@ -106,6 +106,10 @@ grep -h "GPU vs CPU" "$LOG/gpu-vs-cpu.log" >> "$SUMMARY"
 step nccl-one-rank "$BIN" collective-check --devices cuda:0 --collective nccl
 grep -h "collective-check" "$LOG/nccl-one-rank.log" | sed 's/^/    /' >> "$SUMMARY"
 
+# Exact patching at GPT-2-small shape: units/s and the 1- and 8-GPU projection.
+step exact-units env ATTRIB_BENCH_DEVICE=cuda:0 scripts/bench-exact.sh 20
+grep -h -A3 "^exact patching" "$LOG/exact-units.log" | sed 's/^/    /' >> "$SUMMARY"
+
 if [[ "${GPU_CHECK_AUTOCIRCUIT:-1}" == 1 ]]; then
     step autocircuit-ratio env ATTRIB_BENCH_DEVICE=cuda:0 scripts/bench.sh --with-autocircuit 1
     sed -n '/SUMMARY/,$p' "$LOG/autocircuit-ratio.log" | sed 's/^/    /' >> "$SUMMARY"
