@@ -17,9 +17,10 @@ use anyhow::{bail, Context};
 use attrib_proto::settings::{AttributionSettings, Method};
 use attrib_proto::FaithfulnessCurve;
 use attrib_render::agreement::{
-    agreement_svg, agreement_table, edges_at_fraction, format_table, mib_faithfulness,
-    AgreementRow, MIB_FRACTIONS,
+    agreement_svg, agreement_table, aligned_table, edges_at_fraction, format_table,
+    mib_faithfulness, AgreementRow, MIB_FRACTIONS,
 };
+use attrib_render::{escape, XMLNS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -400,39 +401,6 @@ fn join(xs: &[usize]) -> String {
         .join(",")
 }
 
-/// Columns aligned: the first left, the rest right, a rule under the header.
-fn aligned_table(header: &[String], body: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            std::iter::once(header)
-                .chain(body.iter().map(Vec::as_slice))
-                .map(|cells| cells[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| -> String {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, &w))| {
-                if c == 0 {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
-            .collect();
-        parts.join("  ").trim_end().to_string() + "\n"
-    };
-    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-    let mut out = line(header);
-    out += &line(&rule);
-    body.iter().for_each(|cells| out += &line(cells));
-    out
-}
-
 /// The faithfulness table's cells: method, points, CPR, CMD.
 fn faithfulness_cells(c: &CurveSummary) -> Vec<String> {
     vec![
@@ -487,29 +455,6 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;paddin
 th{background:#f3f5f9}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .figure{overflow:auto;max-width:100%;border:1px solid #eee}.hint{color:#555}\
 code{background:#f3f5f9;padding:1px 4px}";
-
-/// The SVG namespace `agreement_svg` writes: inline SVG in HTML needs none, and the page
-/// must not name any URL (it is self-contained, as `attrib report`'s is).
-const XMLNS: &str = r#" xmlns="http://www.w3.org/2000/svg""#;
-
-/// HTML text and attribute escaping; control characters XML forbids are shown as `\u{..}`.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// An HTML table, every cell escaped; cells from column `numbers_from` on are numbers
 /// (right-aligned).

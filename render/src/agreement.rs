@@ -430,10 +430,21 @@ pub fn format_table(rows: &[AgreementRow], ks: &[usize]) -> String {
             cells
         })
         .collect();
+    let mut out = format!(
+        "reference: {reference}; Spearman of |score| vs |{reference}|; \
+         AUC of |score|, positives = top k by |{reference}|\n"
+    );
+    out.push_str(&aligned_table(&header, &body));
+    out
+}
+
+/// A plain-text table: columns aligned, the first left and the rest right, a rule under the
+/// header, one line per row.
+pub fn aligned_table(header: &[String], body: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
-            std::iter::once(&header)
-                .chain(&body)
+            std::iter::once(header)
+                .chain(body.iter().map(Vec::as_slice))
                 .map(|cells| cells[c].chars().count())
                 .max()
                 .unwrap_or(0)
@@ -444,29 +455,17 @@ pub fn format_table(rows: &[AgreementRow], ks: &[usize]) -> String {
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(c, (cell, &w))| {
-                if c == 0 {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
+            .map(|(c, (cell, &w))| match c {
+                0 => format!("{cell:<w$}"),
+                _ => format!("{cell:>w$}"),
             })
             .collect();
-        parts.join("  ").trim_end().to_string()
+        parts.join("  ").trim_end().to_string() + "\n"
     };
-    let mut out = format!(
-        "reference: {reference}; Spearman of |score| vs |{reference}|; \
-         AUC of |score|, positives = top k by |{reference}|\n"
-    );
-    out.push_str(&line(&header));
-    out.push('\n');
     let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-    out.push_str(&line(&rule));
-    out.push('\n');
-    for cells in &body {
-        out.push_str(&line(cells));
-        out.push('\n');
-    }
+    let mut out = line(header);
+    out += &line(&rule);
+    body.iter().for_each(|cells| out += &line(cells));
     out
 }
 

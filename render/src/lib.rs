@@ -35,6 +35,8 @@ use attrib_proto::ScoresFile;
 
 pub use crate::png::{svg_to_png, Error};
 pub use crate::report::{report_html, ReportInput};
+pub use crate::svg::XMLNS;
+pub use crate::text::escape;
 
 /// Which way the flow runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

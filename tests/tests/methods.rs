@@ -126,52 +126,21 @@ async fn bad_method_settings_are_refused_naming_the_problem() {
         "{e}"
     );
     // The client refuses before sending anything.
-    let o = cli(
-        &c.url,
-        &[
-            "submit",
-            "--dataset",
-            ioi().to_str().unwrap(),
-            "--method",
-            "eap-ig-activations",
-        ],
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("needs --steps"),
-        "{err}"
-    );
-    let o = cli(
-        &c.url,
-        &[
-            "submit",
-            "--dataset",
-            ioi().to_str().unwrap(),
-            "--method",
-            "acdcx",
-        ],
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("unknown method \"acdcx\""),
-        "{err}"
-    );
-    let o = cli(
-        &c.url,
-        &[
-            "submit",
-            "--dataset",
-            ioi().to_str().unwrap(),
-            "--method",
-            "acdc",
-            "--token-positions",
-        ],
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("acdc takes no --token-positions"),
-        "{err}"
-    );
+    let dataset = ioi();
+    for (flags, why) in [
+        (&["--method", "eap-ig-activations"][..], "needs --steps"),
+        (&["--method", "acdcx"], "unknown method \"acdcx\""),
+        (
+            &["--method", "acdc", "--token-positions"],
+            "acdc takes no --token-positions",
+        ),
+    ] {
+        let mut args = vec!["submit", "--dataset", dataset.to_str().unwrap()];
+        args.extend(flags);
+        let o = cli(&c.url, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(why), "{flags:?}: {err}");
+    }
     // ACDC on two datasets, refused by the coordinator.
     let mut two = request(&[ioi(), ioi()], 16, 64, 42);
     two.settings = with_method(Method::Acdc { taus: vec![0.01] }, 0).settings;

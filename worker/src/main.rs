@@ -451,17 +451,23 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
         );
     }
     write_scores(&scores, &a.out)?;
-    let prompts = (a.train_size / a.batch_size) * a.batch_size;
+    let prompts = match job.settings.method {
+        Method::Acdc { .. } => a.batch_size, // its first batch
+        _ => (a.train_size / a.batch_size) * a.batch_size,
+    };
     eprintln!(
         "[attrib] attribution {:.2}s ({:.1} prompts/s), peak RSS {:.0} MiB",
         secs,
         prompts as f64 / secs,
         peak_rss_mib().unwrap_or(f64::NAN)
     );
-    eprintln!(
-        "[attrib] time by stage: corrupt forward {:.2}s, clean forward {:.2}s, backward {:.2}s, score contraction {:.2}s",
-        times.corrupt_forward, times.clean_forward, times.backward, times.contraction
-    );
+    // Exact patching and ACDC are forward passes only, timed as one stage.
+    if !matches!(job.settings.method, Method::Exact | Method::Acdc { .. }) {
+        eprintln!(
+            "[attrib] time by stage: corrupt forward {:.2}s, clean forward {:.2}s, backward {:.2}s, score contraction {:.2}s",
+            times.corrupt_forward, times.clean_forward, times.backward, times.contraction
+        );
+    }
     print_summary(&scores, a.top, &a.out);
     Ok(())
 }

@@ -18,6 +18,7 @@ use super::mask_gradient::{PassInput, UnitScores};
 use super::metric::apply_grad_function;
 use crate::attribution::autograd_reference::corrupt_sources;
 use crate::device::download_f32;
+use crate::model::gpt2::repeat_rows;
 use crate::model::{ln_pre, CleanRun, Gpt2, HeadInputs, Patcher};
 use crate::Result;
 
@@ -91,13 +92,6 @@ pub(crate) fn start_block(graph: &GraphShape, module: &DestModule) -> usize {
         DestKind::ResidEnd => graph.n_layers,
         _ => module.block,
     }
-}
-
-/// `x` `[C, ...]` `times` times over along its first axis.
-fn repeat_rows(x: &Tensor, times: usize) -> Tensor {
-    let mut reps = vec![1i64; x.dim()];
-    reps[0] = times as i64;
-    x.repeat(reps.as_slice())
 }
 
 /// The job's metric per prompt `[C]`: its answer function of its grad function's values.

@@ -7,6 +7,10 @@
 //! exactly `∂loss/∂m` of that edge. The batches of a work unit share one pass; the loss is a
 //! sum of per-batch means, and the unit's scores are the contraction summed over its batches
 //! and mask points on the device, copied to the host once.
+//!
+//! EAP-IG's gradient methods (EAP-IG-inputs, clean-corrupted, EAP-IG-activations) are the same
+//! contraction over other gradient runs: on the corrupt prompts, or with the embeddings or one
+//! node's output replaced by an interpolation, always against the fixed `S(clean) − P`.
 
 use attrib_proto::{AttributionSettings, DestKind, DestModule, GraphShape, Method};
 use tch::{Kind, Tensor};

@@ -140,14 +140,17 @@ impl TokenBatch {
     }
 }
 
+/// `x` `times` times over along its first axis, row blocks in order.
+pub fn repeat_rows(x: &Tensor, times: usize) -> Tensor {
+    let mut reps = vec![1i64; x.dim()];
+    reps[0] = times as i64;
+    x.repeat(reps.as_slice())
+}
+
 impl TokenBatch {
     /// The batch `times` times over, row blocks in order: one copy per patched edge.
     pub fn repeat(&self, times: usize) -> TokenBatch {
-        let rows = |t: &Tensor| {
-            let mut reps = vec![1i64; t.dim()];
-            reps[0] = times as i64;
-            t.repeat(reps.as_slice())
-        };
+        let rows = |t: &Tensor| repeat_rows(t, times);
         TokenBatch {
             tokens: rows(&self.tokens),
             key_mask: self.key_mask.as_ref().map(rows),
