@@ -60,6 +60,8 @@ impl WorkerGateway for WorkerService {
         let welcome = v1::CoordinatorMessage {
             msg: Some(Out::Welcome(v1::Welcome {
                 worker_id: worker.clone(),
+                progress_every_ms: (self.coord.config.unit_timeout.as_millis() / 4)
+                    .clamp(1, u32::MAX as u128) as u32,
             })),
         };
         tx.send(Ok(welcome))
@@ -91,7 +93,7 @@ async fn serve_worker(
     // Faithfulness jobs whose score vector this worker keeps (it mirrors the same rule).
     let mut kept: KeptScores<()> = KeptScores::default();
     let mut draining = false;
-    // Hung: holding units and answering none for the unit timeout.
+    // Hung: holding units, answering none and reporting no finished pass for the unit timeout.
     let timeout = coord.config.unit_timeout;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -136,6 +138,11 @@ async fn serve_worker(
                     }
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Draining(_)) })) => {
                         draining = true;
+                        continue;
+                    }
+                    // Passes go on: the units held are being computed, not hung.
+                    Ok(Some(v1::WorkerMessage { msg: Some(In::Progress(_)) })) => {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
                         continue;
                     }
                     Ok(Some(_)) => return "broke the protocol (an unexpected message)".into(),

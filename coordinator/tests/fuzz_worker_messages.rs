@@ -257,6 +257,7 @@ fn structured() -> impl Strategy<Value = Structured> {
             .prop_map(|(job, units, sums)| Structured::Group { job, units, sums }),
         1 => hello_msg(false),
         1 => Just(Structured::As(Some(Msg::Draining(v1::Draining {})))),
+        1 => Just(Structured::As(Some(Msg::Progress(v1::UnitProgress {})))),
         1 => Just(Structured::As(None)),
     ]
 }
@@ -506,7 +507,7 @@ fn fuzz_worker_messages_in_process() {
                             check_status(&Status::from(e))?;
                         }
                     }
-                    Some(Msg::Draining(_)) | None => {}
+                    Some(Msg::Draining(_)) | Some(Msg::Progress(_)) | None => {}
                 }
                 Ok::<(), TestCaseError>(())
             })?;

@@ -37,4 +37,4 @@ pub const HTTP2_STREAM_WINDOW: u32 = 16 << 20;
 pub const HTTP2_CONNECTION_WINDOW: u32 = 64 << 20;
 
 /// The protocol version this build speaks (`v1::ProtocolVersion`).
-pub const PROTOCOL_VERSION: v1::ProtocolVersion = v1::ProtocolVersion::ProtocolVersion2;
+pub const PROTOCOL_VERSION: v1::ProtocolVersion = v1::ProtocolVersion::ProtocolVersion3;

@@ -147,3 +147,28 @@ async fn bad_method_settings_are_refused_naming_the_problem() {
     let e = refusal(client.submit_job(two).await);
     assert!(e.contains("ACDC runs on one dataset's first batch"), "{e}");
 }
+
+/// A unit longer than the unit timeout (11 passes of at least 300 ms against 1 s) is not
+/// taken for a hung worker: the worker reports finished passes (`UnitProgress`) every quarter
+/// of the timeout. Without them the unit would time out three times and fail its job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_longer_than_the_timeout_finish_while_passes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = coordinator(
+        &dir.path().join("c.db"),
+        None,
+        &["--unit-timeout-secs", "1"],
+    );
+    let _w = worker(&c.url, "slow", &tiny_model(), &["--unit-delay-ms", "300"]);
+    let mut client = client(&c.url, None).await;
+    wait_workers(&mut client, 1).await;
+    let mut req = request(&[ioi()], 16, 16, 42);
+    req.settings.as_mut().unwrap().points =
+        Some(v1::attribution_settings::Points::IntegratedGradSamples(10));
+    let job = submit(&mut client, req).await;
+    let status = wait_end(&mut client, &job).await;
+    assert_eq!(status.state(), v1::JobState::Done, "{status:?}");
+    assert_eq!(status.units_retried, 0, "the unit was taken for hung: {status:?}");
+    let w = workers(&mut client).await;
+    assert_eq!(w[0].worker_id, "worker-1", "the worker's session was closed: {w:?}");
+}

@@ -4,7 +4,7 @@
 //! several devices the engine is a node group (`crate::group`): one such thread per device.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,8 @@ pub struct UnitRequest {
     pub wanted: Arc<AtomicBool>,
     /// Set when the unit's job is cancelled: skipped, or stopped at the next pass boundary.
     pub cancelled: Arc<AtomicBool>,
+    /// Counts the engine's finished passes, for the session's progress reports.
+    pub passes: Arc<AtomicU64>,
     pub reply: tokio_mpsc::UnboundedSender<Answer>,
 }
 
@@ -149,6 +151,7 @@ pub(crate) fn run_request(
     // Between passes: stop if the job was cancelled. (A unit started in a session that
     // ends goes on: it is delivered late in the next one.)
     let between_passes = || {
+        req.passes.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(cfg.unit_delay);
         match req.cancelled.load(Ordering::Relaxed) {
             false => Ok(()),

@@ -6,7 +6,7 @@
 //! unit it holds is answered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,11 +149,12 @@ async fn session(
         Ok(r) => r.into_inner(),
         Err(s) => return refused_or_lost(s),
     };
-    match inbound.message().await {
+    let progress_every = match inbound.message().await {
         Ok(Some(v1::CoordinatorMessage {
             msg: Some(In::Welcome(w)),
         })) => {
-            tracing::info!(worker_id = %w.worker_id, coordinator = %cfg.coordinator, "joined the coordinator")
+            tracing::info!(worker_id = %w.worker_id, coordinator = %cfg.coordinator, "joined the coordinator");
+            Duration::from_millis(w.progress_every_ms.max(100).into())
         }
         Ok(_) => {
             return Ok(Ended::Lost(
@@ -161,7 +162,7 @@ async fn session(
             ))
         }
         Err(s) => return refused_or_lost(s),
-    }
+    };
     // Units on the model's thread; cleared when this session ends, so that they are skipped.
     let wanted = Arc::new(AtomicBool::new(true));
     let _skip_on_exit = ClearOnDrop(wanted.clone());
@@ -170,11 +171,26 @@ async fn session(
     let mut cancelled: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     let mut kept: KeptScores<Arc<Vec<f64>>> = KeptScores::default();
     let mut draining = false;
+    // Passes the engine finished for this session's units, reported while they go on so that
+    // a unit longer than the coordinator's unit timeout is not taken for a hung worker.
+    let passes = Arc::new(AtomicU64::new(0));
+    let mut reported = 0;
+    let mut beat = tokio::time::interval(progress_every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if draining && held.is_empty() {
             return Ok(drain(tx, inbound).await);
         }
         tokio::select! {
+            _ = beat.tick() => {
+                let now = passes.load(Ordering::Relaxed);
+                if now != reported && !held.is_empty() {
+                    reported = now;
+                    if tx.send(msg(Out::Progress(v1::UnitProgress {}))).await.is_err() {
+                        return Ok(Ended::Lost("the session closed".into()));
+                    }
+                }
+            }
             m = inbound.message() => {
                 let mut unit = match m {
                     Ok(Some(v1::CoordinatorMessage { msg: Some(In::Unit(u)) })) => u,
@@ -207,6 +223,7 @@ async fn session(
                     scores,
                     wanted: wanted.clone(),
                     cancelled: stop,
+                    passes: passes.clone(),
                     reply: answers.tx.clone(),
                 };
                 if let Err(e) = engine.submit(req) {
