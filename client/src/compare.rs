@@ -325,11 +325,12 @@ fn edge_name((src, dest, seq): &EdgeKey) -> String {
 }
 
 /// Reads `[NAME=]PATH` as a faithfulness curve and computes MIB's CPR / CMD from its own
-/// points: x = edges actually kept / total edges (ties can keep more than requested), the
-/// metric = the mean logit difference, normalised by the curve's clean (m(N)) and corrupt
-/// (m(∅), the empty circuit under tree patching) runs, so f is the curve's fraction_of_gap.
-/// No point is invented: the area spans what was measured (attrib always measures 0 and all
-/// edges). Points that kept the same number of edges are one circuit, listed once.
+/// points as MIB does: x = the edges requested / total edges (MIB's fraction; ties can keep
+/// more), the metric = the mean logit difference, normalised by the curve's clean (m(N)) and
+/// corrupt (m(∅), the empty circuit under tree patching) runs, so f is the curve's
+/// fraction_of_gap. The empty circuit is that normalisation's anchor, not a point of MIB's
+/// curve (its fractions start at 0.1%), so it is left out. No point is invented: the area
+/// spans what was measured.
 fn load_curve(arg: &str) -> anyhow::Result<CurveSummary> {
     let (name, path) = split_name(arg);
     let curve: FaithfulnessCurve = serde_json::from_str(&read(&path, "curve file")?)
@@ -352,11 +353,17 @@ fn load_curve(arg: &str) -> anyhow::Result<CurveSummary> {
             p.n_edges
         );
     }
-    points.sort_by_key(|p| p.n_edges);
-    points.dedup_by_key(|p| p.n_edges);
+    points.retain(|p| p.requested_edges > 0);
+    points.sort_by_key(|p| p.requested_edges);
+    points.dedup_by_key(|p| p.requested_edges);
     let xy: Vec<(f64, f64)> = points
         .iter()
-        .map(|p| (p.n_edges as f64 / total as f64, p.mean_logit_diff))
+        .map(|p| {
+            (
+                p.requested_edges.min(total) as f64 / total as f64,
+                p.mean_logit_diff,
+            )
+        })
         .collect();
     let f = mib_faithfulness(&xy, curve.clean_logit_diff, curve.corrupt_logit_diff)
         .with_context(|| format!("MIB faithfulness of curve {}", path.display()))?;

@@ -215,8 +215,9 @@ fn edges_push_back(scores: &mut Value, edge: Value) {
 fn html_page_and_curve_summary() {
     let dir = temp_dir("html");
     let html = dir.join("compare.html");
-    // clean 3, corrupt 1; kept 0, 11, 22 (twice: a tie), 110 of 110 edges, so
-    // x = 0, 0.1, 0.2, 1 and f = 0, 0.5, 0.75, 1.
+    // clean 3, corrupt 1; requested 11, 20 (22 kept: a tie), 22, 110 of 110 edges (and the
+    // empty circuit, MIB's anchor, not a point), so x = 0.1, 2/11, 0.2, 1 and
+    // f = 0.5, 0.75, 0.75, 1.
     let point = |requested: usize, kept: usize, m: f64| {
         json!({"requested_edges": requested, "n_edges": kept, "threshold": null,
                "mean_logit_diff": m, "fraction_of_gap": (m - 1.0) / 2.0})
@@ -241,9 +242,10 @@ fn html_page_and_curve_summary() {
     let text = stdout(&o);
     println!("{text}");
 
-    // CPR: 0.1·(0 + 0.5)/2 + 0.1·(0.5 + 0.75)/2 + 0.8·(0.75 + 1)/2 = 0.025 + 0.0625 + 0.7
-    // CMD: 0.1·(1 + 0.5)/2 + 0.1·(0.5 + 0.25)/2 + 0.8·(0.25 + 0)/2 = 0.075 + 0.0375 + 0.1
-    let (cpr, cmd) = (0.7875, 0.2125);
+    // CPR: (0.9/11)·(0.5 + 0.75)/2 + (0.2/11)·0.75 + 0.8·(0.75 + 1)/2
+    // CMD: (0.9/11)·(0.5 + 0.25)/2 + (0.2/11)·0.25 + 0.8·(0.25 + 0)/2
+    let cpr = 0.9 / 11.0 * 0.625 + 0.2 / 11.0 * 0.75 + 0.7;
+    let cmd = 0.9 / 11.0 * 0.375 + 0.2 / 11.0 * 0.25 + 0.1;
     let row: Vec<&str> = text
         .lines()
         .find(|l| l.starts_with("EAP <b>"))
@@ -251,7 +253,7 @@ fn html_page_and_curve_summary() {
         .split_whitespace()
         .collect();
     // method (two words here), points, CPR, CMD; 3 decimals, so within half a unit of the last.
-    assert_eq!(row[2], "4", "four distinct circuits: {row:?}");
+    assert_eq!(row[2], "4", "four circuits requested: {row:?}");
     let printed: Vec<f64> = row[3..].iter().map(|x| x.parse().unwrap()).collect();
     assert!((printed[0] - cpr).abs() <= 0.0005 + 1e-12, "{row:?}");
     assert!((printed[1] - cmd).abs() <= 0.0005 + 1e-12, "{row:?}");
@@ -278,7 +280,15 @@ fn html_page_and_curve_summary() {
         .iter()
         .map(|p| p["fraction"].as_f64().unwrap())
         .collect();
-    assert_eq!(fractions, [0.0, 0.1, 0.2, 1.0]);
+    let want = [11.0 / 110.0, 20.0 / 110.0, 22.0 / 110.0, 1.0];
+    assert!(
+        fractions.len() == 4
+            && fractions
+                .iter()
+                .zip(want)
+                .all(|(a, b)| (a - b).abs() < 1e-12),
+        "{fractions:?}"
+    );
 
     // The page: self-contained, the chart inline, every name there and escaped.
     let page = std::fs::read_to_string(&html).unwrap();

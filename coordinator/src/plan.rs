@@ -24,7 +24,7 @@ use crate::{Error, Result};
 pub const MAX_DATASETS: usize = 1024;
 
 /// Edges one exact-patching unit measures unless the request says otherwise: at GPT-2-small
-/// shape, 64 forward passes of K batches.
+/// shape with K = 1 and batches of 16, two forward passes of 32 edges.
 pub const DEFAULT_EDGES_PER_UNIT: usize = 64;
 
 #[derive(Debug, Clone)]
@@ -282,9 +282,23 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
         });
     }
-    let edges_per_unit = (settings.method == Method::Exact).then_some(match data.edges_per_unit {
-        0 => DEFAULT_EDGES_PER_UNIT,
-        e => e as usize,
+    // Exact patching: edge groups are whole passes of every dataset (so a unit's passes are
+    // the ones a single process runs), rounded up from the request.
+    let edges_per_unit = (settings.method == Method::Exact).then(|| {
+        let pass = datasets
+            .iter()
+            .flat_map(|d| {
+                d.units
+                    .iter()
+                    .map(|u| memory::exact_edges_per_pass(u.len() * opts.batch_size, d.width))
+            })
+            .max()
+            .unwrap_or(1);
+        let asked = match data.edges_per_unit {
+            0 => DEFAULT_EDGES_PER_UNIT,
+            e => e as usize,
+        };
+        asked.div_ceil(pass) * pass
     });
     let mut p = JobPlan {
         settings,

@@ -74,6 +74,7 @@ pub struct CurvePoint {
     /// Edges kept (ties at the threshold included).
     pub n_edges: usize,
     /// Smallest kept |score|; `null` for the empty circuit.
+    #[serde(default, with = "crate::scores::score_json::option")]
     pub threshold: Option<f64>,
     /// Mean over the test prompts of the logit difference, the circuit kept clean and every
     /// other edge patched with the corrupt prompt's activations (AutoCircuit's mean of batch

@@ -36,6 +36,20 @@ impl UnitShape {
     }
 }
 
+/// Edges exact patching measures in one forward pass of a unit of `prompts` prompts `width`
+/// tokens wide (the prompts repeated once per edge): about 512 rows and 8,192 tokens at most,
+/// so a pass of GPT-2 small stays near a gigabyte whatever the width. A power of two, so that
+/// the coordinator can make every unit's edge group a multiple of it for every dataset of a
+/// job, and a unit's passes measure the same edges together as a one-process run's do (the
+/// same shapes, hence the same bits on any device).
+pub fn exact_edges_per_pass(prompts: usize, width: usize) -> usize {
+    let fits = (512 / prompts.max(1)).min(8192 / (prompts * width).max(1));
+    match fits {
+        0 | 1 => 1,
+        n => 1 << n.ilog2(),
+    }
+}
+
 /// f32 elements autograd and the contraction keep per block, per prompt and token, in units
 /// of `d_model`, `d_mlp` and `H × T` (attention scores, masked scores, pattern).
 const BLOCK_D_MODEL: usize = 16;
@@ -91,6 +105,16 @@ pub fn human_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_passes_hold_about_512_rows_as_a_power_of_two() {
+        assert_eq!(exact_edges_per_pass(16, 15), 32);
+        assert_eq!(exact_edges_per_pass(32, 15), 16);
+        assert_eq!(exact_edges_per_pass(48, 15), 8); // 10 fit: the power of two below
+        assert_eq!(exact_edges_per_pass(16, 1024), 1);
+        assert_eq!(exact_edges_per_pass(1000, 15), 1);
+        assert_eq!(exact_edges_per_pass(1, 1), 512);
+    }
 
     #[test]
     fn gpt2_small_figures_are_what_its_shape_says() {

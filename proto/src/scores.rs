@@ -76,6 +76,24 @@ pub mod score_json {
         Text(String),
     }
 
+    /// For `Option<f64>` fields: `null` stays `None`.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(x: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+            match x {
+                Some(x) => super::serialize(x, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] f64);
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(x)| x))
+        }
+    }
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         match Score::deserialize(d)? {
             Score::Number(x) => Ok(x),
@@ -214,5 +232,49 @@ impl ScoresFile {
         v.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()));
         v.truncate(k);
         v
+    }
+}
+
+#[cfg(test)]
+mod infinity_tests {
+    use super::*;
+    use crate::faithfulness::CurvePoint;
+
+    #[test]
+    fn acdc_infinities_survive_json() {
+        let e = EdgeScore {
+            src: "A0.2".into(),
+            dest: "Resid End".into(),
+            seq: None,
+            score: f64::INFINITY,
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.contains(r#""score":"Infinity""#), "{text}");
+        assert_eq!(serde_json::from_str::<EdgeScore>(&text).unwrap(), e);
+        let finite = r#"{"src":"a","dest":"b","seq":null,"score":0.5}"#;
+        assert_eq!(
+            serde_json::from_str::<EdgeScore>(finite).unwrap().score,
+            0.5
+        );
+        let bad = r#"{"src":"a","dest":"b","seq":null,"score":"lots"}"#;
+        let err = serde_json::from_str::<EdgeScore>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"lots\""), "{err}");
+        for threshold in [Some(f64::INFINITY), Some(0.25), None] {
+            let p = CurvePoint {
+                requested_edges: 12,
+                n_edges: 12,
+                threshold,
+                mean_logit_diff: 1.0,
+                fraction_of_gap: 0.5,
+            };
+            let text = serde_json::to_string(&p).unwrap();
+            assert_eq!(
+                serde_json::from_str::<CurvePoint>(&text).unwrap(),
+                p,
+                "{text}"
+            );
+        }
     }
 }

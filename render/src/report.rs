@@ -157,6 +157,16 @@ fn facts_table(h: &mut String, class: &str, rows: impl Iterator<Item = (String, 
 }
 
 /// A score for people: 4 decimals in the usual range, scientific notation outside it.
+/// A number as JavaScript's `parseFloat` reads it (Rust writes `inf`, JavaScript needs
+/// `Infinity`: ACDC's never-removed edges must sort first).
+fn js_number(x: f64) -> String {
+    match x {
+        f64::INFINITY => "Infinity".into(),
+        f64::NEG_INFINITY => "-Infinity".into(),
+        x => x.to_string(),
+    }
+}
+
 fn fmt_score(x: f64) -> String {
     let a = x.abs();
     if x == 0.0 || !x.is_finite() || (1e-3..1e5).contains(&a) {
@@ -186,9 +196,9 @@ fn edge_table(h: &mut String, scores: &ScoresFile, n: usize) {
             rank + 1,
             escape(&e.src),
             escape(&e.dest),
-            e.score,
+            js_number(e.score),
             fmt_score(e.score),
-            e.score.abs(),
+            js_number(e.score.abs()),
             fmt_score(e.score.abs()),
         );
     }

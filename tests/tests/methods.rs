@@ -66,7 +66,8 @@ async fn every_method_gives_the_bits_of_one_process_on_any_cluster() {
         let mut client = client(&c.url, None).await;
         wait_workers(&mut client, workers.len()).await;
         for ((_, method), want) in methods().into_iter().zip(&expected) {
-            // 110 edges in groups of 40: 3 groups x 4 batches for exact patching.
+            // Exact patching: 110 edges in groups of 40, rounded up to 64 (two passes of 32
+            // edges): 2 groups x 4 batches.
             let job = submit(&mut client, with_method(method.clone(), 40)).await;
             let status = wait_end(&mut client, &job).await;
             assert_eq!(
@@ -76,7 +77,7 @@ async fn every_method_gives_the_bits_of_one_process_on_any_cluster() {
             );
             // ACDC: one unit per τ on the first batch.
             let (units, prompts) = match method {
-                Method::Exact => (12, 64),
+                Method::Exact => (8, 64),
                 Method::Acdc { .. } => (3, 16),
                 _ => (4, 64),
             };
@@ -168,7 +169,13 @@ async fn units_longer_than_the_timeout_finish_while_passes_go_on() {
     let job = submit(&mut client, req).await;
     let status = wait_end(&mut client, &job).await;
     assert_eq!(status.state(), v1::JobState::Done, "{status:?}");
-    assert_eq!(status.units_retried, 0, "the unit was taken for hung: {status:?}");
+    assert_eq!(
+        status.units_retried, 0,
+        "the unit was taken for hung: {status:?}"
+    );
     let w = workers(&mut client).await;
-    assert_eq!(w[0].worker_id, "worker-1", "the worker's session was closed: {w:?}");
+    assert_eq!(
+        w[0].worker_id, "worker-1",
+        "the worker's session was closed: {w:?}"
+    );
 }

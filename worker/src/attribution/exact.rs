@@ -4,13 +4,15 @@
 //! and nowhere else); the score is the mean over prompts of `metric(clean) − metric(patched)`,
 //! EAP-IG's `M(every edge but e) − M(clean)` for its loss `−metric`. Forward passes only.
 //!
-//! Edges share forward passes: the unit's prompts are repeated once per edge of a chunk, and
-//! each copy patches its own edge, so one pass measures the whole chunk. A pass starts at
+//! Edges share forward passes: the unit's prompts are repeated once per edge of a chunk
+//! (`exact_edges_per_pass`), and each copy patches its own edge, so one pass measures the
+//! whole chunk. A pass starts at
 //! the first block its chunk patches, from the clean residual stream there: nothing before
 //! it changes.
 
 use std::ops::Range;
 
+use attrib_proto::memory::exact_edges_per_pass;
 use attrib_proto::{AttributionSettings, DestKind, DestModule, Edge, GraphShape};
 use tch::{Kind, Tensor};
 
@@ -21,10 +23,6 @@ use crate::device::download_f32;
 use crate::model::gpt2::repeat_rows;
 use crate::model::{ln_pre, CleanRun, Gpt2, HeadInputs, Patcher};
 use crate::Result;
-
-/// Rows (prompt copies) of one forward pass: enough to keep a GPU busy, small enough that a
-/// GPT-2-small pass stays near a gigabyte.
-const ROWS_PER_PASS: usize = 512;
 
 /// Per edge of `edges` (flat indices of `graph`), Σ over the unit's prompts of
 /// `metric(clean) − metric(edge patched)`, placed in a full-length score vector (zeros
@@ -45,13 +43,18 @@ pub fn exact_scores(
         let (clean, clean_logits) = CleanRun::record(model, graph.n_src(), &pass.clean);
         let clean_metric = per_prompt_metric(pass, settings, &clean_logits); // [C]
         let rows = pass.clean.batch;
-        let chunk = (ROWS_PER_PASS / rows).max(1);
+        // Passes cover aligned chunks of the flat edge order, whatever the unit's edges, so
+        // that a cluster's units (whose edge groups are multiples of the chunk) and one
+        // process run the same passes.
+        let chunk = exact_edges_per_pass(rows, pass.clean.width);
+        let passes = (edges.start / chunk..edges.end.div_ceil(chunk))
+            .map(|c| (c * chunk).max(edges.start)..((c + 1) * chunk).min(edges.end));
         let mut effects: Vec<Tensor> = Vec::with_capacity(edges.len());
-        for (i, first) in edges.clone().step_by(chunk).enumerate() {
+        for (i, range) in passes.enumerate() {
             if i > 0 {
                 between_passes()?;
             }
-            let mine: Vec<Edge> = all[first..(first + chunk).min(edges.end)].to_vec();
+            let mine: Vec<Edge> = all[range].to_vec();
             let start = mine
                 .iter()
                 .map(|e| start_block(graph, &modules[e.module]))

@@ -207,7 +207,9 @@ struct Run {
     corrupt_tokens: bool,
     /// Every mask at this value (AutoCircuit's mask gradient).
     alpha: f64,
-    replacement: Option<Replacement>,
+    /// Sources `first..first+n` whose outputs become `P + α·(S − P)` (EAP-IG's interpolated
+    /// nodes), as `(first, n, α)`; the values are made when the run comes, one run's at a time.
+    interpolate: Option<(usize, usize, f64)>,
 }
 
 impl Run {
@@ -215,31 +217,33 @@ impl Run {
         Run {
             corrupt_tokens: false,
             alpha,
-            replacement: None,
+            interpolate: None,
         }
     }
 }
 
-/// The gradient runs of an EAP-IG method, whose Δ is fixed at `S(clean) − P` (`delta`,
-/// batch-major), in EAP-IG's order.
-fn eap_ig_runs(method: &Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) -> Vec<Run> {
-    // `P + α·(S − P)` over sources `first..first+n`, as `[n, C, T, d]`.
-    let interpolated = |first: usize, n: usize, alpha: f64| {
-        let batch_major = |t: &Tensor| {
-            let s = t.size(); // [n_src, nb, T, B, d]
-            t.narrow(0, first as i64, n as i64)
-                .permute([0, 1, 3, 2, 4])
-                .reshape([n as i64, s[1] * s[3], s[2], s[4]])
-        };
-        Replacement {
-            first,
-            values: batch_major(p) + batch_major(delta) * alpha,
-        }
+/// `P + α·(S − P)` over sources `first..first+n` as `[n, C, T, d]`, from `p` and
+/// `delta` = `S − P`, both batch-major.
+fn interpolation(first: usize, n: usize, alpha: f64, p: &Tensor, delta: &Tensor) -> Replacement {
+    let rows = |t: &Tensor| {
+        let s = t.size(); // [n_src, nb, T, B, d]
+        t.narrow(0, first as i64, n as i64)
+            .permute([0, 1, 3, 2, 4])
+            .reshape([n as i64, s[1] * s[3], s[2], s[4]])
     };
-    let with = |r: Replacement| Run {
+    Replacement {
+        first,
+        values: rows(p) + rows(delta) * alpha,
+    }
+}
+
+/// The gradient runs of an EAP-IG method, whose Δ is fixed at `S(clean) − P`, in EAP-IG's
+/// order.
+fn eap_ig_runs(method: &Method, graph: &GraphShape) -> Vec<Run> {
+    let with = |first: usize, n: usize, alpha: f64| Run {
         corrupt_tokens: false,
         alpha: 0.0,
-        replacement: Some(r),
+        interpolate: Some((first, n, alpha)),
     };
     match *method {
         Method::CleanCorrupted => vec![
@@ -251,7 +255,7 @@ fn eap_ig_runs(method: &Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) 
         ],
         // k = 0..steps−1: the corrupt end included, the clean end not (EAP-IG's edge grid).
         Method::EapIgInputs { steps } => (0..steps)
-            .map(|k| with(interpolated(0, 1, k as f64 / steps as f64)))
+            .map(|k| with(0, 1, k as f64 / steps as f64))
             .collect(),
         // Targets input, then per layer its attention (all heads) and its MLP; k = 1..steps.
         Method::EapIgActivations { steps } => {
@@ -262,9 +266,8 @@ fn eap_ig_runs(method: &Method, delta: &Tensor, p: &Tensor, graph: &GraphShape) 
             );
             targets
                 .flat_map(|(first, n)| {
-                    (1..=steps).map(move |k| (first, n, k as f64 / steps as f64))
+                    (1..=steps).map(move |k| with(first, n, k as f64 / steps as f64))
                 })
-                .map(|(first, n, alpha)| with(interpolated(first, n, alpha)))
                 .collect()
         }
         Method::MaskGradient | Method::Eap | Method::Exact | Method::Acdc { .. } => {
@@ -344,7 +347,7 @@ pub fn pass_scores_timed(
             let mut d = s_buf.buf.shallow_clone();
             d -= &p_buf.buf;
         });
-        let runs = eap_ig_runs(&settings.method, &s_buf.buf, &p_buf.buf, graph);
+        let runs = eap_ig_runs(&settings.method, graph);
         times.clean_forward += lap();
         runs
     } else {
@@ -357,9 +360,12 @@ pub fn pass_scores_timed(
         if i > 0 {
             between_passes()?;
         }
+        let replacement = run
+            .interpolate
+            .map(|(first, n, a)| interpolation(first, n, a, &p_buf.buf, &s_buf.buf));
         let s_rec = (!fixed_delta).then_some(&mut s_buf);
         let mut p = UniformPatcher::new(run.alpha, &cum_p, s_rec);
-        p.replacement = run.replacement;
+        p.replacement = replacement;
         let tokens = if run.corrupt_tokens {
             &pass.corrupt
         } else {
