@@ -151,7 +151,7 @@ pub struct JobArgs {
     #[arg(long, env = "ATTRIB_NO_PREPEND_BOS")]
     pub no_prepend_bos: bool,
     /// mask-gradient (AutoCircuit's, the default) | eap | eap-ig-inputs | clean-corrupted |
-    /// eap-ig-activations (EAP-IG's methods and normalisation; README "Methods").
+    /// eap-ig-activations (EAP-IG's, with its normalisation) | exact | acdc (README "Methods").
     #[arg(long, default_value = "mask-gradient", env = "ATTRIB_METHOD")]
     pub method: String,
     /// Integrated-gradient steps of eap-ig-inputs and eap-ig-activations (EAP-IG uses 5).

@@ -182,8 +182,8 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
-/// Reads `[NAME=]PATH` as a scores file; rejects non-finite scores and repeated edges, which
-/// would make the ranks (and the alignment by name) meaningless.
+/// Reads `[NAME=]PATH` as a scores file; rejects NaN scores and repeated edges, which would
+/// make the ranks (and the alignment by name) meaningless. ACDC's `"Infinity"` ranks first.
 fn load_scores(arg: &str) -> anyhow::Result<Scores> {
     let (name, path) = split_name(arg);
     let loose: LooseScores = serde_json::from_str(&read(&path, "scores file")?)

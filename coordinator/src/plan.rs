@@ -213,6 +213,15 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         token_positions: settings.token_positions,
     };
     let k = (data.batches_per_unit.max(1)) as usize;
+    if data.edges_per_unit != 0 && settings.method != Method::Exact {
+        return Err(Error::InvalidRequest {
+            field: "data.edges_per_unit",
+            reason: format!(
+                "edges per unit cut exact patching's units; method {} takes none",
+                settings.method.name()
+            ),
+        });
+    }
     let mut datasets = Vec::with_capacity(req.datasets.len());
     for (i, spec) in req.datasets.iter().enumerate() {
         let name = match (spec.name.as_str(), spec.files.first()) {
@@ -315,7 +324,9 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         .datasets
         .iter()
         .map(|d| {
-            let unit = UnitShape::new(k * opts.batch_size, d.width, p.settings.points);
+            // A unit's prompts: its batches (the units' largest), one batch for ACDC.
+            let batches = d.units.iter().map(|u| u.len()).max().unwrap_or(0);
+            let unit = UnitShape::new(batches * opts.batch_size, d.width, p.settings.points);
             memory::worker_bytes(&model.config, &p.graph, &unit)
         })
         .max()
@@ -397,6 +408,8 @@ impl JobPlan {
     }
 
     /// Prompts a unit adds to the job's progress (a test batch counts once, not per group).
+    /// Exact-patching and ACDC units send their prompts' clean differences only from group 0
+    /// (`exact_scores`, `acdc_unit` in the worker), so that each prompt counts once.
     pub fn unit_prompts(&self, unit: u32) -> u32 {
         match self.unit(unit) {
             Some(UnitRef { group: Some(g), .. }) if g > 0 => 0,

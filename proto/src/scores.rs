@@ -135,7 +135,8 @@ fn one() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoresMetadata {
     pub n_edges: usize,
-    /// Mean over the train prompts of logit(answer) − logit(wrong answer), unpatched model.
+    /// Mean over the prompts attributed (the train prompts; ACDC's first batch) of
+    /// logit(answer) − logit(wrong answer), unpatched model.
     pub clean_logit_diff: f64,
     pub settings: AttributionSettings,
     pub data: DataSettings,
@@ -146,7 +147,8 @@ pub struct ScoresMetadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoresFile {
     pub n_edges: usize,
-    /// Mean over the train prompts of logit(answer) − logit(wrong answer), unpatched model.
+    /// Mean over the prompts attributed (the train prompts; ACDC's first batch) of
+    /// logit(answer) − logit(wrong answer), unpatched model.
     pub clean_logit_diff: f64,
     pub settings: AttributionSettings,
     pub data: DataSettings,

@@ -50,8 +50,8 @@ pub enum SettingsError {
     Steps { method: String },
     #[error("method {method} takes no {what}")]
     NotTaken { method: String, what: &'static str },
-    #[error("ACDC needs 1 to {MAX_ACDC_TAUS} taus, each finite and above 0, not {got:?}")]
-    Taus { got: Vec<f64> },
+    #[error("ACDC needs 1 to {MAX_ACDC_TAUS} taus, each finite and above 0, not {got}")]
+    Taus { got: String },
     #[error("method {method} takes no mask value or integrated-gradient samples: its own points are fixed by the method (use --steps for the IG variants)")]
     PointsNotTaken { method: String },
 }
@@ -171,7 +171,17 @@ impl Method {
                     || taus.len() > MAX_ACDC_TAUS
                     || taus.iter().any(|t| !(t.is_finite() && *t > 0.0))
                 {
-                    return Err(SettingsError::Taus { got: taus });
+                    let shown: Vec<String> = taus.iter().take(5).map(f64::to_string).collect();
+                    let more = taus.len().saturating_sub(5);
+                    let got = match more {
+                        0 => format!("[{}]", shown.join(", ")),
+                        _ => format!(
+                            "[{}, … {more} more] ({} values)",
+                            shown.join(", "),
+                            taus.len()
+                        ),
+                    };
+                    return Err(SettingsError::Taus { got });
                 }
                 no_steps(Method::Acdc { taus })
             }

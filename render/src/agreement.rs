@@ -13,7 +13,7 @@
 //! * agreement compares magnitudes (|score| against |reference|): a method that finds an
 //!   important edge but gets its sign wrong still found it. This is the convention the trained
 //!   IOI model's README table used (signed scores do not reproduce it; see the tests);
-//! * inputs that would make a number meaningless (different lengths, NaN or infinite values,
+//! * inputs that would make a number meaningless (different lengths, NaN, infinities where areas are taken,
 //!   a constant side for Spearman, no positives or no negatives for AUC) are errors, never NaN.
 //!
 //! [`agreement_table`], [`format_table`] and [`agreement_svg`] put the per-method numbers
@@ -155,7 +155,7 @@ fn pearson(a: &[f64], b: &[f64], names: (&str, &str)) -> Result<f64> {
 /// Spearman rank correlation: the Pearson correlation of the average ranks (ties share the mean
 /// rank). 1 when `b` is any increasing function of `a`.
 ///
-/// Errors when the lengths differ, the input is empty, a value is not finite, or either side
+/// Errors when the lengths differ, the input is empty, a value is NaN, or either side
 /// is constant (the correlation would be 0/0; an error rather than NaN so a table never shows
 /// a silent NaN). A single entry is constant.
 pub fn spearman(a: &[f64], b: &[f64]) -> Result<f64> {
@@ -178,7 +178,7 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Result<f64> {
 /// which is the pairwise count above in O(n log n). 1 = every positive above every negative,
 /// 0 = every positive below, 0.5 = no better than chance (or all tied).
 ///
-/// Errors when the lengths differ, a score is not finite, or there are no positives or no
+/// Errors when the lengths differ, a score is NaN, or there are no positives or no
 /// negatives.
 pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Result<f64> {
     check_len("labels of roc_auc", scores.len(), positive.len())?;
@@ -207,7 +207,7 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Result<f64> {
 /// should find). Ties at the k-th place go to the *lower index first*, so the set is
 /// deterministic and the same for every method judged against it. `k = 0` marks nothing.
 ///
-/// Errors when `k` exceeds the number of entries or a value is not finite.
+/// Errors when `k` exceeds the number of entries or a value is NaN.
 pub fn top_k_by_abs(reference: &[f64], k: usize) -> Result<Vec<bool>> {
     check_ranked("reference of top_k_by_abs", reference)?;
     if k > reference.len() {
@@ -334,7 +334,7 @@ pub struct AgreementRow {
 /// k)`. Magnitudes throughout: an edge matters whichever way it pushes the metric.
 ///
 /// Errors (naming the method) when a method's length differs from the reference's, a value is
-/// not finite, a side is constant, or some k is 0 or not below the edge count (no positives or
+/// NaN, a side is constant, or some k is 0 or not below the edge count (no positives or
 /// no negatives).
 pub fn agreement_table(
     reference_name: &str,

@@ -126,6 +126,12 @@ async fn bad_method_settings_are_refused_naming_the_problem() {
             && e.contains("--max-exact-patches 1000"),
         "{e}"
     );
+    let e = refusal(
+        client
+            .submit_job(with_method(Method::CleanCorrupted, 40))
+            .await,
+    );
+    assert!(e.contains("method clean-corrupted takes none"), "{e}");
     // The client refuses before sending anything.
     let dataset = ioi();
     for (flags, why) in [

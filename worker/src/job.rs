@@ -1,4 +1,4 @@
-//! One attribution job in one process: dataset files → batches → mask-gradient scores →
+//! One attribution job in one process: dataset files → batches → scores (any method) →
 //! the scores file (`attrib-worker attribute`); and the faithfulness of those scores' circuits
 //! on the test prompts (`attrib-worker faithfulness`). Functions tests call directly.
 

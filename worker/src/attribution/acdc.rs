@@ -1,7 +1,8 @@
 //! ACDC as AutoCircuit 1.0.1 runs it (`acdc_prune_scores`, KL target): on one batch, for one
-//! τ, every edge is visited once, by destination layer with the last layer first (a stable
-//! sort of the flat edge order, AutoCircuit's `sorted(edges, key=dest.layer, reverse=True)`
-//! over the canonical order). The visited edge is patched (its destination gets the corrupt
+//! τ, every edge is visited once, by destination layer with the last layer first: a stable
+//! sort of the flat edge order by AutoCircuit's key (`sorted(edges, key=dest.layer,
+//! reverse=True)`). Inside a layer AutoCircuit's own order follows Python's set hashing,
+//! which changes between processes; attrib uses the flat order, as the golden does. The visited edge is patched (its destination gets the corrupt
 //! prompt's source output) on top of the edges removed so far; if the KL divergence of the
 //! patched output from the clean one grew by less than τ since the last removal, the edge
 //! stays removed, else it is restored. Each step is one forward pass from the visited edge's

@@ -76,6 +76,7 @@ pub fn exact_scores(
             let values = download_f32(&Tensor::stack(&effects, 0));
             scores[edges.clone()].copy_from_slice(&values);
         }
+        // The coordinator expects the prompts with edge group 0 only (`JobPlan::unit_prompts`).
         let clean_logit_diffs = if edges.start == 0 {
             download_f32(&pass.logit_diffs(&clean_logits))
         } else {

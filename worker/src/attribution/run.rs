@@ -205,6 +205,7 @@ fn acdc_unit(
             }
         }
     }
+    // The coordinator expects the prompts with τ index 0 only (`JobPlan::unit_prompts`).
     let clean_logit_diffs = if chosen.first() == Some(&0) {
         download_f32(&pass.logit_diffs(&model.logits(&pass.clean)))
     } else {

@@ -241,7 +241,15 @@ fn compute(
         pad_id: a.pad_id,
         prepend_bos: a.prepend_bos,
         synced_stages: false,
-        edges: (a.end_edge > 0).then_some((a.first_edge as usize, a.end_edge as usize)),
+        edges: match (a.first_edge, a.end_edge) {
+            (0, 0) => None,
+            (first, end) if first < end => Some((first as usize, end as usize)),
+            (first, end) => {
+                return Err(Error::BadUnit(format!(
+                    "edges {first}..{end}: an empty range"
+                )))
+            }
+        },
         tau: Some(a.tau as usize),
     };
     let (out, _) = attribute_unit(model, &graph, &batches, &settings, &opts, between_passes)?;
