@@ -68,7 +68,8 @@ async fn every_method_gives_the_bits_of_one_process_on_any_cluster() {
         for ((_, method), want) in methods().into_iter().zip(&expected) {
             // Exact patching: 110 edges in groups of 40, rounded up to 64 (two passes of 32
             // edges): 2 groups x 4 batches.
-            let job = submit(&mut client, with_method(method.clone(), 40)).await;
+            let per_unit = if method == Method::Exact { 40 } else { 0 };
+            let job = submit(&mut client, with_method(method.clone(), per_unit)).await;
             let status = wait_end(&mut client, &job).await;
             assert_eq!(
                 status.state(),
