@@ -156,7 +156,7 @@ async fn bad_method_settings_are_refused_naming_the_problem() {
     assert!(e.contains("ACDC runs on one dataset's first batch"), "{e}");
 }
 
-/// A unit longer than the unit timeout (11 passes of at least 300 ms against 1 s) is not
+/// A unit longer than the unit timeout (21 passes of at least 300 ms against 3 s) is not
 /// taken for a hung worker: the worker reports finished passes (`UnitProgress`) every quarter
 /// of the timeout. Without them the unit would time out three times and fail its job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,14 +165,14 @@ async fn units_longer_than_the_timeout_finish_while_passes_go_on() {
     let c = coordinator(
         &dir.path().join("c.db"),
         None,
-        &["--unit-timeout-secs", "1"],
+        &["--unit-timeout-secs", "3"],
     );
     let _w = worker(&c.url, "slow", &tiny_model(), &["--unit-delay-ms", "300"]);
     let mut client = client(&c.url, None).await;
     wait_workers(&mut client, 1).await;
     let mut req = request(&[ioi()], 16, 16, 42);
     req.settings.as_mut().unwrap().points =
-        Some(v1::attribution_settings::Points::IntegratedGradSamples(10));
+        Some(v1::attribution_settings::Points::IntegratedGradSamples(20));
     let job = submit(&mut client, req).await;
     let status = wait_end(&mut client, &job).await;
     assert_eq!(status.state(), v1::JobState::Done, "{status:?}");

@@ -41,6 +41,9 @@ pub struct Engine {
     tx: mpsc::Sender<UnitRequest>,
     pub identity: v1::ModelIdentity,
     pub device: String,
+    /// Passes finished on the engine's devices, whichever session's units they were for: a
+    /// unit queued behind a late one waits on a working engine, not a hung one.
+    pub passes: Arc<AtomicU64>,
 }
 
 /// An answer for the session that asked: the units of a job it covers (one, or a group
@@ -68,7 +71,7 @@ pub struct UnitRequest {
     pub wanted: Arc<AtomicBool>,
     /// Set when the unit's job is cancelled: skipped, or stopped at the next pass boundary.
     pub cancelled: Arc<AtomicBool>,
-    /// Counts the engine's finished passes, for the session's progress reports.
+    /// Counts the engine's finished passes (`Engine::passes`), for progress reports.
     pub passes: Arc<AtomicU64>,
     pub reply: tokio_mpsc::UnboundedSender<Answer>,
 }
@@ -93,6 +96,7 @@ impl Engine {
             tx,
             identity,
             device,
+            passes: Arc::new(AtomicU64::new(0)),
         })
     }
 

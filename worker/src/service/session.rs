@@ -6,7 +6,7 @@
 //! unit it holds is answered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,10 +171,10 @@ async fn session(
     let mut cancelled: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     let mut kept: KeptScores<Arc<Vec<f64>>> = KeptScores::default();
     let mut draining = false;
-    // Passes the engine finished for this session's units, reported while they go on so that
-    // a unit longer than the coordinator's unit timeout is not taken for a hung worker.
-    let passes = Arc::new(AtomicU64::new(0));
-    let mut reported = 0;
+    // Passes the engine finished, reported while this session holds units so that a unit
+    // longer than the coordinator's unit timeout is not taken for a hung worker.
+    let passes = engine.passes.clone();
+    let mut reported = passes.load(Ordering::Relaxed);
     let mut beat = tokio::time::interval(progress_every);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
