@@ -18,6 +18,7 @@ use attrib_fuzz::runner::{fuzz, Tally};
 use attrib_proto::units::unit_ranges;
 use attrib_proto::v1;
 use attrib_proto::v1::attribution_settings::Points;
+use attrib_proto::Method;
 use common::grpc::{check_status, raw_client, undecodable, RawCodec};
 use common::{request, Setup, MODEL};
 use proptest::collection::vec;
@@ -333,17 +334,30 @@ fn check_plan(
     );
     prop_assert_eq!(p.batches_per_unit, k);
     prop_assert_eq!(p.datasets.len(), req.datasets.len());
+    // Units per batch range: one per τ for ACDC (on the first batch only), one per edge group
+    // for exact patching (whole passes of at least the edges asked for), else one.
+    let acdc = matches!(p.settings.method, Method::Acdc { .. });
+    let groups = match (&p.settings.method, p.edges_per_unit) {
+        (Method::Acdc { taus }, _) => taus.len(),
+        (Method::Exact, Some(e)) => {
+            prop_assert!(e >= data.edges_per_unit as usize && e > 0);
+            p.graph.n_edges().div_ceil(e)
+        }
+        (Method::Exact, None) => return Err(TestCaseError::fail("exact without edge groups")),
+        _ => 1,
+    };
     let mut units = 0u32;
     for d in &p.datasets {
         prop_assert_eq!(d.batches.len(), data.train_size as usize / b);
         prop_assert!(!d.batches.is_empty());
-        prop_assert_eq!(&d.units, &unit_ranges(d.batches.len(), k));
+        let used = if acdc { 1 } else { d.batches.len() };
+        prop_assert_eq!(&d.units, &unit_ranges(used, k));
         prop_assert_eq!(d.first_unit, units);
-        prop_assert_eq!(d.prompts as usize, d.batches.len() * b);
+        prop_assert_eq!(d.prompts as usize, used * b);
         if let Some(seq) = p.graph.seq_len {
             prop_assert_eq!(seq, d.width);
         }
-        units += d.units.len() as u32;
+        units += (d.units.len() * groups) as u32;
     }
     prop_assert_eq!(p.n_units(), units);
     prop_assert!(p.unit(units).is_none());
