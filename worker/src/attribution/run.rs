@@ -128,15 +128,18 @@ pub fn attribute_unit(
 ) -> Result<(UnitScores, StageTimes)> {
     check_unit(graph, batches)?;
     let pass = pass_input(model, batches, opts.pad_id, opts.prepend_bos)?;
-    if let Method::Acdc { taus } = &settings.method {
+    // ACDC and exact patching are forward passes only, timed as one stage.
+    let forward_only = |run: &dyn Fn() -> Result<UnitScores>| {
         let t0 = std::time::Instant::now();
-        let scores =
-            catch_torch(|| acdc_unit(model, graph, &pass, taus, opts.tau, between_passes))??;
+        let scores = catch_torch(run)??;
         let times = StageTimes {
             clean_forward: t0.elapsed().as_secs_f64(),
             ..Default::default()
         };
-        return Ok((scores, times));
+        Ok((scores, times))
+    };
+    if let Method::Acdc { taus } = &settings.method {
+        return forward_only(&|| acdc_unit(model, graph, &pass, taus, opts.tau, between_passes));
     }
     if settings.method == Method::Exact {
         let (start, end) = opts.edges.unwrap_or((0, graph.n_edges()));
@@ -146,15 +149,9 @@ pub fn attribute_unit(
                 graph.n_edges()
             )));
         }
-        let t0 = std::time::Instant::now();
-        let scores = catch_torch(|| {
+        return forward_only(&|| {
             exact_scores(model, graph, &pass, settings, start..end, between_passes)
-        })??;
-        let times = StageTimes {
-            clean_forward: t0.elapsed().as_secs_f64(),
-            ..Default::default()
-        };
-        return Ok((scores, times));
+        });
     }
     catch_torch(|| {
         pass_scores_timed(
