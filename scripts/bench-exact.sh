@@ -12,8 +12,7 @@ scripts/setup.sh
 # The same build as scripts/test.sh (one feature set, so switching scripts rebuilds nothing).
 cargo build --release --workspace --bins
 BIN=target/release
-MODEL=target/attrib-demo/gpt2-small-random
-[[ -f "$MODEL/model.safetensors" ]] || "$BIN/attrib-worker" init-model --layers 12 --heads 12 --d-model 768 --seed 0 --out "$MODEL"
+MODEL=$(scripts/gpt2-small-random.sh)
 DATASET=datasets/ioi/ioi_vanilla_template_prompts.json
 UNITS=${1:-6}
 DEVICE=${ATTRIB_BENCH_DEVICE:-cpu}

@@ -24,9 +24,8 @@ scripts/setup.sh
 # Before any timing, so the one-time install does not load the machine during attrib's runs.
 [[ $WITH_AC == 0 ]] || scripts/autocircuit/setup.sh
 BIN=target/release/attrib-worker
-MODEL=target/attrib-demo/gpt2-small-random
+MODEL=$(scripts/gpt2-small-random.sh)
 DATASET=datasets/ioi/ioi_vanilla_template_prompts.json
-[[ -f "$MODEL/model.safetensors" ]] || "$BIN" init-model --layers 12 --heads 12 --d-model 768 --seed 0 --out "$MODEL"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 

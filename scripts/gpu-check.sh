@@ -47,11 +47,11 @@ export LD_LIBRARY_PATH="$SITE/nvidia/nccl/lib:$SITE/nvidia/cu13/lib:${LD_LIBRARY
 
 # The golden tests, on the GPU, with the tolerances the CPU passes with.
 step golden-on-cuda env ATTRIB_TEST_DEVICE=cuda:0 cargo test --release -p attrib-worker \
-    --test golden_scores --test golden_model --test faithfulness --test invariants -- --nocapture
+    --test golden_scores --test golden_model --test faithfulness --test invariants \
+    --test golden_eap_ig --test golden_acdc --test method_invariants -- --nocapture
 grep -hE "max\|diff\||err" "$LOG/golden-on-cuda.log" | head -12 | sed 's/^/    /' >> "$SUMMARY"
 
-MODEL=target/attrib-demo/gpt2-small-random
-[[ -f "$MODEL/model.safetensors" ]] || "$BIN" init-model --layers 12 --heads 12 --d-model 768 --seed 0 --out "$MODEL" > /dev/null 2>&1
+MODEL=$(scripts/gpt2-small-random.sh)
 DATA=datasets/ioi/ioi_vanilla_template_prompts.json,datasets/ioi/ioi_ABBA_template_0_prompts.json
 attr() { "$BIN" attribute --model "$MODEL" --dataset "$DATA" --test-size 16 "$@"; }
 

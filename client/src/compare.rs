@@ -18,9 +18,9 @@ use attrib_proto::settings::{AttributionSettings, Method};
 use attrib_proto::FaithfulnessCurve;
 use attrib_render::agreement::{
     agreement_svg, agreement_table, aligned_table, edges_at_fraction, format_table,
-    mib_faithfulness, AgreementRow, MIB_FRACTIONS,
+    mib_faithfulness, table_cells, AgreementRow, MIB_FRACTIONS,
 };
-use attrib_render::{escape, XMLNS};
+use attrib_render::{escape, page_start, XMLNS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -81,7 +81,7 @@ struct CurveSummary {
 #[derive(Serialize)]
 struct CurvePointSummary {
     n_edges: usize,
-    /// x: the fraction of all edges the circuit actually kept.
+    /// x: the edges requested over all edges (MIB's fraction); `n_edges` were kept.
     fraction: f64,
     mean_logit_diff: f64,
     /// f: MIB's normalised faithfulness (the curve's `fraction_of_gap`).
@@ -430,7 +430,7 @@ fn text(r: &Report) -> String {
     );
     out += &format_table(&r.rows, &r.ks);
     if !r.faithfulness.is_empty() {
-        out += "\nMIB faithfulness: x = edges kept / all edges, f = (m - corrupt) / (clean - corrupt); \
+        out += "\nMIB faithfulness: x = edges requested / all edges, f = (m - corrupt) / (clean - corrupt); \
                 CPR = area under f (higher is better), CMD = area under |1 - f| (lower is better)\n";
         let header: Vec<String> = FAITHFULNESS_HEADER.map(String::from).to_vec();
         let body: Vec<Vec<String>> = r.faithfulness.iter().map(faithfulness_cells).collect();
@@ -455,13 +455,6 @@ fn fractions_text() -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-const STYLE: &str = "body{font-family:'DejaVu Sans',Arial,sans-serif;margin:24px;color:#2a3f5f}\
-h1{font-size:22px}h2{font-size:18px;margin-top:28px}\
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}\
-th{background:#f3f5f9}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.figure{overflow:auto;max-width:100%;border:1px solid #eee}.hint{color:#555}\
-code{background:#f3f5f9;padding:1px 4px}";
 
 /// An HTML table, every cell escaped; cells from column `numbers_from` on are numbers
 /// (right-aligned).
@@ -495,11 +488,7 @@ fn html_table(
 /// One self-contained page (no scripts, styles or links from elsewhere): inputs, the
 /// agreement table and bar chart, and the faithfulness table when curves were given.
 fn html(r: &Report, methods: &[Aligned]) -> String {
-    let title = escape(&format!("attrib compare: agreement with {}", r.reference));
-    let mut h = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
-         <style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
-    );
+    let mut h = page_start(&format!("attrib compare: agreement with {}", r.reference));
 
     h.push_str("<h2>Inputs</h2>\n");
     let header: Vec<String> = ["role", "name", "file"].map(String::from).to_vec();
@@ -533,17 +522,7 @@ fn html(r: &Report, methods: &[Aligned]) -> String {
          matters whichever way it pushes the metric.</p>",
         r.n_edges
     );
-    let mut header = vec!["method".to_string(), "Spearman".to_string()];
-    header.extend(r.ks.iter().map(|k| format!("AUC@{k}")));
-    let body: Vec<Vec<String>> = r
-        .rows
-        .iter()
-        .map(|row| {
-            let mut cells = vec![row.method.clone(), format!("{:.3}", row.spearman)];
-            cells.extend(row.auc.iter().map(|a| format!("{a:.3}")));
-            cells
-        })
-        .collect();
+    let (header, body) = table_cells(&r.rows, &r.ks);
     html_table(&mut h, "agreement", &header, &body, 1);
     h.push_str("<div class=\"figure\">\n");
     h.push_str(&agreement_svg(&r.rows, &r.ks).replacen(XMLNS, "", 1));
@@ -555,7 +534,8 @@ fn html(r: &Report, methods: &[Aligned]) -> String {
     } else {
         h.push_str(
             "<p>MIB's normalised faithfulness f = (m &minus; corrupt) / (clean &minus; corrupt) \
-             against x = edges kept / all edges, over each curve's own points. CPR: area under f \
+             against x = edges requested / all edges, over each curve's own points (the empty \
+             circuit is the normalisation's anchor, not a point). CPR: area under f \
              (higher is better). CMD: area under |1 &minus; f| (lower is better).</p>\n",
         );
         let header: Vec<String> = FAITHFULNESS_HEADER.map(String::from).to_vec();

@@ -418,11 +418,26 @@ fn assert_rows_match(rows: &[AgreementRow], ks: &[usize]) {
 /// # Panics
 /// When a row's AUC count differs from `ks.len()` (the rows were built with other ks).
 pub fn format_table(rows: &[AgreementRow], ks: &[usize]) -> String {
-    assert_rows_match(rows, ks);
     let reference = rows.first().map_or("reference", |r| r.reference.as_str());
+    let (header, body) = table_cells(rows, ks);
+    let mut out = format!(
+        "reference: {reference}; Spearman of |score| vs |{reference}|; \
+         AUC of |score|, positives = top k by |{reference}|\n"
+    );
+    out.push_str(&aligned_table(&header, &body));
+    out
+}
+
+/// The agreement table as header and rows of cells (method, Spearman, AUC per k; 3
+/// decimals), for the text table and for HTML.
+///
+/// # Panics
+/// When a row's AUC count differs from `ks.len()`.
+pub fn table_cells(rows: &[AgreementRow], ks: &[usize]) -> (Vec<String>, Vec<Vec<String>>) {
+    assert_rows_match(rows, ks);
     let mut header = vec!["method".to_string(), "Spearman".to_string()];
     header.extend(ks.iter().map(|k| format!("AUC@{k}")));
-    let body: Vec<Vec<String>> = rows
+    let body = rows
         .iter()
         .map(|r| {
             let mut cells = vec![r.method.clone(), format!("{:.3}", r.spearman)];
@@ -430,12 +445,7 @@ pub fn format_table(rows: &[AgreementRow], ks: &[usize]) -> String {
             cells
         })
         .collect();
-    let mut out = format!(
-        "reference: {reference}; Spearman of |score| vs |{reference}|; \
-         AUC of |score|, positives = top k by |{reference}|\n"
-    );
-    out.push_str(&aligned_table(&header, &body));
-    out
+    (header, body)
 }
 
 /// A plain-text table: columns aligned, the first left and the rest right, a rule under the

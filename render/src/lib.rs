@@ -34,7 +34,7 @@ use std::str::FromStr;
 use attrib_proto::ScoresFile;
 
 pub use crate::png::{svg_to_png, Error};
-pub use crate::report::{report_html, ReportInput};
+pub use crate::report::{page_start, report_html, ReportInput};
 pub use crate::svg::XMLNS;
 pub use crate::text::escape;
 

@@ -57,15 +57,20 @@ const SCRIPT: &str = r#"document.querySelectorAll('table.sortable th').forEach(f
   });
 });"#;
 
+/// The start of a self-contained attrib page (the report, `attrib compare`'s): doctype, the
+/// shared style, and `title` (escaped here) as title and heading.
+pub fn page_start(title: &str) -> String {
+    let title = escape(title);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
+    )
+}
+
 /// The report page. Everything that comes from data is escaped.
 pub fn report_html(input: &ReportInput) -> String {
     let scores = input.scores;
     let mut h = String::with_capacity(input.rendered.svg.len() + 64 * 1024);
-    let title = escape(&input.title);
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
-    );
+    h.push_str(&page_start(&input.title));
 
     if !input.job.is_empty() {
         h.push_str("<h2>Job</h2>\n");

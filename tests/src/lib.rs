@@ -298,22 +298,12 @@ pub fn score_texts(json: &str) -> Vec<String> {
 }
 
 /// Received scores as scores.json writes them (see `score_texts`; ACDC's +∞ is the string
-/// `"Infinity"`).
+/// `"Infinity"`, through the scores file's own encoder).
 pub fn as_texts(v: &[f64]) -> Vec<String> {
+    #[derive(serde::Serialize)]
+    struct Score(#[serde(with = "attrib_proto::scores::score_json")] f64);
     v.iter()
-        .map(|x| match x.is_finite() {
-            true => serde_json::to_string(x).unwrap(),
-            false => format!(
-                "{:?}",
-                if x.is_nan() {
-                    "NaN"
-                } else if *x > 0.0 {
-                    "Infinity"
-                } else {
-                    "-Infinity"
-                }
-            ),
-        })
+        .map(|&x| serde_json::to_string(&Score(x)).unwrap())
         .collect()
 }
 
