@@ -1,9 +1,9 @@
-//! The `attrib` command line (clap). Flags mirror `attrib-worker attribute`, so a job means
-//! the same thing on either path.
+//! The `attrib` command line (clap). A job's flags are `attrib_proto::JobSpec`, the ones
+//! `attrib-worker attribute` takes, so a job means the same thing on either path.
 
 use std::path::PathBuf;
 
-use attrib_proto::{AnswerFunction, GradFunction};
+use attrib_proto::JobSpec;
 use attrib_render::{Orientation, DEFAULT_MAX_EDGES};
 use clap::{Args, Parser, Subcommand};
 
@@ -114,23 +114,9 @@ pub struct SubmitArgs {
     /// Follow the job with a progress bar until it ends; exit 1 if it fails.
     #[arg(long)]
     pub wait: bool,
-    #[command(flatten)]
-    pub job: JobArgs,
-}
-
-/// What to compute; defaults are AutoCircuit's quickstart.
-#[derive(Args)]
-pub struct JobArgs {
-    /// Prompts per batch.
-    #[arg(long, default_value_t = 16, env = "ATTRIB_BATCH_SIZE")]
-    pub batch_size: u32,
-    /// K: consecutive batches per work unit (one fused pass on a worker, one result on the
-    /// wire). Scores are the same bits for a given K on any cluster and in
-    /// `attrib-worker attribute --batches-per-unit K`; larger K suits GPUs (see README).
-    #[arg(long, default_value_t = 1, env = "ATTRIB_BATCHES_PER_UNIT")]
-    pub batches_per_unit: u32,
     /// Exact patching (--method exact): edges per work unit (default 64). Units are K batches
-    /// x a group of edges; the scores do not depend on it.
+    /// x a group of edges; the scores do not depend on it. How a cluster cuts the job, so not
+    /// a setting of `attrib-worker attribute`.
     #[arg(
         long,
         default_value_t = 0,
@@ -138,51 +124,8 @@ pub struct JobArgs {
         env = "ATTRIB_EDGES_PER_UNIT"
     )]
     pub edges_per_unit: u32,
-    /// Train prompts per dataset (scores use these).
-    #[arg(long, default_value_t = 128, env = "ATTRIB_TRAIN_SIZE")]
-    pub train_size: u32,
-    /// Test prompts per dataset (kept out of the scores).
-    #[arg(long, default_value_t = 128, env = "ATTRIB_TEST_SIZE")]
-    pub test_size: u32,
-    /// Seed of Python's `random.shuffle` over the prompts.
-    #[arg(long, default_value_t = 42, env = "ATTRIB_SEED")]
-    pub seed: u64,
-    /// Do not prepend `<|endoftext|>`.
-    #[arg(long, env = "ATTRIB_NO_PREPEND_BOS")]
-    pub no_prepend_bos: bool,
-    /// mask-gradient (AutoCircuit's, the default) | eap | eap-ig-inputs | clean-corrupted |
-    /// eap-ig-activations (EAP-IG's, with its normalisation) | exact | acdc (README "Methods").
-    #[arg(long, default_value = "mask-gradient", env = "ATTRIB_METHOD")]
-    pub method: String,
-    /// Integrated-gradient steps of eap-ig-inputs and eap-ig-activations (EAP-IG uses 5).
-    #[arg(long, env = "ATTRIB_STEPS")]
-    pub steps: Option<usize>,
-    /// ACDC's τ values, comma-separated (default: AutoCircuit's a·10^b, a in 1,3,5,7,9, b in
-    /// -5..-2); each is a work unit.
-    #[arg(long, value_delimiter = ',', env = "ATTRIB_TAUS")]
-    pub taus: Option<Vec<f64>>,
-    /// logit | prob | logprob | logit_exp
-    #[arg(long, default_value = "logit", env = "ATTRIB_GRAD_FUNCTION")]
-    pub grad_function: GradFunction,
-    /// avg_diff | avg_val
-    #[arg(long, default_value = "avg_diff", env = "ATTRIB_ANSWER_FUNCTION")]
-    pub answer_function: AnswerFunction,
-    /// Every mask at this value (default 0: edge attribution patching).
-    #[arg(
-        long,
-        env = "ATTRIB_MASK_VAL",
-        conflicts_with = "integrated_grad_samples"
-    )]
-    pub mask_val: Option<f64>,
-    /// Integrated gradients over masks 0, 1/N, ..., 1.
-    #[arg(long, env = "ATTRIB_INTEGRATED_GRAD_SAMPLES")]
-    pub integrated_grad_samples: Option<usize>,
-    /// One edge per token position.
-    #[arg(long, env = "ATTRIB_TOKEN_POSITIONS")]
-    pub token_positions: bool,
-    /// One input per head shared by Q, K and V.
-    #[arg(long, env = "ATTRIB_NO_SEPARATE_QKV")]
-    pub no_separate_qkv: bool,
+    #[command(flatten)]
+    pub job: JobSpec,
 }
 
 #[derive(Args)]

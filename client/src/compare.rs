@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use attrib_proto::settings::{AttributionSettings, Method};
-use attrib_proto::FaithfulnessCurve;
+use attrib_proto::{write_file, FaithfulnessCurve};
 use attrib_render::agreement::{
     agreement_svg, agreement_table, aligned_table, edges_at_fraction, format_table,
     mib_faithfulness, table_cells, AgreementRow, MIB_FRACTIONS,
@@ -551,13 +551,6 @@ fn html(r: &Report, methods: &[Aligned]) -> String {
     );
     h.push_str("</body>\n</html>\n");
     h
-}
-
-fn write_file(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))
 }
 
 #[cfg(test)]

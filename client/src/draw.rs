@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use attrib_proto::{v1, FaithfulnessCurve, ScoresFile};
+use attrib_proto::{v1, write_file, FaithfulnessCurve, ScoresFile};
 use attrib_render::{render_svg, report_html, svg_to_png, RenderOptions, ReportInput, Selection};
 
 use crate::cli::{Cli, DrawArgs, RenderArgs, ReportArgs};
@@ -63,13 +63,6 @@ async fn load(cli: &Cli, input: &str, dataset: Option<u32>) -> anyhow::Result<So
     })
 }
 
-fn write(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))
-}
-
 pub async fn render(cli: &Cli, a: &RenderArgs) -> anyhow::Result<u8> {
     let scores = match load(cli, &a.input, a.draw.dataset).await? {
         Source::File(s) | Source::Job { scores: s, .. } => s,
@@ -80,9 +73,9 @@ pub async fn render(cli: &Cli, a: &RenderArgs) -> anyhow::Result<u8> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     if png {
-        write(&a.out, &svg_to_png(&r.svg, a.scale)?)?;
+        write_file(&a.out, &svg_to_png(&r.svg, a.scale)?)?;
     } else {
-        write(&a.out, r.svg.as_bytes())?;
+        write_file(&a.out, r.svg.as_bytes())?;
     }
     if let Some(note) = &r.note {
         eprintln!("[attrib] note: {note}");
@@ -159,7 +152,7 @@ pub async fn report(cli: &Cli, a: &ReportArgs) -> anyhow::Result<u8> {
         curve: curve.as_ref(),
         job: facts,
     });
-    write(&a.out, html.as_bytes())?;
+    write_file(&a.out, html.as_bytes())?;
     if cli.json {
         println!(
             "{}",

@@ -2,10 +2,11 @@
 //! job on the workers, follow it, and write the curve the coordinator reduced.
 
 use anyhow::Context;
-use attrib_proto::{v1, FaithfulnessCurve};
+use attrib_proto::{v1, write_json_file, FaithfulnessCurve};
 
 use crate::cli::FaithfulnessArgs;
-use crate::{exit, follow, write_json, Client};
+
+use crate::{exit, follow, Client};
 
 pub async fn run(client: &mut Client, a: &FaithfulnessArgs, json: bool) -> anyhow::Result<u8> {
     let req = v1::SubmitJobRequest {
@@ -42,7 +43,7 @@ pub async fn curve(
     json: bool,
 ) -> anyhow::Result<u8> {
     let c = fetch_curve(client, job).await?;
-    write_json(&c, out)?;
+    write_json_file(&c, out)?;
     if json {
         println!("{}", serde_json::json!({"out": out, "curve": c}));
         return Ok(exit::OK);

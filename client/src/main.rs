@@ -9,14 +9,13 @@ mod output;
 mod progress;
 mod request;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use attrib_proto::auth::AttachToken;
 use attrib_proto::v1;
 use attrib_proto::v1::attrib_client::AttribClient;
-use attrib_proto::{GraphShape, ScoresFile, ScoresMetadata};
+use attrib_proto::{write_json_file, GraphShape, ScoresFile, ScoresMetadata};
 use clap::Parser;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -198,21 +197,9 @@ async fn follow(client: &mut Client, job: &str, json: bool) -> anyhow::Result<u8
     })
 }
 
-/// Writes `value` as JSON to `out`, creating its folder.
-fn write_json(value: &impl serde::Serialize, out: &std::path::Path) -> anyhow::Result<()> {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut w = std::io::BufWriter::new(f);
-    serde_json::to_writer(&mut w, value)?;
-    w.flush()?;
-    Ok(())
-}
-
 async fn scores(client: &mut Client, a: &ScoresArgs, json: bool) -> anyhow::Result<u8> {
     let file = fetch_scores(client, &a.job, a.dataset).await?;
-    write_json(&file, &a.out)?;
+    write_json_file(&file, &a.out)?;
     if json {
         println!(
             "{}",
@@ -220,15 +207,7 @@ async fn scores(client: &mut Client, a: &ScoresArgs, json: bool) -> anyhow::Resu
         );
         return Ok(exit::OK);
     }
-    println!(
-        "{} edges, clean logit diff {:.4}",
-        file.n_edges, file.clean_logit_diff
-    );
-    println!("top {} edges by |score|:", a.top.min(file.n_edges));
-    for e in file.top(a.top) {
-        let seq = e.seq.map(|s| format!(" @{s}")).unwrap_or_default();
-        println!("  {:>12.5}  {} -> {}{}", e.score, e.src, e.dest, seq);
-    }
+    print!("{}", file.summary(a.top));
     println!("scores written to {}", a.out.display());
     Ok(exit::OK)
 }

@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod client_service;
+pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod error;

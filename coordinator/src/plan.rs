@@ -202,16 +202,7 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
         });
     }
-    let opts = DatasetOptions {
-        batch_size: data.batch_size as usize,
-        train_size: data.train_size as usize,
-        test_size: data.test_size as usize,
-        prepend_bos: data.prepend_bos,
-        shuffle: true,
-        seed: data.seed,
-        n_ctx: model.config.n_ctx,
-        token_positions: settings.token_positions,
-    };
+    let opts = DatasetOptions::for_job(&data, model.config.n_ctx, settings.token_positions);
     let k = (data.batches_per_unit.max(1)) as usize;
     if data.edges_per_unit != 0 && settings.method != Method::Exact {
         return Err(Error::InvalidRequest {
@@ -275,11 +266,8 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
         });
     }
-    let graph_of = |d: &PlannedDataset| GraphShape {
-        n_layers: model.config.n_layers,
-        n_heads: model.config.n_heads,
-        separate_qkv: settings.separate_qkv,
-        seq_len: settings.token_positions.then_some(d.width),
+    let graph_of = |d: &PlannedDataset| {
+        GraphShape::new(model.config.n_layers, model.config.n_heads, &settings, d.width)
     };
     let graph = graph_of(&datasets[0]);
     if let Some(d) = datasets.iter().find(|d| graph_of(d) != graph) {
@@ -575,28 +563,14 @@ impl JobPlan {
             Some(i) => vec![&self.datasets[i]],
             None => self.datasets.iter().collect(),
         };
-        ScoresMetadata {
-            n_edges: self.graph.n_edges(),
-            clean_logit_diff: r.clean_logit_diff,
-            settings: self.settings.clone(),
-            data: DataSettings {
-                files: chosen.iter().flat_map(|d| d.files.clone()).collect(),
-                batch_size: self.data.batch_size as usize,
-                train_size: self.data.train_size as usize,
-                test_size: self.data.test_size as usize,
-                prepend_bos: self.data.prepend_bos,
-                seed: self.data.seed,
-                width: chosen.iter().map(|d| d.width).max().unwrap_or(0),
-                seq_labels: chosen[0].seq_labels.clone(),
-                batches_per_unit: self.batches_per_unit,
-            },
-            model: ModelRecord {
-                path: model.dir.display().to_string(),
-                n_layers: model.config.n_layers,
-                n_heads: model.config.n_heads,
-                d_model: model.config.d_model,
-            },
-        }
+        let data = DataSettings::new(
+            &self.data,
+            chosen.iter().flat_map(|d| d.files.clone()).collect(),
+            chosen.iter().map(|d| d.width).max().unwrap_or(0),
+            chosen[0].seq_labels.clone(),
+        );
+        let model = ModelRecord::new(&model.dir, &model.config);
+        ScoresMetadata::new(&self.graph, r, &self.settings, data, model)
     }
 }
 

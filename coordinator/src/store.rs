@@ -527,7 +527,7 @@ fn migrate_batch_results(tx: &rusqlite::Transaction<'_>) -> Result<bool> {
             job_id: id.clone(),
             state: v1::JobState::Failed as i32,
             error: "made by an older attrib that stored per-batch results; resubmit it".into(),
-            finished_unix_ms: crate::coordinator::now_ms(),
+            finished_unix_ms: crate::clock::now_ms(),
             ..Default::default()
         };
         set_final(tx, id, &status)?;

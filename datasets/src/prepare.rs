@@ -39,6 +39,24 @@ impl Default for DatasetOptions {
     }
 }
 
+impl DatasetOptions {
+    /// The options of a job's data (as the wire and `attrib_proto::JobSpec` give them) for a
+    /// model of context `n_ctx`, token-specific or not. The coordinator and a worker in one
+    /// process both choose prompts through this.
+    pub fn for_job(data: &attrib_proto::v1::DataOptions, n_ctx: usize, token_positions: bool) -> Self {
+        DatasetOptions {
+            batch_size: data.batch_size as usize,
+            train_size: data.train_size as usize,
+            test_size: data.test_size as usize,
+            prepend_bos: data.prepend_bos,
+            shuffle: true,
+            seed: data.seed,
+            n_ctx,
+            token_positions,
+        }
+    }
+}
+
 /// Prompts of one split, tokenized and padded to the dataset's common width.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Split {

@@ -4,6 +4,7 @@
 
 pub mod exact;
 pub mod faithfulness;
+pub mod job_spec;
 pub mod memory;
 pub mod scores;
 pub mod settings;
@@ -12,7 +13,11 @@ pub mod units;
 
 pub use exact::ExactSum;
 pub use faithfulness::{CurvePoint, FaithfulnessCurve};
-pub use scores::{DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile, ScoresMetadata};
+pub use job_spec::JobSpec;
+pub use write_file::{write_file, write_json_file};
+pub use scores::{
+    DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile, ScoresMetadata,
+};
 pub use settings::{
     AnswerFunction, AttributionSettings, GradFunction, MaskPoints, Method, SettingsError,
 };
@@ -24,6 +29,7 @@ pub mod convert;
 pub mod fingerprint;
 pub mod model_config;
 pub mod tls;
+pub mod write_file;
 
 /// The generated `attrib.v1` gRPC package (messages, clients, servers).
 pub mod v1 {

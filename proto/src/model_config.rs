@@ -69,6 +69,11 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// This model's graph for `settings` on prompts `width` tokens wide (`GraphShape::new`).
+    pub fn graph(&self, settings: &crate::AttributionSettings, width: usize) -> crate::GraphShape {
+        crate::GraphShape::new(self.n_layers, self.n_heads, settings, width)
+    }
+
     /// GPT-2 small's shape (124M parameters), for load tests and estimates.
     pub fn gpt2_small() -> Self {
         ModelConfig {

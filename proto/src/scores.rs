@@ -1,10 +1,14 @@
 //! The result of an attribution: the scores file every role writes and reads. The reduction
 //! that produces the scores is `units::Accumulator`.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
+use crate::model_config::ModelConfig;
 use crate::settings::AttributionSettings;
 use crate::topology::GraphShape;
+use crate::v1;
 
 /// Final scores and the mean clean logit difference of the summed units.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +135,73 @@ fn one() -> usize {
     1
 }
 
+impl DataSettings {
+    /// The record of a job's data options, for the prompt `files` it read, prompts `width`
+    /// tokens wide and (token-specific edges) their position labels.
+    pub fn new(
+        data: &v1::DataOptions,
+        files: Vec<String>,
+        width: usize,
+        seq_labels: Option<Vec<String>>,
+    ) -> Self {
+        DataSettings {
+            files,
+            batch_size: data.batch_size as usize,
+            train_size: data.train_size as usize,
+            test_size: data.test_size as usize,
+            prepend_bos: data.prepend_bos,
+            seed: data.seed,
+            width,
+            seq_labels,
+            batches_per_unit: data.batches_per_unit.max(1) as usize,
+        }
+    }
+
+    /// The data options these scores were made with (to choose the same prompts again).
+    pub fn data_options(&self) -> v1::DataOptions {
+        v1::DataOptions {
+            batch_size: self.batch_size as u32,
+            train_size: self.train_size as u32,
+            test_size: self.test_size as u32,
+            prepend_bos: self.prepend_bos,
+            seed: self.seed,
+            batches_per_unit: self.batches_per_unit as u32,
+            edges_per_unit: 0,
+        }
+    }
+}
+
+impl ModelRecord {
+    pub fn new(path: &Path, cfg: &ModelConfig) -> Self {
+        ModelRecord {
+            path: path.display().to_string(),
+            n_layers: cfg.n_layers,
+            n_heads: cfg.n_heads,
+            d_model: cfg.d_model,
+        }
+    }
+}
+
+impl ScoresMetadata {
+    /// The one place a scores file's header is made: by `attrib-worker attribute` and by the
+    /// coordinator for each dataset and the combination.
+    pub fn new(
+        graph: &GraphShape,
+        reduced: &Reduced,
+        settings: &AttributionSettings,
+        data: DataSettings,
+        model: ModelRecord,
+    ) -> Self {
+        ScoresMetadata {
+            n_edges: graph.n_edges(),
+            clean_logit_diff: reduced.clean_logit_diff,
+            settings: settings.clone(),
+            data,
+            model,
+        }
+    }
+}
+
 /// `scores.json` without its edges: what the cluster sends ahead of the score vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoresMetadata {
@@ -191,12 +262,12 @@ impl ScoresFile {
 
     /// The graph these scores belong to.
     pub fn graph(&self) -> GraphShape {
-        GraphShape {
-            n_layers: self.model.n_layers,
-            n_heads: self.model.n_heads,
-            separate_qkv: self.settings.separate_qkv,
-            seq_len: self.settings.token_positions.then_some(self.data.width),
-        }
+        GraphShape::new(
+            self.model.n_layers,
+            self.model.n_heads,
+            &self.settings,
+            self.data.width,
+        )
     }
 
     /// The flat score vector in graph order, after checking that every edge is where the
@@ -226,6 +297,22 @@ impl ScoresFile {
             }
         }
         Ok(self.edges.iter().map(|e| e.score).collect())
+    }
+
+    /// What `attrib scores` and `attrib-worker attribute` print: the edge count, the clean
+    /// logit difference and the `top` edges by |score|.
+    pub fn summary(&self, top: usize) -> String {
+        let mut text = format!(
+            "{} edges, clean logit diff {:.4}\ntop {} edges by |score|:\n",
+            self.n_edges,
+            self.clean_logit_diff,
+            top.min(self.n_edges)
+        );
+        for e in self.top(top) {
+            let seq = e.seq.map(|s| format!(" @{s}")).unwrap_or_default();
+            text += &format!("  {:>12.5}  {} -> {}{}\n", e.score, e.src, e.dest, seq);
+        }
+        text
     }
 
     /// Edges sorted by |score|, largest first (ties keep file order).

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::settings::AttributionSettings;
+
 /// What a destination module feeds: a head's query/key/value input, all three at once
 /// (`separate_qkv = false`), an MLP input, or the final residual stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +98,23 @@ pub struct GraphShape {
 }
 
 impl GraphShape {
+    /// The graph attributed with `settings` on a model of `n_layers` blocks of `n_heads` heads,
+    /// on prompts `width` tokens wide (the width matters only for token-specific edges). The
+    /// one constructor every role uses, so a worker, the coordinator and a scores file agree.
+    pub fn new(
+        n_layers: usize,
+        n_heads: usize,
+        settings: &AttributionSettings,
+        width: usize,
+    ) -> GraphShape {
+        GraphShape {
+            n_layers,
+            n_heads,
+            separate_qkv: settings.separate_qkv,
+            seq_len: settings.token_positions.then_some(width),
+        }
+    }
+
     /// Sources: `Resid Start`, then per block its heads and its MLP.
     pub fn n_src(&self) -> usize {
         1 + self.n_layers * (self.n_heads + 1)

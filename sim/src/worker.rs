@@ -12,7 +12,7 @@ use attrib_proto::v1;
 use attrib_proto::v1::coordinator_message::Msg as In;
 use attrib_proto::v1::worker_gateway_client::WorkerGatewayClient;
 use attrib_proto::v1::worker_message::Msg as Out;
-use attrib_proto::GraphShape;
+use attrib_proto::{AttributionSettings, GraphShape};
 use prost::bytes::Bytes;
 use tokio::time::Instant;
 
@@ -128,13 +128,13 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
         .map_err(lost)?
         .into_inner();
     let shape = |a: &v1::UnitAssignment| {
-        let s = a.settings.clone().unwrap_or_default();
-        GraphShape {
-            n_layers: cfg.identity.n_layers as usize,
-            n_heads: cfg.identity.n_heads as usize,
-            separate_qkv: s.separate_qkv,
-            seq_len: s.token_positions.then_some(a.width as usize),
-        }
+        let s = a.settings.as_ref().and_then(|s| AttributionSettings::try_from(s).ok());
+        GraphShape::new(
+            cfg.identity.n_layers as usize,
+            cfg.identity.n_heads as usize,
+            &s.unwrap_or_default(),
+            a.width as usize,
+        )
     };
     let mut next = Instant::now();
     while let Some(m) = inbound.message().await.map_err(lost)? {

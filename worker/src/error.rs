@@ -64,6 +64,19 @@ pub enum Error {
     },
     #[error("node group: {0}")]
     Group(String),
+    #[error("the engine thread is gone (it stopped after an earlier failure): restart the worker")]
+    EngineGone,
+    #[error("{what} died while loading the model (see the log above for its error)")]
+    DiedLoading { what: &'static str },
+    #[error("cannot start {what}: {source}")]
+    ThreadSpawn {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("no device to compute on")]
+    NoDevice,
+    #[error("unknown collective {0:?}: use auto, host or nccl")]
+    UnknownCollective(String),
     #[error("the unit's result cannot be summed: {0}")]
     BadResult(String),
     #[error("the unit needs about {needed} but this worker has {have} ({how})")]

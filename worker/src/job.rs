@@ -8,10 +8,11 @@ use attrib_datasets::{prepare, Dataset, DatasetOptions, PromptFile, PromptTokeni
 use attrib_proto::faithfulness::{circuits, edge_counts};
 use attrib_proto::units::{unit_ranges, Accumulator};
 use attrib_proto::{
-    AttributionSettings, DataSettings, FaithfulnessCurve, ModelRecord, ScoresFile, ScoresMetadata,
+    v1, AttributionSettings, DataSettings, FaithfulnessCurve, ModelRecord, ScoresFile,
+    ScoresMetadata,
 };
 
-use crate::attribution::{attribute_batches, graph_for, Attributed, PassOptions};
+use crate::attribution::{attribute_batches, Attributed, PassOptions};
 use crate::circuit::{evaluate_unit, UnitCircuits};
 use crate::model::Gpt2;
 use crate::{Error, Result};
@@ -20,23 +21,24 @@ use crate::{Error, Result};
 pub struct AttributeJob {
     pub model_dir: PathBuf,
     pub datasets: Vec<PathBuf>,
-    /// Prompt selection and batching; its `n_ctx` and `token_positions` are taken from the
-    /// model and from `settings`, so there is one source of truth for each.
-    pub data: DatasetOptions,
+    /// Prompt selection, batching and K (batches per work unit, one pass each), as a cluster
+    /// job carries them (`attrib_proto::JobSpec::data_options`).
+    pub data: v1::DataOptions,
     pub settings: AttributionSettings,
-    /// K: batches per work unit (one pass each).
-    pub batches_per_unit: usize,
+}
+
+impl AttributeJob {
+    /// K: batches per work unit (0 reads as 1, as on the cluster).
+    pub fn batches_per_unit(&self) -> usize {
+        self.data.batches_per_unit.max(1) as usize
+    }
 }
 
 /// Reads and batches the job's prompts for `model`.
 pub fn load_dataset(job: &AttributeJob, model: &Gpt2) -> Result<(Dataset, PromptTokenizer)> {
     let tok = PromptTokenizer::from_model_dir(&job.model_dir)?;
     let file = PromptFile::read_many(&job.datasets)?;
-    let opts = DatasetOptions {
-        n_ctx: model.cfg.n_ctx,
-        token_positions: job.settings.token_positions,
-        ..job.data.clone()
-    };
+    let opts = DatasetOptions::for_job(&job.data, model.cfg.n_ctx, job.settings.token_positions);
     Ok((prepare(&file, &tok, &opts)?, tok))
 }
 
@@ -56,10 +58,10 @@ pub fn run_attribute_timed(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(ScoresFile, Attributed)> {
     let (dataset, tok) = load_dataset(job, model)?;
-    let batches = dataset.train_batches(job.data.batch_size);
-    let graph = graph_for(&model.cfg, &job.settings, dataset.width);
+    let batches = dataset.train_batches(job.data.batch_size as usize);
+    let graph = model.cfg.graph(&job.settings, dataset.width);
     let opts = PassOptions {
-        batches_per_unit: job.batches_per_unit,
+        batches_per_unit: job.batches_per_unit(),
         pad_id: tok.bos_id(),
         prepend_bos: job.data.prepend_bos,
         synced_stages: true,
@@ -71,32 +73,15 @@ pub fn run_attribute_timed(
         .sums
         .reduced()
         .normalised(&job.settings, graph.n_layers);
-    let meta = ScoresMetadata {
-        n_edges: graph.n_edges(),
-        clean_logit_diff: reduced.clean_logit_diff,
-        settings: job.settings.clone(),
-        data: DataSettings {
-            files: job
-                .datasets
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-            batch_size: job.data.batch_size,
-            train_size: job.data.train_size,
-            test_size: job.data.test_size,
-            prepend_bos: job.data.prepend_bos,
-            seed: job.data.seed,
-            width: dataset.width,
-            seq_labels: dataset.seq_labels.clone(),
-            batches_per_unit: job.batches_per_unit.max(1),
-        },
-        model: ModelRecord {
-            path: job.model_dir.display().to_string(),
-            n_layers: model.cfg.n_layers,
-            n_heads: model.cfg.n_heads,
-            d_model: model.cfg.d_model,
-        },
-    };
+    let files = job.datasets.iter().map(|p| p.display().to_string());
+    let data = DataSettings::new(
+        &job.data,
+        files.collect(),
+        dataset.width,
+        dataset.seq_labels.clone(),
+    );
+    let model_record = ModelRecord::new(&job.model_dir, &model.cfg);
+    let meta = ScoresMetadata::new(&graph, &reduced, &job.settings, data, model_record);
     let file = ScoresFile::from_parts(meta, &graph, &reduced.scores);
     Ok((file, attributed))
 }
@@ -136,14 +121,6 @@ pub fn run_faithfulness(
         )));
     }
     let scores = s.flat_scores().map_err(Error::BadScores)?;
-    let data = DatasetOptions {
-        batch_size: s.data.batch_size,
-        train_size: s.data.train_size,
-        test_size: s.data.test_size,
-        prepend_bos: s.data.prepend_bos,
-        seed: s.data.seed,
-        ..DatasetOptions::default()
-    };
     let datasets = if job.datasets.is_empty() {
         s.data.files.iter().map(PathBuf::from).collect()
     } else {
@@ -152,9 +129,8 @@ pub fn run_faithfulness(
     let attribute = AttributeJob {
         model_dir: job.model_dir.clone(),
         datasets,
-        data,
+        data: s.data.data_options(),
         settings: s.settings.clone(),
-        batches_per_unit: s.data.batches_per_unit,
     };
     let (dataset, tok) = load_dataset(&attribute, model)?;
     if dataset.width != s.data.width {

@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod circuit;
+pub mod compute;
 pub mod declared_memory;
 pub mod device;
 pub mod error;

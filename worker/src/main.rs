@@ -2,18 +2,13 @@
 //! whole job in this process; `init-model` writes a random GPT-2 folder for demos and
 //! benchmarks.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use attrib_datasets::DatasetOptions;
 use attrib_proto::memory::{unit_bytes, UnitShape};
 use attrib_proto::tls::ClientTls;
-use attrib_proto::{
-    AnswerFunction, AttributionSettings, GradFunction, MaskPoints, Method, ScoresFile,
-};
-use attrib_worker::attribution::graph_for;
+use attrib_proto::{write_json_file, JobSpec, Method, ScoresFile};
 use attrib_worker::declared_memory::declared_memory;
 use attrib_worker::device::{device_name, parse_device, parse_devices};
 use attrib_worker::group::check::collective_check;
@@ -86,67 +81,11 @@ struct AttributeArgs {
     /// Where to write the scores JSON.
     #[arg(long, default_value = "scores.json", env = "ATTRIB_OUT")]
     out: PathBuf,
-    /// Prompts per batch (AutoCircuit sums gradients over batches, so this changes scores).
-    #[arg(long, default_value_t = 16, env = "ATTRIB_BATCH_SIZE")]
-    batch_size: usize,
-    /// Train prompts (scores use these), taken first from the shuffled file.
-    #[arg(long, default_value_t = 128, env = "ATTRIB_TRAIN_SIZE")]
-    train_size: usize,
-    /// Test prompts, taken after the train prompts (kept out of the scores).
-    #[arg(long, default_value_t = 128, env = "ATTRIB_TEST_SIZE")]
-    test_size: usize,
-    /// Seed of Python's `random.shuffle` over the prompts.
-    #[arg(long, default_value_t = 42, env = "ATTRIB_SEED")]
-    seed: u64,
-    /// Do not prepend `<|endoftext|>` to prompts.
-    #[arg(long, env = "ATTRIB_NO_PREPEND_BOS")]
-    no_prepend_bos: bool,
-    /// mask-gradient (AutoCircuit's, the default) | eap | eap-ig-inputs | clean-corrupted |
-    /// eap-ig-activations (EAP-IG's, with its normalisation) | exact | acdc (README "Methods").
-    #[arg(long, default_value = "mask-gradient", env = "ATTRIB_METHOD")]
-    method: String,
-    /// Integrated-gradient steps of eap-ig-inputs and eap-ig-activations (EAP-IG uses 5).
-    #[arg(long, env = "ATTRIB_STEPS")]
-    steps: Option<usize>,
-    /// ACDC's τ values, comma-separated (default: AutoCircuit's a·10^b, a in 1,3,5,7,9, b in
-    /// -5..-2); each is a work unit.
-    #[arg(long, value_delimiter = ',', env = "ATTRIB_TAUS")]
-    taus: Option<Vec<f64>>,
-    /// logit | prob | logprob | logit_exp
-    #[arg(long, default_value = "logit", env = "ATTRIB_GRAD_FUNCTION")]
-    grad_function: GradFunction,
-    /// avg_diff | avg_val
-    #[arg(long, default_value = "avg_diff", env = "ATTRIB_ANSWER_FUNCTION")]
-    answer_function: AnswerFunction,
-    /// Value of every mask where the gradient is taken (default 0: edge attribution patching).
-    #[arg(
-        long,
-        env = "ATTRIB_MASK_VAL",
-        conflicts_with = "integrated_grad_samples"
-    )]
-    mask_val: Option<f64>,
-    /// Integrated gradients over masks 0, 1/N, ..., 1 instead of one mask value.
-    #[arg(long, env = "ATTRIB_INTEGRATED_GRAD_SAMPLES")]
-    integrated_grad_samples: Option<usize>,
-    /// One edge per token position (prompts must all have the same length).
-    #[arg(long, env = "ATTRIB_TOKEN_POSITIONS")]
-    token_positions: bool,
-    /// One input per head shared by Q, K and V instead of three.
-    #[arg(long, env = "ATTRIB_NO_SEPARATE_QKV")]
-    no_separate_qkv: bool,
     /// auto | cpu | cuda:N
     #[arg(long, default_value = "auto", env = "ATTRIB_DEVICE")]
     device: String,
-    /// K: batches per work unit, run together in one forward/backward pass. Scores are the
-    /// bits a cluster job with the same K gives; other K agree to f32 rounding (within 1e-6 of
-    /// the largest |score|). More memory; not faster on CPU (see README).
-    #[arg(
-        long,
-        default_value_t = 1,
-        alias = "batches-per-pass",
-        env = "ATTRIB_BATCHES_PER_UNIT"
-    )]
-    batches_per_unit: usize,
+    #[command(flatten)]
+    job: JobSpec,
     /// How many top edges to print.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -412,25 +351,9 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
     let job = AttributeJob {
         model_dir,
         datasets: a.datasets,
-        data: DatasetOptions {
-            batch_size: a.batch_size,
-            train_size: a.train_size,
-            test_size: a.test_size,
-            prepend_bos: !a.no_prepend_bos,
-            seed: a.seed,
-            ..DatasetOptions::default()
-        },
-        settings: AttributionSettings {
-            method: Method::from_name(&a.method, a.steps, a.taus.clone())?,
-            grad_function: a.grad_function,
-            answer_function: a.answer_function,
-            points: MaskPoints::from_options(a.mask_val, a.integrated_grad_samples)?,
-            separate_qkv: !a.no_separate_qkv,
-            token_positions: a.token_positions,
-        },
-        batches_per_unit: a.batches_per_unit.max(1),
+        data: a.job.data_options(),
+        settings: a.job.settings()?,
     };
-    job.settings.check()?;
     let t1 = Instant::now();
     let mut progress = |done: usize, total: usize| {
         eprintln!(
@@ -442,18 +365,19 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
     let times = attributed.times;
     let secs = t1.elapsed().as_secs_f64();
     if let Some(measured) = attributed.unit_peak_mib {
-        let prompts = job.batches_per_unit * a.batch_size;
+        let prompts = job.batches_per_unit() * job.data.batch_size as usize;
         let unit = UnitShape::new(prompts, scores.data.width, job.settings.points);
-        let graph = graph_for(&model.cfg, &job.settings, scores.data.width);
+        let graph = model.cfg.graph(&job.settings, scores.data.width);
         let estimate = unit_bytes(&model.cfg, &graph, &unit) as f64 / (1u64 << 20) as f64;
         eprintln!(
             "[attrib] unit memory: {measured:.1} MiB measured (largest unit), {estimate:.1} MiB estimated"
         );
     }
-    write_scores(&scores, &a.out)?;
+    write_json_file(&scores, &a.out)?;
+    let (train, batch) = (job.data.train_size as usize, job.data.batch_size as usize);
     let prompts = match job.settings.method {
-        Method::Acdc { .. } => a.batch_size, // its first batch
-        _ => (a.train_size / a.batch_size) * a.batch_size,
+        Method::Acdc { .. } => batch, // its first batch
+        _ => (train / batch) * batch,
     };
     eprintln!(
         "[attrib] attribution {:.2}s ({:.1} prompts/s), peak RSS {:.0} MiB",
@@ -499,36 +423,13 @@ fn faithfulness(a: FaithfulnessArgs) -> anyhow::Result<()> {
         );
     };
     let result = run_faithfulness(&job, &model, &mut progress)?;
-    write_json(&result.curve, &a.out)?;
+    write_json_file(&result.curve, &a.out)?;
     print!("{}", result.curve);
     println!("curve written to {}", a.out.display());
     Ok(())
 }
 
-fn write_scores(scores: &ScoresFile, out: &PathBuf) -> anyhow::Result<()> {
-    write_json(scores, out)
-}
-
-fn write_json(value: &impl serde::Serialize, out: &PathBuf) -> anyhow::Result<()> {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    serde_json::to_writer(&mut w, value)?;
-    w.flush()?;
-    Ok(())
-}
-
 fn print_summary(scores: &ScoresFile, top: usize, out: &std::path::Path) {
-    println!(
-        "{} edges, clean logit diff {:.4}",
-        scores.n_edges, scores.clean_logit_diff
-    );
-    println!("top {} edges by |score|:", top.min(scores.n_edges));
-    for e in scores.top(top) {
-        let seq = e.seq.map(|s| format!(" @{s}")).unwrap_or_default();
-        println!("  {:>12.5}  {} -> {}{}", e.score, e.src, e.dest, seq);
-    }
+    print!("{}", scores.summary(top));
     println!("scores written to {}", out.display());
 }

@@ -14,9 +14,7 @@ use tch::{Kind, Tensor};
 
 use super::exact::start_block;
 use super::mask_gradient::PassInput;
-use crate::attribution::autograd_reference::corrupt_sources;
-use crate::circuit::TreePatcher;
-use crate::model::{CleanRun, Gpt2};
+use crate::model::{CleanRun, Gpt2, TreePatcher};
 use crate::Result;
 
 /// One visited edge.
@@ -54,7 +52,7 @@ pub fn acdc_steps(
     between_passes: &dyn Fn() -> Result<()>,
 ) -> Result<Vec<AcdcStep>> {
     tch::no_grad(|| {
-        let patch = corrupt_sources(model, graph, &pass.corrupt);
+        let patch = model.source_outputs(graph.n_src(), &pass.corrupt);
         let (clean_run, clean_logits) = CleanRun::record(model, graph.n_src(), &pass.clean);
         let clean = clean_logits.log_softmax(-1, Kind::Float);
         // P − S for every source, clean S: a step recomputes (and rewrites) only the sources

@@ -7,21 +7,7 @@ use attrib_proto::{AttributionSettings, GraphShape};
 use tch::{Kind, Tensor};
 
 use super::metric::{apply_grad_function, BatchAnswers};
-use crate::model::{Gpt2, MaskPatcher, SourceBuffer, SourceLayout, TokenBatch};
-
-/// Patch values: every source's output on `corrupt`, `[n_src, B, T, d]`.
-pub fn corrupt_sources(model: &Gpt2, graph: &GraphShape, corrupt: &TokenBatch) -> Tensor {
-    let mut buf = SourceBuffer::new(
-        graph.n_src(),
-        corrupt.batch,
-        corrupt.width,
-        model.cfg.d_model,
-        SourceLayout::Plain,
-        model.device,
-    );
-    let _ = tch::no_grad(|| model.forward_last(corrupt, &mut buf));
-    buf.buf
-}
+use crate::model::{Gpt2, MaskPatcher, TokenBatch};
 
 /// The loss `−A(f(logits))` of one batch with the given masks.
 pub fn masked_loss(
@@ -51,7 +37,7 @@ pub fn mask_autograd_scores(
     answers: &BatchAnswers,
     settings: &AttributionSettings,
 ) -> Vec<f64> {
-    let patch = corrupt_sources(model, graph, corrupt);
+    let patch = model.source_outputs(graph.n_src(), corrupt);
     let leaves: Vec<Tensor> = masks
         .iter()
         .map(|m| m.detach().copy().set_requires_grad(true))

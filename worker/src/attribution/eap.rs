@@ -6,7 +6,6 @@
 use attrib_proto::{AnswerFunction, DestKind, GradFunction, GraphShape};
 use tch::{Kind, Tensor};
 
-use super::autograd_reference::corrupt_sources;
 use super::mask_gradient::tap;
 use super::metric::{apply_grad_function, BatchAnswers};
 use crate::model::{Gpt2, HeadInputs, Patcher, SourceBuffer, SourceLayout, TokenBatch};
@@ -64,7 +63,7 @@ pub fn eap_batch_scores(
 ) -> Vec<f64> {
     assert!(graph.seq_len.is_none(), "EAP ignores positions");
     let cfg = &model.cfg;
-    let corrupt_src = corrupt_sources(model, graph, corrupt); // [n_src, B, T, d]
+    let corrupt_src = model.source_outputs(graph.n_src(), corrupt); // [n_src, B, T, d]
     let sources = SourceBuffer::new(
         graph.n_src(),
         clean.batch,

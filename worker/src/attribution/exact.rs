@@ -18,7 +18,6 @@ use tch::{Kind, Tensor};
 
 use super::mask_gradient::{PassInput, UnitScores};
 use super::metric::apply_grad_function;
-use crate::attribution::autograd_reference::corrupt_sources;
 use crate::device::download_f32;
 use crate::model::gpt2::repeat_rows;
 use crate::model::{ln_pre, CleanRun, Gpt2, HeadInputs, Patcher};
@@ -39,7 +38,7 @@ pub fn exact_scores(
     tch::no_grad(|| {
         let all = graph.edges();
         let modules = graph.modules();
-        let patch = corrupt_sources(model, graph, &pass.corrupt); // [n_src, C, T, d]
+        let patch = model.source_outputs(graph.n_src(), &pass.corrupt); // [n_src, C, T, d]
         let (clean, clean_logits) = CleanRun::record(model, graph.n_src(), &pass.clean);
         let clean_metric = per_prompt_metric(pass, settings, &clean_logits); // [C]
         let rows = pass.clean.batch;

@@ -16,6 +16,6 @@ pub use mask_gradient::{
 };
 pub use metric::{apply_grad_function, AnswerIndex, BatchAnswers};
 pub use run::{
-    attribute_batches, attribute_unit, catch_torch, check_unit, graph_for, Attributed, PassOptions,
+    attribute_batches, attribute_unit, catch_torch, check_unit, Attributed, PassOptions,
     Reduced,
 };

@@ -13,7 +13,7 @@ use super::acdc::acdc_steps;
 use super::exact::exact_scores;
 use super::mask_gradient::{pass_input, pass_scores_timed, PassInput, StageTimes, UnitScores};
 use crate::device::download_f32;
-use crate::model::{Gpt2, ModelConfig};
+use crate::model::Gpt2;
 use crate::rss::{peak_since_reset_mib, reset_peak, rss_mib};
 use crate::{Error, Result};
 
@@ -47,16 +47,6 @@ impl Default for PassOptions {
             edges: None,
             tau: None,
         }
-    }
-}
-
-/// The graph attributed for `settings` on prompts `width` tokens wide.
-pub fn graph_for(model: &ModelConfig, settings: &AttributionSettings, width: usize) -> GraphShape {
-    GraphShape {
-        n_layers: model.n_layers,
-        n_heads: model.n_heads,
-        separate_qkv: settings.separate_qkv,
-        seq_len: settings.token_positions.then_some(width),
     }
 }
 

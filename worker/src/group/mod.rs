@@ -24,33 +24,11 @@ use attrib_proto::{v1, AttributionSettings, ExactSum};
 use tch::{Device, Tensor};
 use tokio::sync::mpsc as tokio_mpsc;
 
-use crate::attribution::graph_for;
 use crate::model::{Gpt2, ModelConfig};
-use crate::service::engine::{answer, run_request, Answer, Computed, EngineConfig, UnitRequest};
+pub use crate::compute::CollectiveKind;
+use crate::compute::{answer, run_request, Answer, Computed, EngineConfig, UnitRequest};
 use crate::{Error, Result};
 use collective::{Collective, HostCollective};
-
-/// How the members sum: in this process's memory, or with NCCL on the GPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CollectiveKind {
-    Host,
-    Nccl,
-}
-
-impl CollectiveKind {
-    /// `auto`: NCCL when every device is a GPU, else the host.
-    pub fn parse(s: &str, devices: &[Device]) -> Result<Self> {
-        match s {
-            "host" => Ok(Self::Host),
-            "nccl" => Ok(Self::Nccl),
-            "auto" if devices.iter().all(|d| matches!(d, Device::Cuda(_))) => Ok(Self::Nccl),
-            "auto" => Ok(Self::Host),
-            other => Err(Error::Group(format!(
-                "unknown collective {other:?}: use auto, host or nccl"
-            ))),
-        }
-    }
-}
 
 /// One round's work for one member.
 struct Round {
@@ -84,7 +62,7 @@ pub fn start(
             crate::device::device_name(dup)
         )));
     }
-    let (host, identity) = crate::service::engine::load(cfg, Device::Cpu)?;
+    let (host, identity) = crate::compute::load(cfg, Device::Cpu)?;
     let model_cfg = host.cfg;
     let nccl_id = match kind {
         CollectiveKind::Nccl => Some(nccl::new_group_id()?),
@@ -142,18 +120,26 @@ pub fn start(
                     }
                 }
             })
-            .map_err(|e| Error::Group(format!("cannot start a member thread: {e}")))?;
+            .map_err(|source| Error::ThreadSpawn {
+                what: "a node group member thread",
+                source,
+            })?;
     }
     drop(host);
     for _ in 0..size {
         ready_rx
             .recv()
-            .map_err(|_| Error::Group("a member died while loading the model".into()))??;
+            .map_err(|_| Error::DiedLoading {
+                what: "a node group member",
+            })??;
     }
     std::thread::Builder::new()
         .name("attrib-rounds".into())
         .spawn(move || dispatch(requests, members, done_rx, &model_cfg))
-        .map_err(|e| Error::Group(format!("cannot start the dispatcher: {e}")))?;
+        .map_err(|source| Error::ThreadSpawn {
+            what: "the node group's dispatcher",
+            source,
+        })?;
     Ok(identity)
 }
 
@@ -236,7 +222,7 @@ fn dispatch(
 /// clean difference.
 fn slots(model: &ModelConfig, a: &v1::UnitAssignment) -> Option<usize> {
     let settings = AttributionSettings::try_from(a.settings.as_ref()?).ok()?;
-    let edges = graph_for(model, &settings, a.width as usize).n_edges();
+    let edges = model.graph(&settings, a.width as usize).n_edges();
     Some(edges * settings.method.slots_per_edge() + 1)
 }
 

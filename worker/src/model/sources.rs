@@ -118,3 +118,20 @@ impl Patcher for CleanRun {
         resid.shallow_clone()
     }
 }
+
+impl Gpt2 {
+    /// Every source's output on `tb` without gradients, `[n_src, B, T, d]`: the patch values
+    /// of the corrupt prompts.
+    pub fn source_outputs(&self, n_src: usize, tb: &TokenBatch) -> Tensor {
+        let mut buf = SourceBuffer::new(
+            n_src,
+            tb.batch,
+            tb.width,
+            self.cfg.d_model,
+            SourceLayout::Plain,
+            self.device,
+        );
+        let _ = tch::no_grad(|| self.forward_last(tb, &mut buf));
+        buf.buf
+    }
+}

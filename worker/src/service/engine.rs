@@ -3,38 +3,15 @@
 //! A failing or panicking libtorch op becomes an error reply; the thread lives on. With
 //! several devices the engine is a node group (`crate::group`): one such thread per device.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
 
-use attrib_datasets::Batch;
-use attrib_proto::faithfulness::Circuit;
-use attrib_proto::fingerprint::model_fingerprint;
-use attrib_proto::memory::{human_bytes, worker_bytes, UnitShape};
-use attrib_proto::{v1, AttributionSettings};
+use attrib_proto::v1;
 use tch::Device;
-use tokio::sync::mpsc as tokio_mpsc;
 
-use crate::attribution::{attribute_unit, catch_torch, graph_for, PassOptions};
-use crate::circuit::evaluate_unit;
-use crate::device::{device_name, is_out_of_memory};
-use crate::group::CollectiveKind;
-use crate::model::Gpt2;
+use crate::compute::{answer, load, run_request, Computed, EngineConfig, UnitRequest};
+use crate::device::device_name;
 use crate::{Error, Result};
-
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub model_dir: PathBuf,
-    /// One device, or a node group's devices.
-    pub devices: Vec<Device>,
-    /// How a group's members sum (unused with one device).
-    pub collective: CollectiveKind,
-    /// Sleep before each pass: only for tests and demos that need slow units.
-    pub unit_delay: Duration,
-    /// Memory each device has for a unit, model included (0: not checked).
-    pub memory_bytes: u64,
-}
 
 /// A handle to the model's thread.
 pub struct Engine {
@@ -44,36 +21,6 @@ pub struct Engine {
     /// Passes finished on the engine's devices, whichever session's units they were for: a
     /// unit queued behind a late one waits on a working engine, not a hung one.
     pub passes: Arc<AtomicU64>,
-}
-
-/// An answer for the session that asked: the units of a job it covers (one, or a group
-/// round's several), and the result or why there is none (failures are of one unit).
-pub struct Answer {
-    pub session: u64,
-    pub job: String,
-    pub units: Vec<u32>,
-    pub result: Result<Computed>,
-}
-
-pub enum Computed {
-    Unit(v1::UnitResult),
-    Group(v1::GroupResult),
-}
-
-/// A unit for the model's thread, and where its answer goes.
-pub struct UnitRequest {
-    /// The session that asked (answers of earlier sessions are late ones).
-    pub session: u64,
-    pub unit: v1::UnitAssignment,
-    /// A faithfulness unit's score vector (the session keeps it between units of a job).
-    pub scores: Option<Arc<Vec<f64>>>,
-    /// Cleared when the session that asked is gone: its queued units are then skipped.
-    pub wanted: Arc<AtomicBool>,
-    /// Set when the unit's job is cancelled: skipped, or stopped at the next pass boundary.
-    pub cancelled: Arc<AtomicBool>,
-    /// Counts the engine's finished passes (`Engine::passes`), for progress reports.
-    pub passes: Arc<AtomicU64>,
-    pub reply: tokio_mpsc::UnboundedSender<Answer>,
 }
 
 impl Engine {
@@ -88,7 +35,7 @@ impl Engine {
             .collect::<Vec<_>>()
             .join(",");
         let identity = match cfg.devices.as_slice() {
-            [] => return Err(Error::Group("no device to compute on".into())),
+            [] => return Err(Error::NoDevice),
             [one] => start_alone(cfg.clone(), *one, rx)?,
             _ => crate::group::start(&cfg, cfg.collective, rx)?,
         };
@@ -106,7 +53,7 @@ impl Engine {
     pub fn submit(&self, req: UnitRequest) -> Result<()> {
         self.tx
             .send(req)
-            .map_err(|_| Error::TorchPanic("the engine thread is gone".into()))
+            .map_err(|_| Error::EngineGone)
     }
 }
 
@@ -136,200 +83,13 @@ fn start_alone(
                 }
             }
         })
-        .map_err(|e| Error::Io {
-            path: "(engine thread)".into(),
-            source: e,
+        .map_err(|source| Error::ThreadSpawn {
+            what: "the engine thread",
+            source,
         })?;
     ready_rx
         .recv()
-        .map_err(|_| Error::TorchPanic("the engine thread died while loading".into()))?
-}
-
-/// Computes one request: stops between passes if its job is cancelled, refuses a unit over
-/// the device's memory, and turns a libtorch panic into an error.
-pub(crate) fn run_request(
-    model: &Gpt2,
-    cfg: &EngineConfig,
-    req: &UnitRequest,
-) -> Result<v1::UnitResult> {
-    // Between passes: stop if the job was cancelled. (A unit started in a session that
-    // ends goes on: it is delivered late in the next one.)
-    let between_passes = || {
-        req.passes.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(cfg.unit_delay);
-        match req.cancelled.load(Ordering::Relaxed) {
-            false => Ok(()),
-            true => Err(Error::Cancelled),
-        }
-    };
-    let scores = req.scores.as_deref().map(Vec::as_slice);
-    between_passes()
-        .and_then(|()| fits(model, &req.unit, cfg.memory_bytes))
-        .and_then(|()| {
-            catch_torch(|| compute(model, &req.unit, scores, &between_passes)).and_then(|r| r)
-        })
-        .map_err(|e| match e {
-            // The unit's tensors are freed as the error unwinds: the device is whole again.
-            Error::TorchPanic(message) if is_out_of_memory(&message) => Error::OutOfMemory {
-                device: device_name(model.device),
-                estimate: unit_estimate(model, &req.unit).map_or("?".into(), human_bytes),
-                message,
-            },
-            e => e,
-        })
-}
-
-/// Answers `req`'s unit alone.
-pub(crate) fn answer(req: &UnitRequest, result: Result<Computed>) {
-    let _ = req.reply.send(Answer {
-        session: req.session,
-        job: req.unit.job_id.clone(),
-        units: vec![req.unit.unit],
-        result,
-    });
-}
-
-/// The model of `cfg` on `device`, and its identity.
-pub(crate) fn load(cfg: &EngineConfig, device: Device) -> Result<(Gpt2, v1::ModelIdentity)> {
-    let model = Gpt2::load(&cfg.model_dir, device)?;
-    let fingerprint = model_fingerprint(&cfg.model_dir).map_err(|source| Error::Io {
-        path: cfg.model_dir.clone(),
-        source,
-    })?;
-    let identity = model.cfg.identity(fingerprint);
-    Ok((model, identity))
-}
-
-/// One unit through the same code as `attrib-worker attribute` (one pass), or one faithfulness
-/// unit through the same code as `attrib-worker faithfulness`.
-fn compute(
-    model: &Gpt2,
-    a: &v1::UnitAssignment,
-    scores: Option<&[f64]>,
-    between_passes: &dyn Fn() -> Result<()>,
-) -> Result<v1::UnitResult> {
-    let t0 = Instant::now();
-    let settings = AttributionSettings::try_from(
-        a.settings
-            .as_ref()
-            .ok_or_else(|| Error::BadUnit("no settings".into()))?,
-    )
-    .map_err(|e| Error::BadUnit(e.to_string()))?;
-    let batches = to_batches(a)?;
-    let graph = graph_for(&model.cfg, &settings, a.width as usize);
-    if let Some(eval) = &a.circuits {
-        let scores = scores
-            .ok_or_else(|| Error::BadUnit(format!("no score vector kept for job {}", a.job_id)))?;
-        let circuits: Vec<Circuit> = eval
-            .circuits
-            .iter()
-            .map(|c| Circuit {
-                requested: 0, // only the threshold decides which edges are kept
-                threshold: c.min_abs_score,
-                n_edges: 0,
-            })
-            .collect();
-        let out = evaluate_unit(
-            model,
-            &graph,
-            scores,
-            &circuits,
-            &batches,
-            a.pad_id,
-            a.prepend_bos,
-        )?;
-        return Ok(out.to_result(a.job_id.clone(), a.unit, t0.elapsed().as_secs_f64()));
-    }
-    let opts = PassOptions {
-        batches_per_unit: batches.len(),
-        pad_id: a.pad_id,
-        prepend_bos: a.prepend_bos,
-        synced_stages: false,
-        edges: match (a.first_edge, a.end_edge) {
-            (0, 0) => None,
-            (first, end) if first < end => Some((first as usize, end as usize)),
-            (first, end) => {
-                return Err(Error::BadUnit(format!(
-                    "edges {first}..{end}: an empty range"
-                )))
-            }
-        },
-        tau: Some(a.tau as usize),
-    };
-    let (out, _) = attribute_unit(model, &graph, &batches, &settings, &opts, between_passes)?;
-    Ok(out.into_result(a.job_id.clone(), a.unit, t0.elapsed().as_secs_f64()))
-}
-
-/// A unit's memory estimate (`attrib_proto::memory`, model included); `None` for a unit
-/// `compute` will refuse anyway.
-fn unit_estimate(model: &Gpt2, a: &v1::UnitAssignment) -> Option<u64> {
-    let settings = AttributionSettings::try_from(a.settings.as_ref()?).ok()?;
-    let width = a.width as usize;
-    let unit = UnitShape::new(a.clean.len() / width.max(1), width, settings.points);
-    Some(worker_bytes(
-        &model.cfg,
-        &graph_for(&model.cfg, &settings, width),
-        &unit,
-    ))
-}
-
-/// A unit is refused before it starts when its memory estimate is over what this worker has.
-fn fits(model: &Gpt2, a: &v1::UnitAssignment, have: u64) -> Result<()> {
-    let Some(needed) = unit_estimate(model, a) else {
-        return Ok(()); // `compute` says what is wrong
-    };
-    if have > 0 && needed > have {
-        return Err(Error::TooBig {
-            needed: human_bytes(needed),
-            have: human_bytes(have),
-            how: "declared at join",
-        });
-    }
-    Ok(())
-}
-
-/// Checks the wire unit's sizes and rebuilds the dataset crate's batches.
-fn to_batches(a: &v1::UnitAssignment) -> Result<Vec<Batch>> {
-    let (bs, w) = (a.batch_size as usize, a.width as usize);
-    let bad = |what: String| Err(Error::BadUnit(what));
-    if bs == 0 || w == 0 {
-        return bad(format!("batch size {bs} and width {w} must be positive"));
-    }
-    let n = a.clean.len() / w;
-    if n == 0 || !n.is_multiple_of(bs) || a.clean.len() != n * w || a.corrupt.len() != n * w {
-        return bad(format!(
-            "{} clean and {} corrupt token ids are not whole batches of {bs} prompts of {w} tokens",
-            a.clean.len(),
-            a.corrupt.len()
-        ));
-    }
-    if a.answers.len() != n || a.wrong_answers.len() != n {
-        return bad(format!(
-            "answers for {} and {} prompts, not {n}",
-            a.answers.len(),
-            a.wrong_answers.len()
-        ));
-    }
-    if a.answers
-        .iter()
-        .chain(&a.wrong_answers)
-        .any(|t| t.ids.is_empty())
-    {
-        return bad("a prompt without answers".into());
-    }
-    let ids = |v: &[v1::TokenIds]| v.iter().map(|t| t.ids.clone()).collect();
-    Ok((0..n / bs)
-        .map(|b| {
-            let (p, t) = (b * bs, b * bs * w..(b + 1) * bs * w);
-            Batch {
-                index: a.first_batch as usize + b,
-                batch_size: bs,
-                width: w,
-                clean: a.clean[t.clone()].to_vec(),
-                corrupt: a.corrupt[t].to_vec(),
-                answers: ids(&a.answers[p..p + bs]),
-                wrong_answers: ids(&a.wrong_answers[p..p + bs]),
-            }
-        })
-        .collect())
+        .map_err(|_| Error::DiedLoading {
+            what: "the engine thread",
+        })?
 }

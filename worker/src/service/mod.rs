@@ -5,5 +5,6 @@
 pub mod engine;
 pub mod session;
 
-pub use engine::{Engine, EngineConfig};
+pub use crate::compute::EngineConfig;
+pub use engine::Engine;
 pub use session::{serve, ServeConfig, ServeError};

@@ -21,7 +21,8 @@ use metrics::{counter, histogram};
 use tokio::sync::{mpsc, watch};
 use tonic::Code;
 
-use super::engine::{Answer, Computed, Engine, UnitRequest};
+use super::engine::Engine;
+use crate::compute::{Answer, Computed, UnitRequest};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {

@@ -1,0 +1,52 @@
+//! Every file attrib writes (scores, curves, comparisons, drawings, reports) goes through one
+//! writer, which creates the folder and names the file in its error.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Writing a file failed: which file, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {path}: {source}")]
+pub struct WriteFileError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Writes `bytes` to `out`, creating its folder.
+pub fn write_file(out: &Path, bytes: &[u8]) -> Result<(), WriteFileError> {
+    let fail = |source| WriteFileError {
+        path: out.display().to_string(),
+        source,
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    std::fs::write(out, bytes).map_err(fail)
+}
+
+/// Writes `value` as compact JSON to `out`, creating its folder.
+pub fn write_json_file(value: &impl Serialize, out: &Path) -> Result<(), WriteFileError> {
+    let json = serde_json::to_vec(value).map_err(|e| WriteFileError {
+        path: out.display().to_string(),
+        source: e.into(),
+    })?;
+    write_file(out, &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_into_new_folders_and_names_the_file_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a/b/scores.json");
+        write_json_file(&serde_json::json!({"n_edges": 3}), &out).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), r#"{"n_edges":3}"#);
+        let blocked = out.join("under-a-file.json");
+        let err = write_file(&blocked, b"x").unwrap_err().to_string();
+        assert!(err.contains("under-a-file.json"), "{err}");
+    }
+}
