@@ -57,7 +57,7 @@ run_job eap-ig-inputs out/scores-eap-ig-inputs.json --method eap-ig-inputs --ste
 ig=$job
 if [[ $small == 1 ]]; then
     run_job exact out/scores-exact.json --method exact
-    # How well each method finds what exact patching finds (README "Methods").
+    # How well each method finds what exact patching finds (docs/methods.md).
     attrib compare --reference exact=out/scores-exact.json \
         "AutoCircuit quickstart (EAP)=out/scores.json" EAP-IG-inputs=out/scores-eap-ig-inputs.json \
         --html out/compare.html

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use attrib_proto::v1;
 use attrib_proto::v1::attrib_server::Attrib;
+use attrib_proto::GraphShape;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -14,6 +15,9 @@ use crate::coordinator::Coordinator;
 /// Default and largest scores per GetScores chunk (8 bytes each: 512 KiB and 2 MiB).
 const DEFAULT_CHUNK: usize = 65_536;
 const MAX_CHUNK: usize = 262_144;
+/// Default and largest names per GetEdgeNames chunk (~25 bytes each: under 2 MiB, well
+/// inside gRPC's 4 MiB default that other languages' clients keep).
+const MAX_NAMES_CHUNK: usize = 65_536;
 
 pub struct ClientService {
     pub coord: Arc<Coordinator>,
@@ -142,6 +146,24 @@ impl Attrib for ClientService {
         Ok(Response::new(Box::pin(tokio_stream::iter(all))))
     }
 
+    type GetEdgeNamesStream = BoxStream<v1::GetEdgeNamesResponse>;
+
+    async fn get_edge_names(
+        &self,
+        req: Request<v1::GetEdgeNamesRequest>,
+    ) -> Result<Response<Self::GetEdgeNamesStream>, Status> {
+        let r = req.get_ref();
+        // The graph of the stored scores: the names are those of the vector GetScores sends,
+        // and the job's errors (unknown, not done, faithfulness) are GetScores' too.
+        let stored = self.coord.scores(job_id(&r.job_id)?, None).await?;
+        let chunk = match r.chunk_size as usize {
+            0 => MAX_NAMES_CHUNK,
+            n => n.min(MAX_NAMES_CHUNK),
+        };
+        let all = edge_name_chunks(&stored.graph, chunk).into_iter().map(Ok);
+        Ok(Response::new(Box::pin(tokio_stream::iter(all))))
+    }
+
     async fn list_workers(
         &self,
         _req: Request<v1::ListWorkersRequest>,
@@ -160,5 +182,103 @@ impl Attrib for ClientService {
             job_id,
             curve_json,
         }))
+    }
+}
+
+/// The names of `graph`'s edges in flat (score vector) order, `chunk` per message; one empty
+/// message for a graph without edges, so a caller always learns `n_edges`.
+fn edge_name_chunks(graph: &GraphShape, chunk: usize) -> Vec<v1::GetEdgeNamesResponse> {
+    let names = graph.named_edges();
+    let n_edges = names.len() as u64;
+    if names.is_empty() {
+        return vec![v1::GetEdgeNamesResponse {
+            offset: 0,
+            n_edges,
+            edges: vec![],
+        }];
+    }
+    names
+        .chunks(chunk.max(1))
+        .enumerate()
+        .map(|(i, c)| v1::GetEdgeNamesResponse {
+            offset: (i * chunk.max(1)) as u64,
+            n_edges,
+            edges: c
+                .iter()
+                .map(|e| v1::EdgeName {
+                    src: e.src.clone(),
+                    dest: e.dest.clone(),
+                    seq: e.seq.map(|s| s as u32),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attrib_proto::{
+        AttributionSettings, DataSettings, ModelRecord, ScoresFile, ScoresMetadata,
+    };
+
+    /// The names of every chunk, joined, are the names a scores file gives the same vector.
+    #[test]
+    fn edge_names_tile_the_score_vector_in_order() {
+        for graph in [
+            GraphShape {
+                n_layers: 2,
+                n_heads: 3,
+                separate_qkv: true,
+                seq_len: Some(4),
+            },
+            GraphShape {
+                n_layers: 1,
+                n_heads: 2,
+                separate_qkv: false,
+                seq_len: None,
+            },
+        ] {
+            let n = graph.n_edges();
+            let chunks = edge_name_chunks(&graph, 7);
+            assert_eq!(chunks.len(), n.div_ceil(7));
+            let mut joined = Vec::new();
+            for c in &chunks {
+                assert_eq!(c.offset as usize, joined.len());
+                assert_eq!(c.n_edges as usize, n);
+                assert!(!c.edges.is_empty() && c.edges.len() <= 7);
+                joined.extend(c.edges.iter().cloned());
+            }
+            assert_eq!(joined.len(), n);
+            let scores: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let meta = ScoresMetadata {
+                n_edges: n,
+                clean_logit_diff: 0.0,
+                settings: AttributionSettings::default(),
+                data: DataSettings::new(&v1::DataOptions::default(), vec![], 4, None),
+                model: ModelRecord {
+                    path: "m".into(),
+                    n_layers: graph.n_layers,
+                    n_heads: graph.n_heads,
+                    d_model: 8,
+                },
+            };
+            let file = ScoresFile::from_parts(meta, &graph, &scores);
+            for (i, (name, edge)) in joined.iter().zip(&file.edges).enumerate() {
+                assert_eq!(edge.score, i as f64);
+                assert_eq!(
+                    (name.src.as_str(), name.dest.as_str(), name.seq),
+                    (
+                        edge.src.as_str(),
+                        edge.dest.as_str(),
+                        edge.seq.map(|s| s as u32)
+                    ),
+                    "edge {i}"
+                );
+            }
+            assert_eq!(joined[0].src, "Resid Start");
+            assert_eq!(joined[n - 1].dest, "Resid End");
+            assert_eq!(joined[0].seq, graph.seq_len.map(|_| 0));
+        }
     }
 }

@@ -213,50 +213,12 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
         });
     }
-    let mut datasets = Vec::with_capacity(req.datasets.len());
-    for (i, spec) in req.datasets.iter().enumerate() {
-        let name = match (spec.name.as_str(), spec.files.first()) {
-            ("", Some(f)) => f.name.clone(),
-            ("", None) => format!("dataset {i}"),
-            (n, _) => n.to_string(),
-        };
-        let in_dataset = |source| Error::Dataset {
-            dataset: name.clone(),
-            source,
-        };
-        let files = spec
-            .files
-            .iter()
-            .map(|f| PromptFile::parse(&f.json, Path::new(&f.name)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(in_dataset)?;
-        let merged = PromptFile::merge(files).map_err(in_dataset)?;
-        let prepared = prepare(&merged, &model.tokenizer, &opts).map_err(in_dataset)?;
-        let (batches, prompts) = match split {
-            Split::Train => (
-                prepared.train_batches(opts.batch_size),
-                prepared.train.len(),
-            ),
-            Split::Test => (prepared.test_batches(opts.batch_size), prepared.test.len()),
-        };
-        // ACDC runs on the first train batch only, as AutoCircuit's does (its circuits are
-        // judged on every test batch).
-        let used = match (split, &settings.method) {
-            (Split::Train, Method::Acdc { .. }) => batches.len().min(1),
-            _ => batches.len(),
-        };
-        datasets.push(PlannedDataset {
-            prompts: (used * opts.batch_size).min(prompts) as u32,
-            name: name.clone(),
-            files: spec.files.iter().map(|f| f.name.clone()).collect(),
-            width: prepared.width,
-            seq_labels: prepared.seq_labels.clone(),
-            units: unit_ranges(used, k),
-            first_batch: 0,
-            first_unit: 0,
-            batches,
-        });
-    }
+    let datasets = req
+        .datasets
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| plan_dataset(i, spec, model, &opts, split, &settings.method, k))
+        .collect::<Result<Vec<_>>>()?;
     if matches!(settings.method, Method::Acdc { .. }) && datasets.len() > 1 {
         return Err(Error::InvalidRequest {
             field: "datasets",
@@ -279,24 +241,8 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
             ),
         });
     }
-    // Exact patching: edge groups are whole passes of every dataset (so a unit's passes are
-    // the ones a single process runs), rounded up from the request.
-    let edges_per_unit = (settings.method == Method::Exact).then(|| {
-        let pass = datasets
-            .iter()
-            .flat_map(|d| {
-                d.units
-                    .iter()
-                    .map(|u| memory::exact_edges_per_pass(u.len() * opts.batch_size, d.width))
-            })
-            .max()
-            .unwrap_or(1);
-        let asked = match data.edges_per_unit {
-            0 => DEFAULT_EDGES_PER_UNIT,
-            e => e as usize,
-        };
-        asked.div_ceil(pass) * pass
-    });
+    let edges_per_unit = (settings.method == Method::Exact)
+        .then(|| exact_edges_per_unit(&datasets, opts.batch_size, data.edges_per_unit));
     let mut p = JobPlan {
         settings,
         data,
@@ -308,19 +254,97 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         edges_per_unit,
         unit_memory: 0,
     };
-    p.unit_memory = p
-        .datasets
+    p.unit_memory = unit_memory(&p, model, opts.batch_size);
+    p.number_units();
+    Ok(p)
+}
+
+/// Dataset `i` of a request: its files parsed, merged, tokenized and batched, and its units
+/// of `k` batches (ACDC: its first train batch only).
+fn plan_dataset(
+    i: usize,
+    spec: &v1::DatasetSpec,
+    model: &ModelInfo,
+    opts: &DatasetOptions,
+    split: Split,
+    method: &Method,
+    k: usize,
+) -> Result<PlannedDataset> {
+    let name = match (spec.name.as_str(), spec.files.first()) {
+        ("", Some(f)) => f.name.clone(),
+        ("", None) => format!("dataset {i}"),
+        (n, _) => n.to_string(),
+    };
+    let in_dataset = |source| Error::Dataset {
+        dataset: name.clone(),
+        source,
+    };
+    let files = spec
+        .files
+        .iter()
+        .map(|f| PromptFile::parse(&f.json, Path::new(&f.name)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(in_dataset)?;
+    let merged = PromptFile::merge(files).map_err(in_dataset)?;
+    let prepared = prepare(&merged, &model.tokenizer, opts).map_err(in_dataset)?;
+    let (batches, prompts) = match split {
+        Split::Train => (
+            prepared.train_batches(opts.batch_size),
+            prepared.train.len(),
+        ),
+        Split::Test => (prepared.test_batches(opts.batch_size), prepared.test.len()),
+    };
+    // ACDC runs on the first train batch only, as AutoCircuit's does (its circuits are
+    // judged on every test batch).
+    let used = match (split, method) {
+        (Split::Train, Method::Acdc { .. }) => batches.len().min(1),
+        _ => batches.len(),
+    };
+    Ok(PlannedDataset {
+        prompts: (used * opts.batch_size).min(prompts) as u32,
+        name,
+        files: spec.files.iter().map(|f| f.name.clone()).collect(),
+        width: prepared.width,
+        seq_labels: prepared.seq_labels.clone(),
+        units: unit_ranges(used, k),
+        first_batch: 0,
+        first_unit: 0,
+        batches,
+    })
+}
+
+/// Exact patching's edges per unit: edge groups are whole passes of every dataset (so a
+/// unit's passes are the ones a single process runs), rounded up from the request (0: the
+/// default).
+fn exact_edges_per_unit(datasets: &[PlannedDataset], batch_size: usize, asked: u32) -> usize {
+    let pass = datasets
+        .iter()
+        .flat_map(|d| {
+            d.units
+                .iter()
+                .map(|u| memory::exact_edges_per_pass(u.len() * batch_size, d.width))
+        })
+        .max()
+        .unwrap_or(1);
+    let asked = match asked {
+        0 => DEFAULT_EDGES_PER_UNIT,
+        e => e as usize,
+    };
+    asked.div_ceil(pass) * pass
+}
+
+/// The most memory one of the plan's units needs on a worker: its batches (the units'
+/// largest; one batch for ACDC) at the dataset's width.
+fn unit_memory(p: &JobPlan, model: &ModelInfo, batch_size: usize) -> u64 {
+    p.datasets
         .iter()
         .map(|d| {
-            // A unit's prompts: its batches (the units' largest), one batch for ACDC.
             let batches = d.units.iter().map(|u| u.len()).max().unwrap_or(0);
-            let unit = UnitShape::new(batches * opts.batch_size, d.width, p.settings.points);
+            let unit = UnitShape::new(batches * batch_size, d.width, p.settings.points);
             memory::worker_bytes(&model.config, &p.graph, &unit)
         })
         .max()
-        .unwrap_or(0);
-    p.number_units();
-    Ok(p)
+        .unwrap_or(0)
 }
 
 impl JobPlan {

@@ -1,5 +1,5 @@
-//! Puts the coordinator on the network: both services, gRPC health, the token check, message
-//! size limits and HTTP/2 keepalive on one listener. `start` binds (port 0 works) and returns
+//! Puts the coordinator on the network: both services, gRPC health and reflection, the token
+//! check, message size limits and HTTP/2 keepalive on one listener. `start` binds (port 0 works) and returns
 //! a handle, so tests run a real server on loopback.
 
 use std::net::SocketAddr;
@@ -37,6 +37,14 @@ impl tonic::service::Interceptor for WorkerAuth {
         self.token.check(&req)?;
         Ok(req)
     }
+}
+
+/// gRPC server reflection (v1 and the v1alpha that older tools ask for) over attrib.v1 and
+/// grpc.health.v1, so grpcurl, grpcui and Postman need no .proto file.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(attrib_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// A coordinator serving on `addr` until `stop` is called.
@@ -117,6 +125,13 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
         coord: coord.clone(),
     })
     .max_decoding_message_size(config.max_result_bytes);
+    // The descriptor sets are compiled in: an error here is a build defect, not input.
+    let reflection_v1 = reflection_builder()
+        .build_v1()
+        .expect("the compiled-in descriptor sets are valid");
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .expect("the compiled-in descriptor sets are valid");
     let (tx, rx) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
@@ -133,8 +148,12 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
         .http2_keepalive_interval(Some(config.keepalive / 2))
         .http2_keepalive_timeout(Some(config.keepalive))
         // Health stays open without the token: load balancers and probes cannot send one,
-        // and it reveals nothing but "serving".
+        // and it reveals nothing but "serving". Reflection too: it reveals only the schema,
+        // which is public (proto/attrib/v1/attrib.proto), and tools ask for it before they
+        // know which metadata to send.
         .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(client, client_auth))
         .add_service(InterceptedService::new(workers, worker_auth));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -165,31 +165,9 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
     }
     let selected = &order[..opts.train_size + opts.test_size]; // checked above
 
-    let bos = if opts.prepend_bos { BOS_TEXT } else { "" };
-    let mut sides = [Vec::new(), Vec::new()];
-    for (k, side) in [Side::Clean, Side::Corrupt].into_iter().enumerate() {
-        for &i in selected {
-            let p = &file.prompts[i];
-            let text = match side {
-                Side::Clean => &p.clean,
-                Side::Corrupt => &p.corrupt,
-            };
-            let ids = tok.encode(&format!("{bos}{text}"))?;
-            if ids.is_empty() {
-                return Err(Error::EmptyPrompt { prompt: i, side });
-            }
-            if ids.len() > opts.n_ctx {
-                return Err(Error::PromptTooLong {
-                    prompt: i,
-                    side,
-                    n_tokens: ids.len(),
-                    n_ctx: opts.n_ctx,
-                });
-            }
-            sides[k].push(ids);
-        }
-    }
-    let [clean, corrupt] = sides;
+    let [clean, corrupt] = [Side::Clean, Side::Corrupt]
+        .map(|side| tokenize_side(file, selected, side, tok, opts));
+    let (clean, corrupt) = (clean?, corrupt?);
     let width = |rows: &[Vec<i64>]| rows.iter().map(Vec::len).max().unwrap_or(0);
     let (clean_w, corrupt_w) = (width(&clean), width(&corrupt));
     if clean_w != corrupt_w {
@@ -218,6 +196,64 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
     };
     let (clean, corrupt) = (pad(clean), pad(corrupt));
 
+    let all = with_answers(file, selected, clean, corrupt, tok)?;
+    let (train, test) = split_at(all, opts.train_size);
+
+    let (seq_labels, word_idxs) = labels(file, opts.prepend_bos)?;
+    Ok(Dataset {
+        train,
+        test,
+        width: clean_w,
+        seq_len: opts.token_positions.then_some(clean_w),
+        seq_labels,
+        word_idxs,
+        shuffled_order: order,
+    })
+}
+
+/// One side's token ids for the `selected` prompts, BOS prepended when asked; refuses empty
+/// prompts and prompts longer than the model's context.
+fn tokenize_side(
+    file: &PromptFile,
+    selected: &[usize],
+    side: Side,
+    tok: &PromptTokenizer,
+    opts: &DatasetOptions,
+) -> Result<Vec<Vec<i64>>> {
+    let bos = if opts.prepend_bos { BOS_TEXT } else { "" };
+    selected
+        .iter()
+        .map(|&i| {
+            let p = &file.prompts[i];
+            let text = match side {
+                Side::Clean => &p.clean,
+                Side::Corrupt => &p.corrupt,
+            };
+            let ids = tok.encode(&format!("{bos}{text}"))?;
+            if ids.is_empty() {
+                return Err(Error::EmptyPrompt { prompt: i, side });
+            }
+            if ids.len() > opts.n_ctx {
+                return Err(Error::PromptTooLong {
+                    prompt: i,
+                    side,
+                    n_tokens: ids.len(),
+                    n_ctx: opts.n_ctx,
+                });
+            }
+            Ok(ids)
+        })
+        .collect()
+}
+
+/// The `selected` prompts' padded rows joined to their single-token answers, in order.
+fn with_answers(
+    file: &PromptFile,
+    selected: &[usize],
+    clean: Vec<Vec<i64>>,
+    corrupt: Vec<Vec<i64>>,
+    tok: &PromptTokenizer,
+) -> Result<Split> {
     let answers_of = |i: usize, which: &[String]| -> Result<Vec<i64>> {
         which
             .iter()
@@ -243,12 +279,19 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
         all.answers.push(answers_of(i, &p.answers)?);
         all.wrong_answers.push(answers_of(i, &p.wrong_answers)?);
     }
-    let (train, test) = split_at(all, opts.train_size);
+    Ok(all)
+}
 
-    let shift = i64::from(opts.prepend_bos);
+/// Position labels and word indices, shifted by one when BOS is prepended.
+#[allow(clippy::type_complexity)]
+fn labels(
+    file: &PromptFile,
+    prepend_bos: bool,
+) -> Result<(Option<Vec<String>>, BTreeMap<String, i64>)> {
+    let shift = i64::from(prepend_bos);
     let seq_labels = file.seq_labels.as_ref().map(|labels| {
         let mut out = Vec::new();
-        if opts.prepend_bos {
+        if prepend_bos {
             out.push("<|BOS|>".to_string());
         }
         out.extend(labels.iter().cloned());
@@ -264,15 +307,7 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
             None => Err(Error::WordIndex { word: k, index: v }),
         })
         .collect::<Result<_>>()?;
-    Ok(Dataset {
-        train,
-        test,
-        width: clean_w,
-        seq_len: opts.token_positions.then_some(clean_w),
-        seq_labels,
-        word_idxs,
-        shuffled_order: order,
-    })
+    Ok((seq_labels, word_idxs))
 }
 
 fn first_padded(

@@ -104,7 +104,9 @@ impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
             }
         };
         let name = match v1::Method::try_from(s.method) {
-            Ok(v1::Method::MaskGradient) => "mask-gradient",
+            // Unset reads as the default: protocol 3 clients (and jobs they stored) sent 0
+            // for the mask gradient.
+            Ok(v1::Method::Unspecified | v1::Method::MaskGradient) => "mask-gradient",
             Ok(v1::Method::Eap) => "eap",
             Ok(v1::Method::EapIgInputs) => "eap-ig-inputs",
             Ok(v1::Method::CleanCorrupted) => "clean-corrupted",
@@ -228,6 +230,25 @@ mod tests {
             ..wire.clone()
         };
         assert!(AttributionSettings::try_from(&no_points).is_err());
+    }
+
+    /// Protocol 4's Method: the mask gradient is sent as 7, and an unset method (0, what a
+    /// protocol 3 client sent for the mask gradient, and what its stored jobs hold) still
+    /// reads as the mask gradient.
+    #[test]
+    fn an_unset_method_is_the_mask_gradient() {
+        let s = AttributionSettings::default();
+        let mut wire = v1::AttributionSettings::from(&s);
+        assert_eq!(wire.method(), v1::Method::MaskGradient);
+        assert_eq!(wire.method, 7);
+        wire.method = v1::Method::Unspecified as i32;
+        assert_eq!(wire.method, 0);
+        assert_eq!(AttributionSettings::try_from(&wire).unwrap(), s);
+        wire.method = 8;
+        let e = AttributionSettings::try_from(&wire)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("settings.method") && e.contains('8'), "{e}");
     }
 
     #[test]

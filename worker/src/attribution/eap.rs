@@ -6,7 +6,7 @@
 use attrib_proto::{AnswerFunction, DestKind, GradFunction, GraphShape};
 use tch::{Kind, Tensor};
 
-use super::mask_gradient::tap;
+use super::uniform_patcher::tap;
 use super::metric::{apply_grad_function, BatchAnswers};
 use crate::model::{Gpt2, HeadInputs, Patcher, SourceBuffer, SourceLayout, TokenBatch};
 

@@ -16,8 +16,12 @@ use attrib_proto::{AttributionSettings, DestKind, DestModule, GraphShape, Method
 use tch::{Kind, Tensor};
 
 use super::metric::{apply_grad_function, BatchAnswers};
-use crate::device::{download_f32, synchronize};
-use crate::model::{ln_pre, Gpt2, HeadInputs, Patcher, SourceBuffer, SourceLayout, TokenBatch};
+use super::runs::{eap_ig_runs, interpolation, Run};
+use super::stages::StageClock;
+use super::uniform_patcher::UniformPatcher;
+pub use super::stages::StageTimes;
+use crate::device::download_f32;
+use crate::model::{ln_pre, Gpt2, SourceBuffer, SourceLayout, TokenBatch};
 use crate::Result;
 
 /// Consecutive batches of equal size run as one forward/backward pass.
@@ -55,142 +59,6 @@ pub struct UnitScores {
     pub clean_logit_diffs: Vec<f32>,
 }
 
-/// Seconds spent in each stage of the passes (where the time goes).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StageTimes {
-    pub corrupt_forward: f64,
-    pub clean_forward: f64,
-    pub backward: f64,
-    pub contraction: f64,
-}
-
-impl std::ops::AddAssign for StageTimes {
-    fn add_assign(&mut self, o: Self) {
-        self.corrupt_forward += o.corrupt_forward;
-        self.clean_forward += o.clean_forward;
-        self.backward += o.backward;
-        self.contraction += o.contraction;
-    }
-}
-
-/// Patcher for the uniform-mask forward, keeping what the score contraction needs.
-struct UniformPatcher<'a> {
-    alpha: f64,
-    /// Σ P over the first n_in sources at each destination (attn b → 2b, MLP b → 2b+1, end → 2L).
-    cum_p: &'a [Tensor],
-    /// Σ S of the current pass so far (inside autograd), only when α ≠ 0.
-    cum_s: Option<Tensor>,
-    /// Where the pass's source outputs go when they make the contraction's Δ.
-    s_rec: Option<&'a mut SourceBuffer>,
-    /// Sources whose outputs this pass replaces by constants.
-    replacement: Option<Replacement>,
-    attn_inputs: Vec<Tensor>,
-    qkv_taps: Vec<[Tensor; 3]>,
-    mlp_taps: Vec<Tensor>,
-    end_tap: Option<Tensor>,
-}
-
-/// Constant outputs `[n, C, T, d]` for sources `first..first+n` (EAP-IG's interpolations).
-struct Replacement {
-    first: usize,
-    values: Tensor,
-}
-
-/// `x + 0` through a fresh leaf: the leaf's gradient is `∂loss/∂x`. Returns `(x + leaf, leaf)`.
-pub(crate) fn tap(x: Tensor) -> (Tensor, Tensor) {
-    let leaf = x.zeros_like().set_requires_grad(true);
-    (x + &leaf, leaf)
-}
-
-impl<'a> UniformPatcher<'a> {
-    fn new(alpha: f64, cum_p: &'a [Tensor], s_rec: Option<&'a mut SourceBuffer>) -> Self {
-        UniformPatcher {
-            alpha,
-            cum_p,
-            cum_s: None,
-            s_rec,
-            replacement: None,
-            attn_inputs: Vec::new(),
-            qkv_taps: Vec::new(),
-            mlp_taps: Vec::new(),
-            end_tap: None,
-        }
-    }
-
-    fn mix(&self, x: &Tensor, checkpoint: usize) -> Tensor {
-        match &self.cum_s {
-            Some(cum_s) => x + (&self.cum_p[checkpoint] - cum_s) * self.alpha,
-            None => x.shallow_clone(),
-        }
-    }
-
-    /// The destination-input leaves in the order `Contraction` reads their gradients.
-    fn leaves(&self) -> Vec<Tensor> {
-        let mut leaves: Vec<Tensor> = self
-            .qkv_taps
-            .iter()
-            .flat_map(|t| t.iter().map(Tensor::shallow_clone))
-            .collect();
-        leaves.extend(self.mlp_taps.iter().map(Tensor::shallow_clone));
-        leaves.push(
-            self.end_tap
-                .as_ref()
-                .expect("forward reached the end")
-                .shallow_clone(),
-        );
-        leaves
-    }
-}
-
-impl Patcher for UniformPatcher<'_> {
-    fn source_values(&mut self, first: usize, outs: Tensor) -> Tensor {
-        match &self.replacement {
-            // `0·outs` keeps the replaced node in the graph with a zero gradient, so no
-            // gradient flows through it (EAP-IG's hook returns a detached constant) and every
-            // tap still gets a (zero) gradient.
-            Some(r) if r.first == first => outs * 0.0 + &r.values,
-            _ => outs,
-        }
-    }
-
-    fn record_sources(&mut self, first: usize, outs: &Tensor) {
-        if let Some(s_rec) = self.s_rec.as_mut() {
-            s_rec.store(first, outs);
-        }
-        if self.alpha != 0.0 {
-            let sum = outs.sum_dim_intlist(0, false, Kind::Float);
-            self.cum_s = Some(match self.cum_s.take() {
-                Some(c) => c + sum,
-                None => sum,
-            });
-        }
-    }
-
-    fn attn_input(&mut self, block: usize, resid: &Tensor) -> HeadInputs {
-        let x = self.mix(resid, 2 * block);
-        self.attn_inputs.push(x.detach());
-        HeadInputs::Shared(x)
-    }
-
-    fn qkv(&mut self, _block: usize, q: Tensor, k: Tensor, v: Tensor) -> (Tensor, Tensor, Tensor) {
-        let ((q, tq), (k, tk), (v, tv)) = (tap(q), tap(k), tap(v));
-        self.qkv_taps.push([tq, tk, tv]);
-        (q, k, v)
-    }
-
-    fn mlp_input(&mut self, block: usize, resid_mid: &Tensor) -> Tensor {
-        let (x, t) = tap(self.mix(resid_mid, 2 * block + 1));
-        self.mlp_taps.push(t);
-        x
-    }
-
-    fn final_input(&mut self, resid: &Tensor) -> Tensor {
-        let (x, t) = tap(self.mix(resid, 2 * self.mlp_taps.len()));
-        self.end_tap = Some(t);
-        x
-    }
-}
-
 /// Runs the attribution of one pass: scores summed over its batches and the method's runs,
 /// in the graph's flat edge order.
 pub fn pass_scores(
@@ -200,80 +68,6 @@ pub fn pass_scores(
     settings: &AttributionSettings,
 ) -> Result<UnitScores> {
     pass_scores_timed(model, graph, pass, settings, &|| Ok(()), false).map(|(s, _)| s)
-}
-
-/// Which prompts a gradient run reads, and what it changes.
-struct Run {
-    corrupt_tokens: bool,
-    /// Every mask at this value (AutoCircuit's mask gradient).
-    alpha: f64,
-    /// Sources `first..first+n` whose outputs become `P + α·(S − P)` (EAP-IG's interpolated
-    /// nodes), as `(first, n, α)`; the values are made when the run comes, one run's at a time.
-    interpolate: Option<(usize, usize, f64)>,
-}
-
-impl Run {
-    fn clean(alpha: f64) -> Self {
-        Run {
-            corrupt_tokens: false,
-            alpha,
-            interpolate: None,
-        }
-    }
-}
-
-/// `P + α·(S − P)` over sources `first..first+n` as `[n, C, T, d]`, from `p` and
-/// `delta` = `S − P`, both batch-major.
-fn interpolation(first: usize, n: usize, alpha: f64, p: &Tensor, delta: &Tensor) -> Replacement {
-    let rows = |t: &Tensor| {
-        let s = t.size(); // [n_src, nb, T, B, d]
-        t.narrow(0, first as i64, n as i64)
-            .permute([0, 1, 3, 2, 4])
-            .reshape([n as i64, s[1] * s[3], s[2], s[4]])
-    };
-    Replacement {
-        first,
-        values: rows(p) + rows(delta) * alpha,
-    }
-}
-
-/// The gradient runs of an EAP-IG method, whose Δ is fixed at `S(clean) − P`, in EAP-IG's
-/// order.
-fn eap_ig_runs(method: &Method, graph: &GraphShape) -> Vec<Run> {
-    let with = |first: usize, n: usize, alpha: f64| Run {
-        corrupt_tokens: false,
-        alpha: 0.0,
-        interpolate: Some((first, n, alpha)),
-    };
-    match *method {
-        Method::CleanCorrupted => vec![
-            Run::clean(0.0),
-            Run {
-                corrupt_tokens: true,
-                ..Run::clean(0.0)
-            },
-        ],
-        // k = 0..steps−1: the corrupt end included, the clean end not (EAP-IG's edge grid).
-        Method::EapIgInputs { steps } => (0..steps)
-            .map(|k| with(0, 1, k as f64 / steps as f64))
-            .collect(),
-        // Targets input, then per layer its attention (all heads) and its MLP; k = 1..steps.
-        Method::EapIgActivations { steps } => {
-            let heads = graph.n_heads;
-            let targets = std::iter::once((0, 1)).chain(
-                (0..graph.n_layers)
-                    .flat_map(|l| [(1 + l * (heads + 1), heads), ((l + 1) * (heads + 1), 1)]),
-            );
-            targets
-                .flat_map(|(first, n)| {
-                    (1..=steps).map(move |k| with(first, n, k as f64 / steps as f64))
-                })
-                .collect()
-        }
-        Method::MaskGradient | Method::Eap | Method::Exact | Method::Acdc { .. } => {
-            unreachable!("not a fixed-Δ method")
-        }
-    }
 }
 
 /// `pass_scores`, also reporting the time of each stage. `between_passes` runs before each
@@ -294,17 +88,7 @@ pub fn pass_scores_timed(
     synced_stages: bool,
 ) -> Result<(UnitScores, StageTimes)> {
     let mut times = StageTimes::default();
-    let mut clock = std::time::Instant::now();
-    let mut lap = || {
-        if synced_stages {
-            synchronize(model.device);
-        }
-        let now = std::time::Instant::now();
-        let dt = (now - clock).as_secs_f64();
-        clock = now;
-        dt
-    };
-    let cfg = &model.cfg;
+    let mut clock = StageClock::new(model.device, synced_stages);
     let (nb, bs) = (pass.n_batches(), pass.batch_size);
     let layout = SourceLayout::BatchMajor { n_batches: nb };
     let new_buffer = || {
@@ -312,7 +96,7 @@ pub fn pass_scores_timed(
             graph.n_src(),
             nb * bs,
             pass.clean.width,
-            cfg.d_model,
+            model.cfg.d_model,
             layout,
             model.device,
         )
@@ -331,7 +115,7 @@ pub fn pass_scores_timed(
     } else {
         Vec::new()
     };
-    times.corrupt_forward += lap();
+    times.corrupt_forward += clock.lap();
 
     let mut s_buf = new_buffer();
     let mut clean_diffs: Option<Tensor> = None; // [C]
@@ -340,95 +124,155 @@ pub fn pass_scores_timed(
         Method::EapIgInputs { .. } | Method::CleanCorrupted | Method::EapIgActivations { .. }
     );
     let runs = if fixed_delta {
-        // Δ = S − P from an unpatched clean pass, in place in the S buffer.
-        let logits = tch::no_grad(|| model.unembed(&model.forward_last(&pass.clean, &mut s_buf)));
-        clean_diffs = Some(tch::no_grad(|| pass.logit_diffs(&logits)));
-        tch::no_grad(|| {
-            let mut d = s_buf.buf.shallow_clone();
-            d -= &p_buf.buf;
-        });
-        let runs = eap_ig_runs(&settings.method, graph);
-        times.clean_forward += lap();
-        runs
+        clean_diffs = Some(fixed_delta_in_place(model, pass, &mut s_buf, &p_buf));
+        times.clean_forward += clock.lap();
+        eap_ig_runs(&settings.method, graph)
     } else {
         alphas.iter().map(|&a| Run::clean(a)).collect()
     };
 
     // Σ over runs of the contraction, on the device; negated at the end.
     let mut total: Option<Tensor> = None;
+    let sources = PassSources {
+        p_buf: &p_buf,
+        cum_p: &cum_p,
+        fixed_delta,
+    };
     for (i, run) in runs.into_iter().enumerate() {
         if i > 0 {
             between_passes()?;
         }
-        let replacement = run
-            .interpolate
-            .map(|(first, n, a)| interpolation(first, n, a, &p_buf.buf, &s_buf.buf));
-        let s_rec = (!fixed_delta).then_some(&mut s_buf);
-        let mut p = UniformPatcher::new(run.alpha, &cum_p, s_rec);
-        p.replacement = replacement;
-        let tokens = if run.corrupt_tokens {
-            &pass.corrupt
-        } else {
-            &pass.clean
-        };
-        let logits = model.unembed(&model.forward_last(tokens, &mut p)); // [C, V]
-        let mut terms = Vec::with_capacity(pass.n_batches());
-        for (n, ans) in pass.answers.iter().enumerate() {
-            let z = logits.narrow(0, (n * bs) as i64, bs as i64);
-            let v = apply_grad_function(settings.grad_function, &z);
-            terms.push(ans.value(&v, settings.answer_function));
-        }
-        if !fixed_delta && run.alpha == 0.0 {
-            clean_diffs = Some(tch::no_grad(|| pass.logit_diffs(&logits.detach())));
-        }
-        // The loss is a sum of per-batch means (AutoCircuit sums gradients over batches).
-        let loss = -Tensor::stack(&terms, 0).sum(Kind::Float);
-        times.clean_forward += lap();
-        let grads = Tensor::run_backward(&[loss], &p.leaves(), false, false);
-        times.backward += lap();
-        let contract = Contraction {
+        let (scores, diffs) = gradient_run(
             model,
             graph,
             pass,
-            attn_inputs: &p.attn_inputs,
-            grads: &grads,
-        };
-        if !fixed_delta {
-            // Δ' = S − P in place in the S buffer (no third buffer); scores are negated below.
-            tch::no_grad(|| {
-                let mut d = s_buf.buf.shallow_clone();
-                d -= &p_buf.buf;
-            });
-        }
-        let scores = tch::no_grad(|| contract.scores(&s_buf.buf));
+            settings,
+            &run,
+            &sources,
+            &mut s_buf,
+            &mut clock,
+            &mut times,
+        );
+        clean_diffs = diffs.or(clean_diffs);
         total = Some(match total {
             Some(t) => t + scores,
             None => scores,
         });
-        times.contraction += lap();
+        times.contraction += clock.lap();
     }
     let clean_diffs = match clean_diffs {
         Some(d) => d,
         None => {
             let d = tch::no_grad(|| pass.logit_diffs(&model.logits(&pass.clean)));
-            times.clean_forward += lap();
+            times.clean_forward += clock.lap();
             d
         }
     };
-    // The unit's one copy to the host: the negated scores and the clean differences together.
-    let scores = -total.expect("at least one mask point");
+    let unit = download(-total.expect("at least one mask point"), clean_diffs);
+    // The copy waits for the device: on a GPU, the queued work's time lands here.
+    times.contraction += clock.lap();
+    Ok((unit, times))
+}
+
+/// The unit's one copy to the host: the scores and the clean differences together.
+fn download(scores: Tensor, clean_diffs: Tensor) -> UnitScores {
     let n_edges = scores.size()[0] as usize;
     let mut values = download_f32(&Tensor::cat(&[scores, clean_diffs], 0));
     let clean_logit_diffs = values.split_off(n_edges);
-    // The copy waits for the device: on a GPU, the queued work's time lands here.
-    times.contraction += lap();
-    Ok((
-        UnitScores {
-            scores: values,
-            clean_logit_diffs,
-        },
-        times,
-    ))
+    UnitScores {
+        scores: values,
+        clean_logit_diffs,
+    }
+}
+
+/// EAP-IG's fixed Δ = S − P from an unpatched clean pass, in place in the S buffer; returns
+/// the clean logit differences of that pass.
+fn fixed_delta_in_place(
+    model: &Gpt2,
+    pass: &PassInput,
+    s_buf: &mut SourceBuffer,
+    p_buf: &SourceBuffer,
+) -> Tensor {
+    let logits = tch::no_grad(|| model.unembed(&model.forward_last(&pass.clean, s_buf)));
+    let clean_diffs = tch::no_grad(|| pass.logit_diffs(&logits));
+    tch::no_grad(|| {
+        let mut d = s_buf.buf.shallow_clone();
+        d -= &p_buf.buf;
+    });
+    clean_diffs
+}
+
+/// What every gradient run of a pass reads: the corrupt sources P, their per-destination
+/// sums, and whether Δ is fixed (EAP-IG) or each run's own `S − P` (AutoCircuit).
+struct PassSources<'a> {
+    p_buf: &'a SourceBuffer,
+    cum_p: &'a [Tensor],
+    fixed_delta: bool,
+}
+
+/// One gradient run: the patched forward, the backward of the metric's loss, and the
+/// contraction of the mask gradients with `S − P` (not yet negated). Also the clean logit
+/// differences when this run is AutoCircuit's unpatched one (mask value 0).
+#[allow(clippy::too_many_arguments)]
+fn gradient_run(
+    model: &Gpt2,
+    graph: &GraphShape,
+    pass: &PassInput,
+    settings: &AttributionSettings,
+    run: &Run,
+    sources: &PassSources,
+    s_buf: &mut SourceBuffer,
+    clock: &mut StageClock,
+    times: &mut StageTimes,
+) -> (Tensor, Option<Tensor>) {
+    let fixed_delta = sources.fixed_delta;
+    let replacement = run
+        .interpolate
+        .map(|(first, n, a)| interpolation(first, n, a, &sources.p_buf.buf, &s_buf.buf));
+    let s_rec = (!fixed_delta).then_some(&mut *s_buf);
+    let mut p = UniformPatcher::new(run.alpha, sources.cum_p, s_rec);
+    p.replacement = replacement;
+    let tokens = if run.corrupt_tokens {
+        &pass.corrupt
+    } else {
+        &pass.clean
+    };
+    let logits = model.unembed(&model.forward_last(tokens, &mut p)); // [C, V]
+    let loss = metric_loss(pass, settings, &logits);
+    let clean_diffs = (!fixed_delta && run.alpha == 0.0)
+        .then(|| tch::no_grad(|| pass.logit_diffs(&logits.detach())));
+    times.clean_forward += clock.lap();
+    let grads = Tensor::run_backward(&[loss], &p.leaves(), false, false);
+    times.backward += clock.lap();
+    let contract = Contraction {
+        model,
+        graph,
+        pass,
+        attn_inputs: &p.attn_inputs,
+        grads: &grads,
+    };
+    if !fixed_delta {
+        // Δ' = S − P in place in the S buffer (no third buffer); scores are negated below.
+        tch::no_grad(|| {
+            let mut d = s_buf.buf.shallow_clone();
+            d -= &sources.p_buf.buf;
+        });
+    }
+    let scores = tch::no_grad(|| contract.scores(&s_buf.buf));
+    (scores, clean_diffs)
+}
+
+/// The loss of one run: minus the sum over its batches of each batch's mean answer metric
+/// (AutoCircuit sums gradients over batches).
+fn metric_loss(pass: &PassInput, settings: &AttributionSettings, logits: &Tensor) -> Tensor {
+    let bs = pass.batch_size;
+    let mut terms = Vec::with_capacity(pass.n_batches());
+    for (n, ans) in pass.answers.iter().enumerate() {
+        let z = logits.narrow(0, (n * bs) as i64, bs as i64);
+        let v = apply_grad_function(settings.grad_function, &z);
+        terms.push(ans.value(&v, settings.answer_function));
+    }
+    -Tensor::stack(&terms, 0).sum(Kind::Float)
 }
 
 /// The modules at the head of `rest` that share one contraction: a block's head inputs, or

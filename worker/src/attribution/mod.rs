@@ -9,6 +9,9 @@ pub mod exact;
 pub mod mask_gradient;
 pub mod metric;
 pub mod run;
+mod runs;
+mod stages;
+mod uniform_patcher;
 
 pub use eap::eap_batch_scores;
 pub use mask_gradient::{

@@ -98,6 +98,18 @@ pub async fn serve(
     }
 }
 
+type Gateway = WorkerGatewayClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AttachToken>,
+>;
+
+/// A session's way in and out: the messages to send, the coordinator's messages, and how
+/// often to report finished passes.
+struct Joined {
+    tx: mpsc::Sender<v1::WorkerMessage>,
+    inbound: tonic::Streaming<v1::CoordinatorMessage>,
+    progress_every: Duration,
+}
+
 /// Session number `n` (answers of earlier sessions are late ones).
 async fn session(
     n: u64,
@@ -106,6 +118,73 @@ async fn session(
     shutdown: &mut watch::Receiver<bool>,
     answers: &mut Answers,
 ) -> Result<Ended, ServeError> {
+    let client = match connect(cfg).await? {
+        Ok(client) => client,
+        Err(lost) => return Ok(lost),
+    };
+    let Joined {
+        tx,
+        mut inbound,
+        progress_every,
+    } = match join(client, engine, cfg).await? {
+        Ok(joined) => joined,
+        Err(lost) => return Ok(lost),
+    };
+    let mut units = HeldUnits::new(n);
+    // Passes the engine finished, reported while this session holds units so that a unit
+    // longer than the coordinator's unit timeout is not taken for a hung worker.
+    let passes = engine.passes.clone();
+    let mut reported = passes.load(Ordering::Relaxed);
+    let mut beat = tokio::time::interval(progress_every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut draining = false;
+    loop {
+        if draining && units.held.is_empty() {
+            return Ok(drain(tx, inbound).await);
+        }
+        tokio::select! {
+            _ = beat.tick() => {
+                let now = passes.load(Ordering::Relaxed);
+                if now != reported && !units.held.is_empty() {
+                    reported = now;
+                    if tx.send(msg(Out::Progress(v1::UnitProgress {}))).await.is_err() {
+                        return Ok(Ended::Lost("the session closed".into()));
+                    }
+                }
+            }
+            m = inbound.message() => {
+                let unit = match m {
+                    Ok(Some(v1::CoordinatorMessage { msg: Some(In::Unit(u)) })) => u,
+                    Ok(Some(v1::CoordinatorMessage { msg: Some(In::Cancel(c)) })) => {
+                        units.cancel(&c.job_id);
+                        continue;
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Ok(Ended::Lost("the coordinator ended the session".into())),
+                    Err(s) => return refused_or_lost(s),
+                };
+                let req = units.take(unit, &passes, answers);
+                if let Err(e) = engine.submit(req) {
+                    return Ok(Ended::Lost(e.to_string()));
+                }
+            }
+            Some(answer) = answers.rx.recv() => {
+                let Some(out) = units.answer(answer) else { continue };
+                if tx.send(msg(out)).await.is_err() {
+                    return Ok(Ended::Lost("the session closed before the answer was sent".into()));
+                }
+            }
+            _ = shutdown.changed(), if !draining => {
+                // No more units; the ones held are answered first (not raced against shutdown).
+                let _ = tx.send(msg(Out::Draining(v1::Draining {}))).await;
+                draining = true;
+            }
+        }
+    }
+}
+
+/// A client of the coordinator's worker gateway, or why there is none this time.
+async fn connect(cfg: &ServeConfig) -> Result<Result<Gateway, Ended>, ServeError> {
     let endpoint = tonic::transport::Endpoint::from_shared(cfg.coordinator.clone())
         .map_err(|e| ServeError::BadUrl {
             url: cfg.coordinator.clone(),
@@ -122,17 +201,23 @@ async fn session(
     let channel = match endpoint.connect().await {
         Ok(c) => c,
         Err(e) => {
-            return Ok(Ended::Lost(format!(
-                "cannot connect to {}: {e}",
-                cfg.coordinator
-            )))
+            let why = format!("cannot connect to {}: {e}", cfg.coordinator);
+            return Ok(Err(Ended::Lost(why)));
         }
     };
     let token = AttachToken::new(cfg.token.as_deref())
         .map_err(|s| ServeError::Refused(s.message().to_string()))?;
-    let mut client = WorkerGatewayClient::with_interceptor(channel, token)
+    Ok(Ok(WorkerGatewayClient::with_interceptor(channel, token)
         .max_decoding_message_size(cfg.max_message_bytes)
-        .max_encoding_message_size(cfg.max_message_bytes);
+        .max_encoding_message_size(cfg.max_message_bytes)))
+}
+
+/// Says hello and waits for the coordinator's welcome.
+async fn join(
+    mut client: Gateway,
+    engine: &Engine,
+    cfg: &ServeConfig,
+) -> Result<Result<Joined, Ended>, ServeError> {
     let (tx, rx) = mpsc::channel::<v1::WorkerMessage>(4);
     let hello = v1::WorkerHello {
         protocol: attrib_proto::PROTOCOL_VERSION as i32,
@@ -148,132 +233,136 @@ async fn session(
         .await
     {
         Ok(r) => r.into_inner(),
-        Err(s) => return refused_or_lost(s),
+        Err(s) => return refused_or_lost(s).map(Err),
     };
-    let progress_every = match inbound.message().await {
+    match inbound.message().await {
         Ok(Some(v1::CoordinatorMessage {
             msg: Some(In::Welcome(w)),
         })) => {
             tracing::info!(worker_id = %w.worker_id, coordinator = %cfg.coordinator, "joined the coordinator");
-            Duration::from_millis(w.progress_every_ms.max(100).into())
+            let progress_every = Duration::from_millis(w.progress_every_ms.max(100).into());
+            Ok(Ok(Joined {
+                tx,
+                inbound,
+                progress_every,
+            }))
         }
-        Ok(_) => {
-            return Ok(Ended::Lost(
-                "the coordinator did not welcome this worker".into(),
-            ))
+        Ok(_) => Ok(Err(Ended::Lost(
+            "the coordinator did not welcome this worker".into(),
+        ))),
+        Err(s) => refused_or_lost(s).map(Err),
+    }
+}
+
+/// The units one session holds, their jobs' cancel flags and faithfulness jobs' scores.
+struct HeldUnits {
+    /// This session's number.
+    n: u64,
+    /// Units on the model's thread; cleared when this session ends, so that they are skipped.
+    wanted: Arc<AtomicBool>,
+    _skip_on_exit: ClearOnDrop,
+    held: HashSet<(String, u32)>,
+    /// Per job with units held: set when the coordinator cancels it.
+    cancelled: HashMap<String, Arc<AtomicBool>>,
+    kept: KeptScores<Arc<Vec<f64>>>,
+}
+
+impl HeldUnits {
+    fn new(n: u64) -> Self {
+        let wanted = Arc::new(AtomicBool::new(true));
+        HeldUnits {
+            n,
+            _skip_on_exit: ClearOnDrop(wanted.clone()),
+            wanted,
+            held: HashSet::new(),
+            cancelled: HashMap::new(),
+            kept: KeptScores::default(),
         }
-        Err(s) => return refused_or_lost(s),
-    };
-    // Units on the model's thread; cleared when this session ends, so that they are skipped.
-    let wanted = Arc::new(AtomicBool::new(true));
-    let _skip_on_exit = ClearOnDrop(wanted.clone());
-    let mut held: HashSet<(String, u32)> = HashSet::new();
-    // Per job with units held: set when the coordinator cancels it.
-    let mut cancelled: HashMap<String, Arc<AtomicBool>> = HashMap::new();
-    let mut kept: KeptScores<Arc<Vec<f64>>> = KeptScores::default();
-    let mut draining = false;
-    // Passes the engine finished, reported while this session holds units so that a unit
-    // longer than the coordinator's unit timeout is not taken for a hung worker.
-    let passes = engine.passes.clone();
-    let mut reported = passes.load(Ordering::Relaxed);
-    let mut beat = tokio::time::interval(progress_every);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        if draining && held.is_empty() {
-            return Ok(drain(tx, inbound).await);
+    }
+
+    fn cancel(&mut self, job: &str) {
+        if let Some(flag) = self.cancelled.remove(job) {
+            tracing::info!(%job, "job cancelled: stopping its units");
+            flag.store(true, Ordering::Relaxed);
         }
-        tokio::select! {
-            _ = beat.tick() => {
-                let now = passes.load(Ordering::Relaxed);
-                if now != reported && !held.is_empty() {
-                    reported = now;
-                    if tx.send(msg(Out::Progress(v1::UnitProgress {}))).await.is_err() {
-                        return Ok(Ended::Lost("the session closed".into()));
-                    }
-                }
+    }
+
+    /// Holds `unit` and makes the engine's request for it.
+    fn take(
+        &mut self,
+        mut unit: v1::UnitAssignment,
+        passes: &Arc<std::sync::atomic::AtomicU64>,
+        answers: &Answers,
+    ) -> UnitRequest {
+        // A faithfulness job's scores come with the session's first unit of the job.
+        let scores = unit.circuits.as_mut().and_then(|c| {
+            if c.scores.is_empty() {
+                self.kept.get(&unit.job_id).cloned()
+            } else {
+                let v = Arc::new(std::mem::take(&mut c.scores));
+                self.kept.keep(&unit.job_id, v.clone());
+                Some(v)
             }
-            m = inbound.message() => {
-                let mut unit = match m {
-                    Ok(Some(v1::CoordinatorMessage { msg: Some(In::Unit(u)) })) => u,
-                    Ok(Some(v1::CoordinatorMessage { msg: Some(In::Cancel(c)) })) => {
-                        if let Some(flag) = cancelled.remove(&c.job_id) {
-                            tracing::info!(job = %c.job_id, "job cancelled: stopping its units");
-                            flag.store(true, Ordering::Relaxed);
-                        }
-                        continue;
-                    }
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return Ok(Ended::Lost("the coordinator ended the session".into())),
-                    Err(s) => return refused_or_lost(s),
-                };
-                // A faithfulness job's scores come with the session's first unit of the job.
-                let scores = unit.circuits.as_mut().and_then(|c| {
-                    if c.scores.is_empty() {
-                        kept.get(&unit.job_id).cloned()
-                    } else {
-                        let v = Arc::new(std::mem::take(&mut c.scores));
-                        kept.keep(&unit.job_id, v.clone());
-                        Some(v)
-                    }
-                });
-                held.insert((unit.job_id.clone(), unit.unit));
-                let stop = cancelled.entry(unit.job_id.clone()).or_default().clone();
-                let req = UnitRequest {
-                    session: n,
-                    unit,
-                    scores,
-                    wanted: wanted.clone(),
-                    cancelled: stop,
-                    passes: passes.clone(),
-                    reply: answers.tx.clone(),
-                };
-                if let Err(e) = engine.submit(req) {
-                    return Ok(Ended::Lost(e.to_string()));
-                }
+        });
+        self.held.insert((unit.job_id.clone(), unit.unit));
+        let stop = self.cancelled.entry(unit.job_id.clone()).or_default().clone();
+        UnitRequest {
+            session: self.n,
+            unit,
+            scores,
+            wanted: self.wanted.clone(),
+            cancelled: stop,
+            passes: passes.clone(),
+            reply: answers.tx.clone(),
+        }
+    }
+
+    /// What to tell the coordinator of an answer from the engine, if anything: nothing for a
+    /// cancelled unit or a late failure (the coordinator has handed it out again).
+    fn answer(&mut self, a: Answer) -> Option<Out> {
+        let Answer {
+            session,
+            job,
+            units,
+            result,
+        } = a;
+        let mut late = session != self.n;
+        for &u in &units {
+            late |= !self.held.remove(&(job.clone(), u));
+        }
+        if !self.held.iter().any(|(j, _)| *j == job) {
+            self.cancelled.remove(&job);
+        }
+        match result {
+            Err(crate::Error::Cancelled) => {
+                counter!("attrib_worker_units_total", "outcome" => "cancelled").increment(1);
+                tracing::info!(%job, ?units, "unit stopped: its job was cancelled");
+                None
             }
-            Some(Answer { session, job, units, result }) = answers.rx.recv() => {
-                let mut late = session != n;
-                for &u in &units {
-                    late |= !held.remove(&(job.clone(), u));
-                }
-                if !held.iter().any(|(j, _)| *j == job) {
-                    cancelled.remove(&job);
-                }
-                let answer = match result {
-                    Err(crate::Error::Cancelled) => {
-                        counter!("attrib_worker_units_total", "outcome" => "cancelled").increment(1);
-                        tracing::info!(%job, ?units, "unit stopped: its job was cancelled");
-                        continue;
-                    }
-                    Err(_) if late => continue, // the coordinator has handed it out again
-                    Err(e) => {
-                        counter!("attrib_worker_units_total", "outcome" => "failed").increment(1);
-                        tracing::error!(%job, ?units, error = %e, "unit failed");
-                        Out::Failure(v1::UnitFailure { job_id: job, unit: units[0], error: e.to_string() })
-                    }
-                    Ok(computed) => {
-                        if late {
-                            tracing::info!(%job, ?units, "delivering units finished after their session ended");
-                        } else {
-                            counter!("attrib_worker_units_total", "outcome" => "done").increment(units.len() as u64);
-                        }
-                        match computed {
-                            Computed::Unit(r) => {
-                                histogram!("attrib_worker_unit_seconds").record(r.seconds);
-                                Out::Result(r)
-                            }
-                            Computed::Group(g) => Out::GroupResult(g),
-                        }
-                    }
-                };
-                if tx.send(msg(answer)).await.is_err() {
-                    return Ok(Ended::Lost("the session closed before the answer was sent".into()));
-                }
+            Err(_) if late => None,
+            Err(e) => {
+                counter!("attrib_worker_units_total", "outcome" => "failed").increment(1);
+                tracing::error!(%job, ?units, error = %e, "unit failed");
+                Some(Out::Failure(v1::UnitFailure {
+                    job_id: job,
+                    unit: units[0],
+                    error: e.to_string(),
+                }))
             }
-            _ = shutdown.changed(), if !draining => {
-                // No more units; the ones held are answered first (not raced against shutdown).
-                let _ = tx.send(msg(Out::Draining(v1::Draining {}))).await;
-                draining = true;
+            Ok(computed) => {
+                if late {
+                    tracing::info!(%job, ?units, "delivering units finished after their session ended");
+                } else {
+                    counter!("attrib_worker_units_total", "outcome" => "done")
+                        .increment(units.len() as u64);
+                }
+                Some(match computed {
+                    Computed::Unit(r) => {
+                        histogram!("attrib_worker_unit_seconds").record(r.seconds);
+                        Out::Result(r)
+                    }
+                    Computed::Group(g) => Out::GroupResult(g),
+                })
             }
         }
     }
