@@ -248,37 +248,81 @@ fn no_neg_zero(x: f64) -> f64 {
     }
 }
 
+/// One measured point of the curve: (x = log10(1 + edges), mean logit diff, the point).
+type Plotted<'a> = (f64, f64, &'a attrib_proto::CurvePoint);
+
+/// The curve's frame: canvas size, margins and the data ranges the axes span.
+struct Frame {
+    w: f64,
+    hgt: f64,
+    l: f64,
+    r: f64,
+    t: f64,
+    b: f64,
+    xmax: f64,
+    ylo: f64,
+    yhi: f64,
+}
+
+impl Frame {
+    /// A frame spanning the points, the whole model's edge count and the two reference values
+    /// (8% padding above and below).
+    fn new(c: &FaithfulnessCurve, pts: &[Plotted]) -> Self {
+        let (w, hgt, l, r, t, b) = (680.0, 360.0, 70.0, 110.0, 20.0, 50.0);
+        let xmax = pts
+            .iter()
+            .map(|p| p.0)
+            .fold((1.0 + c.total_edges as f64).log10(), f64::max)
+            .max(1e-9);
+        let ys = pts
+            .iter()
+            .map(|p| p.1)
+            .chain([c.clean_logit_diff, c.corrupt_logit_diff])
+            .filter(|y| y.is_finite());
+        let (mut ylo, mut yhi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+            (a.min(y), b.max(y))
+        });
+        if !ylo.is_finite() {
+            (ylo, yhi) = (0.0, 1.0);
+        }
+        let pad = ((yhi - ylo) * 0.08).max(1e-6);
+        let (ylo, yhi) = (ylo - pad, yhi + pad);
+        Frame {
+            w,
+            hgt,
+            l,
+            r,
+            t,
+            b,
+            xmax,
+            ylo,
+            yhi,
+        }
+    }
+
+    /// Canvas x of a data x.
+    fn sx(&self, x: f64) -> f64 {
+        self.l + x / self.xmax * (self.w - self.l - self.r)
+    }
+
+    /// Canvas y of a data y.
+    fn sy(&self, y: f64) -> f64 {
+        self.t + (self.yhi - y) / (self.yhi - self.ylo) * (self.hgt - self.t - self.b)
+    }
+}
+
 /// Mean logit difference against edges kept (x = log10(1 + edges), so 0 has a place), with
 /// dashed reference lines at the clean (whole model) and corrupt (empty circuit) values.
 fn curve_svg(c: &FaithfulnessCurve) -> String {
-    let (w, hgt, l, r, t, b) = (680.0, 360.0, 70.0, 110.0, 20.0, 50.0);
-    let mut pts: Vec<(f64, f64, &attrib_proto::CurvePoint)> = c
+    let mut pts: Vec<Plotted> = c
         .points
         .iter()
         .filter(|p| p.mean_logit_diff.is_finite())
         .map(|p| ((1.0 + p.n_edges as f64).log10(), p.mean_logit_diff, p))
         .collect();
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let xmax = pts
-        .iter()
-        .map(|p| p.0)
-        .fold((1.0 + c.total_edges as f64).log10(), f64::max)
-        .max(1e-9);
-    let ys = pts
-        .iter()
-        .map(|p| p.1)
-        .chain([c.clean_logit_diff, c.corrupt_logit_diff])
-        .filter(|y| y.is_finite());
-    let (mut ylo, mut yhi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
-        (a.min(y), b.max(y))
-    });
-    if !ylo.is_finite() {
-        (ylo, yhi) = (0.0, 1.0);
-    }
-    let pad = ((yhi - ylo) * 0.08).max(1e-6);
-    let (ylo, yhi) = (ylo - pad, yhi + pad);
-    let sx = |x: f64| l + x / xmax * (w - l - r);
-    let sy = |y: f64| t + (yhi - y) / (yhi - ylo) * (hgt - t - b);
+    let f = Frame::new(c, &pts);
+    let (w, hgt, l, r, t, b) = (f.w, f.hgt, f.l, f.r, f.t, f.b);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -290,21 +334,30 @@ fn curve_svg(c: &FaithfulnessCurve) -> String {
         w - l - r,
         hgt - t - b
     );
-    // y ticks.
+    write_curve_axes(&mut s, &f, &pts);
+    write_reference_lines(&mut s, &f, c);
+    write_curve_line(&mut s, &f, &pts);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The y ticks, the x ticks at the measured edge counts (skipping labels that would collide)
+/// and both axis titles.
+fn write_curve_axes(s: &mut String, f: &Frame, pts: &[Plotted]) {
+    let (w, hgt, l, r, t, b) = (f.w, f.hgt, f.l, f.r, f.t, f.b);
     for k in 0..=4 {
-        let y = ylo + (yhi - ylo) * k as f64 / 4.0;
+        let y = f.ylo + (f.yhi - f.ylo) * k as f64 / 4.0;
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
             l - 6.0,
-            sy(y) + 4.0,
+            f.sy(y) + 4.0,
             escape(&short_num(y))
         );
     }
-    // x ticks at the measured edge counts, skipping labels that would collide.
     let mut last_x = f64::NEG_INFINITY;
-    for (x, _, p) in &pts {
-        let px = sx(*x);
+    for (x, _, p) in pts {
+        let px = f.sx(*x);
         if px - last_x >= 34.0 {
             let _ = writeln!(
                 s,
@@ -326,12 +379,17 @@ fn curve_svg(c: &FaithfulnessCurve) -> String {
         r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">mean logit diff</text>"#,
         t + (hgt - t - b) / 2.0
     );
+}
+
+/// Dashed lines at the clean (whole model) and corrupt (empty circuit) values, where finite.
+fn write_reference_lines(s: &mut String, f: &Frame, c: &FaithfulnessCurve) {
+    let (w, l, r) = (f.w, f.l, f.r);
     for (name, v, colour) in [
         ("clean", c.clean_logit_diff, "rgb(0,140,0)"),
         ("corrupt", c.corrupt_logit_diff, "rgb(200,0,0)"),
     ] {
         if v.is_finite() {
-            let y = sy(v);
+            let y = f.sy(v);
             let _ = writeln!(
                 s,
                 r#"<line class="ref-{name}" x1="{l}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="{colour}" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" fill="{colour}">{name} {}</text>"#,
@@ -342,26 +400,28 @@ fn curve_svg(c: &FaithfulnessCurve) -> String {
             );
         }
     }
+}
+
+/// The curve itself: a polyline through the points and a dot with a tooltip at each.
+fn write_curve_line(s: &mut String, f: &Frame, pts: &[Plotted]) {
     let line: Vec<String> = pts
         .iter()
-        .map(|(x, y, _)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+        .map(|(x, y, _)| format!("{:.1},{:.1}", f.sx(*x), f.sy(*y)))
         .collect();
     let _ = writeln!(
         s,
         r#"<polyline class="curve-line" points="{}" fill="none" stroke="rgb(55,126,184)" stroke-width="2"/>"#,
         line.join(" ")
     );
-    for (x, y, p) in &pts {
+    for (x, y, p) in pts {
         let _ = writeln!(
             s,
             r#"<circle class="curve-point" cx="{:.1}" cy="{:.1}" r="3.5" fill="rgb(55,126,184)"><title>{} edges: mean logit diff {:.4}, fraction of gap {:.4}</title></circle>"#,
-            sx(*x),
-            sy(*y),
+            f.sx(*x),
+            f.sy(*y),
             p.n_edges,
             p.mean_logit_diff,
             p.fraction_of_gap
         );
     }
-    s.push_str("</svg>\n");
-    s
 }

@@ -5,15 +5,15 @@
 //! whether the final scores equal an in-process fold of the same synthetic results, bit for
 //! bit. Exits non-zero if any run's scores differ or a run fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use attrib_proto::v1;
 use attrib_sim::cluster::{
-    client, reconnect, scores, status, units_of, CoordinatorProc, DbWatch, Inputs, JobRequest, Rng,
-    SimPool,
+    client, reconnect, scores, status, units_of, Client, CoordinatorProc, DbWatch, Inputs,
+    JobRequest, Rng, SimPool,
 };
 use attrib_sim::{model, Fault, SimConfig, Synthetic};
 use clap::Parser;
@@ -274,10 +274,8 @@ impl Lab {
         .build()
     }
 
-    async fn run(&self, name: &str, job: &JobSpec) -> anyhow::Result<Measured> {
-        let (workers, chaos) = (job.workers, job.chaos);
-        let run_dir = tempfile::tempdir_in(&self.dir)?;
-        let db = run_dir.path().join("attrib.db");
+    /// The coordinator for one run, on its own database `db`.
+    fn start_coordinator(&self, job: &JobSpec, db: &Path) -> anyhow::Result<CoordinatorProc> {
         let interval = job.commit_interval_ms.unwrap_or(1000).to_string();
         let flags = [
             "--max-request-mib",
@@ -285,8 +283,28 @@ impl Lab {
             "--commit-interval-ms",
             &interval,
         ];
-        let mut coord =
-            CoordinatorProc::start(&self.coordinator_bin, &self.model_dir, &db, 0, &flags)?;
+        CoordinatorProc::start(&self.coordinator_bin, &self.model_dir, db, 0, &flags)
+    }
+
+    /// The settings every simulated worker of one run starts from.
+    fn sim_template(&self, url: &str, job: &JobSpec) -> anyhow::Result<SimConfig> {
+        Ok(SimConfig {
+            url: url.to_string(),
+            token: None,
+            name: String::new(),
+            identity: model::identity(&self.model_dir)?,
+            units_in_flight: self.units_in_flight,
+            rate: job.rate.or(self.rate),
+            fault: Fault::None,
+        })
+    }
+
+    /// Runs `job` on a fresh coordinator and simulated workers and measures it.
+    async fn run(&self, name: &str, job: &JobSpec) -> anyhow::Result<Measured> {
+        let (workers, chaos) = (job.workers, job.chaos);
+        let run_dir = tempfile::tempdir_in(&self.dir)?;
+        let db = run_dir.path().join("attrib.db");
+        let mut coord = self.start_coordinator(job, &db)?;
         let mut c = client(&coord.url).await?;
         let req = self.request(job)?;
         let job_id = c
@@ -295,62 +313,25 @@ impl Lab {
             .context("submitting the job")?
             .into_inner()
             .job_id;
-        let template = SimConfig {
-            url: coord.url.clone(),
-            token: None,
-            name: String::new(),
-            identity: model::identity(&self.model_dir)?,
-            units_in_flight: self.units_in_flight,
-            rate: job.rate.or(self.rate),
-            fault: Fault::None,
-        };
+        let template = self.sim_template(&coord.url, job)?;
         let mut pool = SimPool::new(template, self.synthetic.clone());
         let watch = DbWatch::start(db.clone());
         let (t0, cpu0, sim_cpu0) = (Instant::now(), coord.cpu_seconds(), own_cpu_seconds());
-        let (mut cpu_before_restart, mut rss_before_restart) = (0.0, 0);
         pool.spawn(workers);
-        let mut rng = Rng::new(t0.elapsed().as_nanos() as u64);
-        let (mut kills, mut restarted, mut last_kill) = (0usize, false, Instant::now());
-        let st = loop {
-            if pool.any_stopped() {
-                bail!("a simulated worker was refused (see above)");
-            }
-            let st = match status(&mut c, &job_id).await {
-                Ok(s) => s,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    c = reconnect(&coord.url).await?;
-                    continue;
-                }
-            };
-            if st.state().is_terminal() {
-                break st;
-            }
-            if let Chaos::KillAndRestart {
-                kill_every,
-                restart_at,
-            } = chaos
-            {
-                if last_kill.elapsed() >= kill_every && !pool.is_empty() {
-                    pool.replace(rng.below(pool.len()));
-                    kills += 1;
-                    last_kill = Instant::now();
-                }
-                if !restarted && st.units_done as f64 >= restart_at * st.units_total as f64 {
-                    cpu_before_restart = coord.cpu_seconds() - cpu0;
-                    rss_before_restart = coord.peak_rss();
-                    coord.restart()?;
-                    c = reconnect(&coord.url).await?;
-                    restarted = true;
-                    continue;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut run = Running {
+            coord: &mut coord,
+            c: &mut c,
+            pool: &mut pool,
+            job_id: &job_id,
+            cpu0,
+            disturbed: Disturbed::default(),
         };
+        let st = run.wait(chaos, t0).await?;
+        let d = run.disturbed;
         let seconds = t0.elapsed().as_secs_f64();
-        let cpu = cpu_before_restart + coord.cpu_seconds() - if restarted { 0.0 } else { cpu0 };
+        let cpu = d.cpu_before_restart + coord.cpu_seconds() - if d.restarted { 0.0 } else { cpu0 };
         let sim_cpu = own_cpu_seconds() - sim_cpu0;
-        let peak_rss = coord.peak_rss().max(rss_before_restart);
+        let peak_rss = coord.peak_rss().max(d.rss_before_restart);
         let mbytes = pool.stats.bytes.load(Ordering::Relaxed) as f64 / 1e6;
         drop(pool);
         if st.state() != v1::JobState::Done {
@@ -358,20 +339,7 @@ impl Lab {
         }
         let got = scores(&mut c, &job_id).await?;
         let db_peak = watch.finish();
-        let expected = self.synthetic.expected(got.len(), &units_of(&st, BATCH));
-        let n_edges = if job.token_positions { 487_365 } else { 32_491 };
-        let equal = got.len() == n_edges
-            && got
-                .iter()
-                .zip(expected.reduced().scores)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-        let note = match chaos {
-            Chaos::None => String::new(),
-            Chaos::KillAndRestart { .. } => format!(
-                " ({kills} workers killed, coordinator restarted once: {} units resumed, {} retried)",
-                st.units_resumed, st.units_retried
-            ),
-        };
+        let (equal, accumulator) = self.compare_with_fold(&got, &st, job.token_positions);
         let m = Measured {
             name: name.to_string(),
             workers,
@@ -383,9 +351,9 @@ impl Lab {
             sim_cpu_share: sim_cpu / seconds,
             peak_rss,
             db_peak,
-            accumulator: expected.encode().len() as u64,
+            accumulator,
             equal,
-            note,
+            note: d.note(chaos, &st),
         };
         eprintln!(
             "[loadtest] {name}, {workers} workers: {} units in {seconds:.1} s, scores {}",
@@ -393,6 +361,104 @@ impl Lab {
             if equal { "equal" } else { "DIFFER" }
         );
         Ok(m)
+    }
+
+    /// Whether the job's scores `got` equal, bit for bit, an in-process fold of the same
+    /// synthetic unit results; also the encoded accumulator's size in bytes.
+    fn compare_with_fold(
+        &self,
+        got: &[f64],
+        st: &v1::JobStatus,
+        token_positions: bool,
+    ) -> (bool, u64) {
+        let expected = self.synthetic.expected(got.len(), &units_of(st, BATCH));
+        let n_edges = if token_positions { 487_365 } else { 32_491 };
+        let equal = got.len() == n_edges
+            && got
+                .iter()
+                .zip(expected.reduced().scores)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        (equal, expected.encode().len() as u64)
+    }
+}
+
+/// What a chaos run did to the coordinator and the workers while its job ran.
+#[derive(Default)]
+struct Disturbed {
+    kills: usize,
+    restarted: bool,
+    /// The coordinator's CPU seconds and peak RSS before its restart (they start over).
+    cpu_before_restart: f64,
+    rss_before_restart: u64,
+}
+
+impl Disturbed {
+    /// The note after a run's name in the table: what chaos did, empty without chaos.
+    fn note(&self, chaos: Chaos, st: &v1::JobStatus) -> String {
+        match chaos {
+            Chaos::None => String::new(),
+            Chaos::KillAndRestart { .. } => format!(
+                " ({} workers killed, coordinator restarted once: {} units resumed, {} retried)",
+                self.kills, st.units_resumed, st.units_retried
+            ),
+        }
+    }
+}
+
+/// A submitted job while it runs: the coordinator, a client of it and the simulated workers.
+struct Running<'a> {
+    coord: &'a mut CoordinatorProc,
+    c: &'a mut Client,
+    pool: &'a mut SimPool,
+    job_id: &'a str,
+    /// The coordinator's CPU seconds when the workers started.
+    cpu0: f64,
+    disturbed: Disturbed,
+}
+
+impl Running<'_> {
+    /// Polls the job until it ends, applying `chaos` on the way; returns its last status.
+    async fn wait(&mut self, chaos: Chaos, t0: Instant) -> anyhow::Result<v1::JobStatus> {
+        let mut rng = Rng::new(t0.elapsed().as_nanos() as u64);
+        let mut last_kill = Instant::now();
+        loop {
+            if self.pool.any_stopped() {
+                bail!("a simulated worker was refused (see above)");
+            }
+            let st = match status(self.c, self.job_id).await {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    *self.c = reconnect(&self.coord.url).await?;
+                    continue;
+                }
+            };
+            if st.state().is_terminal() {
+                return Ok(st);
+            }
+            if let Chaos::KillAndRestart {
+                kill_every,
+                restart_at,
+            } = chaos
+            {
+                if last_kill.elapsed() >= kill_every && !self.pool.is_empty() {
+                    self.pool.replace(rng.below(self.pool.len()));
+                    self.disturbed.kills += 1;
+                    last_kill = Instant::now();
+                }
+                if !self.disturbed.restarted
+                    && st.units_done as f64 >= restart_at * st.units_total as f64
+                {
+                    self.disturbed.cpu_before_restart = self.coord.cpu_seconds() - self.cpu0;
+                    self.disturbed.rss_before_restart = self.coord.peak_rss();
+                    self.coord.restart()?;
+                    *self.c = reconnect(&self.coord.url).await?;
+                    self.disturbed.restarted = true;
+                    continue;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
