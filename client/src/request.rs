@@ -33,4 +33,3 @@ fn read_file(p: &Path) -> anyhow::Result<v1::PromptFileText> {
         json,
     })
 }
-

@@ -34,6 +34,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+use attrib_fuzz::zip_eq;
+
 /// A fresh folder under the system temp dir, unique to this test and process.
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("attrib-compare-{test}-{}", std::process::id()));
@@ -102,11 +104,11 @@ fn golden_files_reproduce_the_readme_table() {
     assert_eq!(report["n_edges"], 110);
     assert_eq!(report["ks"], json!([5, 10, 20]));
     let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), README.len());
-    for (row, (method, want)) in rows.iter().zip(README) {
+    for (row, (method, want)) in zip_eq(rows, README, "report rows and README rows") {
         assert_eq!(row["method"], method);
-        let got = std::iter::once(&row["spearman"]).chain(row["auc"].as_array().unwrap());
-        for (g, w) in got.zip(want) {
+        let mut got = vec![&row["spearman"]];
+        got.extend(row["auc"].as_array().unwrap());
+        for (g, w) in zip_eq(got, want, "Spearman and AUCs") {
             let (g, w) = (g.as_f64().unwrap(), w.parse::<f64>().unwrap());
             assert!((g - w).abs() <= 0.0005, "{method}: {g} vs README {w}");
         }

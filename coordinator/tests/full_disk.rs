@@ -5,9 +5,10 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use attrib_coordinator::{Coordinator, CoordinatorConfig};
 use attrib_proto::v1;
@@ -40,20 +41,86 @@ async fn compute(coord: &Coordinator, w: &str, units: u32) {
     }
 }
 
-async fn wait_done(coord: &Coordinator, job: &str) -> v1::JobStatus {
-    let t0 = Instant::now();
-    loop {
-        let st = coord.status(job).await.expect("status");
-        if st.state() == v1::JobState::Done {
-            return st;
+/// What the coordinator logs at ERROR, as it is written (the test's global tracing
+/// subscriber writes here and to stderr), and a wake-up for every write.
+#[derive(Default)]
+struct ErrorLog {
+    text: Mutex<String>,
+    wrote: tokio::sync::Notify,
+}
+
+impl ErrorLog {
+    /// Captures this process's ERROR events from now on.
+    fn capture() -> Arc<ErrorLog> {
+        struct Tap(Arc<ErrorLog>);
+        impl Write for Tap {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                let line = String::from_utf8_lossy(b);
+                self.0.text.lock().unwrap().push_str(&line);
+                self.0.wrote.notify_waiters();
+                std::io::stderr().write_all(b)?;
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                std::io::stderr().flush()
+            }
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "not stored: {st:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let log = Arc::new(ErrorLog::default());
+        let tap = log.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::ERROR)
+            .with_ansi(false)
+            .with_writer(move || Tap(tap.clone()))
+            .try_init()
+            .expect("the only tracing subscriber of this test binary");
+        log
     }
+
+    fn count(&self, what: &str) -> usize {
+        self.text.lock().unwrap().matches(what).count()
+    }
+
+    /// Waits (at most 30 s) until `what` has been logged `n` times.
+    async fn wait_count(&self, what: &str, n: usize) {
+        let waited = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let wrote = self.wrote.notified();
+                tokio::pin!(wrote);
+                wrote.as_mut().enable();
+                if self.count(what) >= n {
+                    return;
+                }
+                wrote.await;
+            }
+        })
+        .await;
+        let seen = self.count(what);
+        assert!(waited.is_ok(), "{what:?} logged {seen} times, not {n}");
+    }
+}
+
+/// Waits (at most 30 s) until the job is stored, looking again at each change the
+/// coordinator signals to its watchers (what `WatchJob` follows).
+async fn wait_done(coord: &Coordinator, job: &str) -> v1::JobStatus {
+    let mut changes = coord.subscribe();
+    let mut last = None;
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let st = coord.status(job).await.expect("status");
+            if st.state() == v1::JobState::Done {
+                return st;
+            }
+            last = Some(st);
+            changes.changed().await.expect("the coordinator is open");
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("not stored within 30 s: {last:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_finished_while_the_database_is_full_is_stored_once_there_is_room() {
+    let log = ErrorLog::capture();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("full.db");
     let coord = open(&db, CAP).await;
@@ -70,7 +137,11 @@ async fn a_job_finished_while_the_database_is_full_is_stored_once_there_is_room(
         .unwrap();
 
     compute(&coord, &w, units).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // a few failed commits and stores
+    // The last fold's store failed; the committer tries again every 50 ms: wait until two
+    // of its group commits and two more stores have failed too (as logged), then the job must
+    // still be whole in memory.
+    log.wait_count("group commit failed", 2).await;
+    log.wait_count("cannot store the finished job", 3).await;
     let st = coord.status(&job).await.unwrap();
     assert_eq!(
         st.state(),

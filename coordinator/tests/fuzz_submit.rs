@@ -378,12 +378,14 @@ fn check_plan(
 
 // ---- tests ----
 
-/// Requests through the planner; `decode` makes them from the strategy's values.
+/// Requests through the planner; `decode` makes them from the strategy's values. Each kind of
+/// case must come at least as often as `floors` says.
 fn fuzz_plan<S: Strategy>(
     name: &str,
     cases: u32,
     requests: S,
     decode: impl Fn(S::Value) -> Result<v1::SubmitJobRequest, prost::DecodeError>,
+    floors: &[(&str, usize)],
 ) where
     S::Value: Debug,
 {
@@ -401,25 +403,36 @@ fn fuzz_plan<S: Strategy>(
         }
     });
     tally.print(name);
+    tally.assert_at_least(name, floors);
 }
 
 /// Arbitrary and damaged bytes decoded as a SubmitJobRequest, planned when they decode.
 #[test]
 fn fuzz_submit_plan_from_bytes() {
     let name = "fuzz submit requests (decoded from bytes)";
-    fuzz_plan(name, 10_000, request_bytes(), |b| {
-        v1::SubmitJobRequest::decode(&b[..])
-    });
+    // Three runs of 10,000 gave 122-130 planned, 1511-1624 refused, 8254-8367 undecodable;
+    // the floors are about a third of the fewest.
+    let floors = [("planned", 40), ("refused", 500), ("undecodable", 2700)];
+    fuzz_plan(
+        name,
+        10_000,
+        request_bytes(),
+        |b| v1::SubmitJobRequest::decode(&b[..]),
+        &floors,
+    );
 }
 
 /// Structured requests with random settings, sizes and files.
 #[test]
 fn fuzz_submit_plan_structured() {
+    // Three runs of 6000 gave 459-502 planned and 5498-5541 refused; the floors are about a
+    // third of the fewest.
     fuzz_plan(
         "fuzz submit requests (structured)",
         6000,
         requests(vec![]),
         Ok,
+        &[("planned", 150), ("refused", 1800)],
     );
 }
 
@@ -523,6 +536,18 @@ fn fuzz_submit_grpc_coordinator_stays_up() {
         setup.check_every(25)
     });
     tally.print(name);
+    // Three runs of 1000 gave 84 queued each (the coordinator's queue is then full: later
+    // valid requests are "other refusals"), 10-13 of them faithfulness, 714-732
+    // INVALID_ARGUMENT, 45-55 other refusals, 129-153 undecodable; the floors are about a
+    // third of the fewest.
+    let floors = [
+        ("queued", 28),
+        ("of them faithfulness", 3),
+        ("INVALID_ARGUMENT", 240),
+        ("other refusals", 15),
+        (UNDECODABLE, 40),
+    ];
+    tally.assert_at_least(name, &floors);
 
     // Still up: ListJobs, health, and the two jobs as they were.
     let idle = |w: &v1::WorkerInfo| w.worker_id == setup.worker && w.current_units.is_empty();

@@ -43,7 +43,11 @@ impl DatasetOptions {
     /// The options of a job's data (as the wire and `attrib_proto::JobSpec` give them) for a
     /// model of context `n_ctx`, token-specific or not. The coordinator and a worker in one
     /// process both choose prompts through this.
-    pub fn for_job(data: &attrib_proto::v1::DataOptions, n_ctx: usize, token_positions: bool) -> Self {
+    pub fn for_job(
+        data: &attrib_proto::v1::DataOptions,
+        n_ctx: usize,
+        token_positions: bool,
+    ) -> Self {
         DatasetOptions {
             batch_size: data.batch_size as usize,
             train_size: data.train_size as usize,
@@ -165,8 +169,8 @@ pub fn prepare(file: &PromptFile, tok: &PromptTokenizer, opts: &DatasetOptions) 
     }
     let selected = &order[..opts.train_size + opts.test_size]; // checked above
 
-    let [clean, corrupt] = [Side::Clean, Side::Corrupt]
-        .map(|side| tokenize_side(file, selected, side, tok, opts));
+    let [clean, corrupt] =
+        [Side::Clean, Side::Corrupt].map(|side| tokenize_side(file, selected, side, tok, opts));
     let (clean, corrupt) = (clean?, corrupt?);
     let width = |rows: &[Vec<i64>]| rows.iter().map(Vec::len).max().unwrap_or(0);
     let (clean_w, corrupt_w) = (width(&clean), width(&corrupt));

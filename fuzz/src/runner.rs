@@ -103,6 +103,22 @@ impl Tally {
     pub fn print(&self, name: &str) {
         println!("{name}: {self}");
     }
+
+    /// Fails unless each `(kind, floor)` was counted at least `floor` times. A fuzzer whose
+    /// every input died at its first check, or never reached one outcome, passes without
+    /// this; floors belong well below what a run gives (the caller says why each is safe).
+    pub fn assert_at_least(&self, name: &str, floors: &[(&str, usize)]) {
+        let short: Vec<String> = floors
+            .iter()
+            .filter(|&&(kind, floor)| self.get(kind) < floor)
+            .map(|&(kind, floor)| format!("{} {kind} (at least {floor})", self.get(kind)))
+            .collect();
+        assert!(
+            short.is_empty(),
+            "{name}: too few cases came to {}; the whole tally: {self}",
+            short.join(", ")
+        );
+    }
 }
 
 impl Display for Tally {

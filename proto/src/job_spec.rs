@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(s.method, Method::EapIgInputs { steps: 5 });
         assert!(s.token_positions);
         let d = j.data_options();
-        assert_eq!((d.batch_size, d.batches_per_unit, d.prepend_bos), (4, 3, false));
+        assert_eq!(
+            (d.batch_size, d.batches_per_unit, d.prepend_bos),
+            (4, 3, false)
+        );
     }
 
     #[test]

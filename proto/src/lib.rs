@@ -14,15 +14,13 @@ pub mod units;
 pub use exact::ExactSum;
 pub use faithfulness::{CurvePoint, FaithfulnessCurve};
 pub use job_spec::JobSpec;
-pub use write_file::{write_file, write_json_file};
-pub use scores::{
-    DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile, ScoresMetadata,
-};
+pub use scores::{DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile, ScoresMetadata};
 pub use settings::{
     AnswerFunction, AttributionSettings, GradFunction, MaskPoints, Method, SettingsError,
 };
 pub use topology::{DestKind, DestModule, Edge, GraphShape, NamedEdge, TopologyError};
 pub use units::Accumulator;
+pub use write_file::{write_file, write_json_file};
 
 pub mod auth;
 pub mod convert;

@@ -223,7 +223,8 @@ fn tokenwise_at_half_draws_three_titled_panels() {
     assert_eq!(seqs, vec![Some(2), Some(10), Some(14)]);
     let traces = golden["traces"].as_array().unwrap();
     assert_eq!(traces.len(), 3);
-    for ((panel, trace), word) in svg.panels.iter().zip(traces).zip(["Mary", "John", "to"]) {
+    let panels = zip_eq(&svg.panels, traces, "drawn and golden panels");
+    for ((panel, trace), word) in zip_eq(panels, ["Mary", "John", "to"], "panels and words") {
         assert_eq!(trace["seq_label"], word);
         let title = panel.title.as_deref().unwrap();
         assert!(title.starts_with(word), "{title}");

@@ -128,7 +128,10 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
         .map_err(lost)?
         .into_inner();
     let shape = |a: &v1::UnitAssignment| {
-        let s = a.settings.as_ref().and_then(|s| AttributionSettings::try_from(s).ok());
+        let s = a
+            .settings
+            .as_ref()
+            .and_then(|s| AttributionSettings::try_from(s).ok());
         GraphShape::new(
             cfg.identity.n_layers as usize,
             cfg.identity.n_heads as usize,

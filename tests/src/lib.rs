@@ -210,8 +210,16 @@ pub async fn submit(c: &mut Client, req: v1::SubmitJobRequest) -> String {
     c.submit_job(req).await.expect("submit").into_inner().job_id
 }
 
-/// Follows the job to its end and returns the final status.
-pub async fn wait_end(c: &mut Client, job: &str) -> v1::JobStatus {
+/// Follows the job with `WatchJob` (its status now and after every change) until `pred`
+/// holds, and returns that status. Fails if the job ends first, naming its last status, or
+/// if `limit` passes.
+async fn follow(
+    c: &mut Client,
+    job: &str,
+    limit: Duration,
+    pred: impl Fn(&v1::JobStatus) -> bool,
+) -> v1::JobStatus {
+    let mut last = None;
     let fut = async {
         let mut s = c
             .watch_job(v1::WatchJobRequest {
@@ -220,43 +228,51 @@ pub async fn wait_end(c: &mut Client, job: &str) -> v1::JobStatus {
             .await
             .expect("watch")
             .into_inner();
-        let mut last = None;
         while let Some(m) = s.message().await.expect("watch stream") {
-            last = m.job;
+            let status = m.job.expect("a status");
+            if pred(&status) {
+                return Some(status);
+            }
+            last = Some(status);
         }
-        last.expect("a status")
+        None
     };
-    tokio::time::timeout(Duration::from_secs(300), fut)
-        .await
-        .expect("job ends in time")
+    let outcome = tokio::time::timeout(limit, fut).await;
+    match outcome {
+        Ok(Some(status)) => status,
+        Ok(None) => panic!("job {job} ended before the condition held: {last:?}"),
+        Err(_) => panic!("job {job}: condition not reached within {limit:?}: {last:?}"),
+    }
 }
 
-/// Polls the job until `pred` holds (for waiting on progress mid-job).
+/// Follows the job to its end and returns the final status.
+pub async fn wait_end(c: &mut Client, job: &str) -> v1::JobStatus {
+    follow(c, job, Duration::from_secs(300), |s| {
+        s.state().is_terminal()
+    })
+    .await
+}
+
+/// Follows the job until `pred` holds (for waiting on progress mid-job): every change the
+/// coordinator makes to the job's status reaches `pred`, with no polling.
 pub async fn wait_for(
     c: &mut Client,
     job: &str,
     pred: impl Fn(&v1::JobStatus) -> bool,
 ) -> v1::JobStatus {
-    let t0 = Instant::now();
-    loop {
-        let s = c
-            .get_job(v1::GetJobRequest {
-                job_id: job.to_string(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .job
-            .unwrap();
-        if pred(&s) {
-            return s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "condition not reached: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    follow(c, job, Duration::from_secs(120), pred).await
+}
+
+/// The job's status now (one `GetJob`).
+pub async fn job_status(c: &mut Client, job: &str) -> v1::JobStatus {
+    c.get_job(v1::GetJobRequest {
+        job_id: job.to_string(),
+    })
+    .await
+    .expect("get job")
+    .into_inner()
+    .job
+    .expect("a status")
 }
 
 /// A done job's scores: (header, values).
@@ -362,16 +378,32 @@ pub async fn workers(c: &mut Client) -> Vec<v1::WorkerInfo> {
         .workers
 }
 
-/// Waits until `n` workers are connected.
-pub async fn wait_workers(c: &mut Client, n: usize) {
+/// Waits until the coordinator's workers satisfy `what` (`pred`) and returns them then. The
+/// API has no stream of workers (`WatchJob` follows jobs), so this asks `ListWorkers`, every
+/// 20 ms, for at most 60 s.
+pub async fn wait_workers_until(
+    c: &mut Client,
+    what: &str,
+    pred: impl Fn(&[v1::WorkerInfo]) -> bool,
+) -> Vec<v1::WorkerInfo> {
     let t0 = Instant::now();
-    while workers(c).await.len() < n {
+    loop {
+        let ws = workers(c).await;
+        if pred(&ws) {
+            return ws;
+        }
         assert!(
             t0.elapsed() < Duration::from_secs(60),
-            "{n} workers did not join"
+            "{what}: not within 60 s; workers: {ws:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `n` workers are connected.
+pub async fn wait_workers(c: &mut Client, n: usize) {
+    let what = format!("{n} workers joined");
+    wait_workers_until(c, &what, |ws| ws.len() >= n).await;
 }
 
 impl Coordinator {
@@ -402,3 +434,18 @@ pub fn http_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// The value of one Prometheus series (`name`, or `name{labels}` exactly as exported) in a
+/// `/metrics` text; 0 when it is absent (a counter nothing has incremented yet).
+pub fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().expect("a number"))
+        })
+        .unwrap_or(0.0)
+}
+
+pub use attrib_fuzz::zip_eq;

@@ -1,15 +1,15 @@
-//! The IOI model's agreement table (its README, and README "Methods") from the cluster's own
+//! The IOI model's agreement table (its README, and docs/methods.md) from the cluster's own
 //! scores: two workers compute AutoCircuit's quickstart, clean-corrupted, EAP-IG-inputs and
 //! EAP-IG-activations (5 steps) and exact patching on the 128 train prompts, and
-//! `attrib compare` against exact patching gives the table's numbers. Also the README's
-//! faithfulness claims: EAP-IG-inputs' 10 strongest edges keep 86% of the clean-to-corrupt
-//! gap on the test prompts, AutoCircuit's quickstart's none (-8%), and ACDC's 12 kept edges
-//! 89%.
+//! `attrib compare` against exact patching gives the table's numbers. Also the faithfulness
+//! claims of the README's picture and docs/methods.md: EAP-IG-inputs' 10 strongest edges keep
+//! 86% of the clean-to-corrupt gap on the test prompts, AutoCircuit's quickstart's none (-8%),
+//! and ACDC's 12 kept edges 89%.
 
 use attrib_proto::{v1, AttributionSettings, FaithfulnessCurve, Method};
 use attrib_tests::*;
 
-/// (name, method, the README row: Spearman, AUC at top 5 / 10 / 20).
+/// (name, method, the docs/methods.md row: Spearman, AUC at top 5 / 10 / 20).
 fn rows() -> Vec<(&'static str, Method, [f64; 4])> {
     vec![
         ("EAP", Method::MaskGradient, [0.878, 0.714, 0.756, 0.873]),
@@ -93,7 +93,13 @@ async fn compare_reproduces_the_ioi_models_agreement_table() {
     eprintln!("{table}");
     let got: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    for ((name, _, want), row) in rows().iter().zip(got["rows"].as_array().unwrap()) {
+    let want_rows = rows();
+    let pairs = zip_eq(
+        &want_rows,
+        got["rows"].as_array().unwrap(),
+        "the table's rows and compare's",
+    );
+    for ((name, _, want), row) in pairs {
         assert_eq!(row["method"], *name);
         let mut ours = vec![row["spearman"].as_f64().unwrap()];
         ours.extend(
@@ -103,7 +109,7 @@ async fn compare_reproduces_the_ioi_models_agreement_table() {
                 .iter()
                 .map(|x| x.as_f64().unwrap()),
         );
-        for (o, w) in ours.iter().zip(want) {
+        for (o, w) in zip_eq(&ours, want, "Spearman and AUCs") {
             // The README prints 3 decimals.
             assert!((o - w).abs() <= 0.0005, "{name}: {ours:?} vs {want:?}");
         }

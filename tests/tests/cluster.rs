@@ -106,9 +106,7 @@ async fn units_and_pipelining_change_no_bit() {
     // K changes only the f32 rounding inside a unit.
     let k4: Vec<f64> = expected_k4.iter().map(|t| t.parse().unwrap()).collect();
     let scale = k4.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let diff = k1_scores
-        .iter()
-        .zip(&k4)
+    let diff = zip_eq(&k1_scores, &k4, "K = 1 and K = 4 scores")
         .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff / scale < 1e-6, "K = 1 vs K = 4: {:.2e}", diff / scale);
 
@@ -124,9 +122,7 @@ async fn units_and_pipelining_change_no_bit() {
         .map(|e| e["score"].as_f64().unwrap())
         .collect();
     let scale = golden.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let err = golden
-        .iter()
-        .zip(&k1_scores)
+    let err = zip_eq(&golden, &k1_scores, "golden and cluster scores")
         .fold(0.0f64, |m, (g, s)| m.max((g - s).abs()));
     assert!(
         err / scale < 1e-5,
@@ -150,19 +146,11 @@ async fn a_worker_holds_p_units_at_once() {
     let mut client = client(&c.url, None).await;
     wait_workers(&mut client, 1).await;
     let job = submit(&mut client, request(&[ioi()], 16, 128, 42)).await;
-    let t0 = std::time::Instant::now();
-    loop {
-        let ws = workers(&mut client).await;
-        if ws[0].current_units.len() == 3 {
-            assert_eq!(ws[0].units_in_flight, 3);
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "never 3 units: {ws:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let ws = wait_workers_until(&mut client, "the worker holds 3 units", |ws| {
+        ws.first().is_some_and(|w| w.current_units.len() == 3)
+    })
+    .await;
+    assert_eq!(ws[0].units_in_flight, 3);
     assert_eq!(
         wait_end(&mut client, &job).await.state(),
         v1::JobState::Done
@@ -274,16 +262,9 @@ async fn a_restarted_coordinator_finishes_a_k2_job_from_its_last_commit() {
 
 /// A worker holding a unit now (the test kills or stops it).
 async fn wait_victim_busy(client: &mut Client) {
-    let t0 = std::time::Instant::now();
-    loop {
-        let busy = workers(client)
-            .await
-            .iter()
-            .any(|w| w.name == "victim" && !w.current_units.is_empty());
-        if busy {
-            return;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "victim never busy");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_workers_until(client, "the victim holds a unit", |ws| {
+        ws.iter()
+            .any(|w| w.name == "victim" && !w.current_units.is_empty())
+    })
+    .await;
 }

@@ -65,7 +65,7 @@ async fn every_method_gives_the_bits_of_one_process_on_any_cluster() {
             .collect();
         let mut client = client(&c.url, None).await;
         wait_workers(&mut client, workers.len()).await;
-        for ((_, method), want) in methods().into_iter().zip(&expected) {
+        for ((_, method), want) in zip_eq(methods(), &expected, "methods and references") {
             // Exact patching: 110 edges in groups of 40, rounded up to 64 (two passes of 32
             // edges): 2 groups x 4 batches.
             let per_unit = if method == Method::Exact { 40 } else { 0 };
@@ -156,26 +156,37 @@ async fn bad_method_settings_are_refused_naming_the_problem() {
     assert!(e.contains("ACDC runs on one dataset's first batch"), "{e}");
 }
 
-/// A unit longer than the unit timeout (21 passes of at least 300 ms against 3 s) is not
+/// A unit longer than the unit timeout (36 passes of at least 300 ms against 5 s) is not
 /// taken for a hung worker: the worker reports finished passes (`UnitProgress`) every quarter
-/// of the timeout. Without them the unit would time out three times and fail its job.
+/// of the timeout. Without them the unit would time out three times and fail its job. The
+/// timeout leaves room for a loaded machine: only a stall of about 3.5 s between two progress
+/// reports (5 s less a quarter of it and a pass) would look hung.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_longer_than_the_timeout_finish_while_passes_go_on() {
+    const TIMEOUT_SECS: f64 = 5.0;
     let dir = tempfile::tempdir().unwrap();
     let c = coordinator(
         &dir.path().join("c.db"),
         None,
-        &["--unit-timeout-secs", "3"],
+        &["--unit-timeout-secs", &TIMEOUT_SECS.to_string()],
     );
     let _w = worker(&c.url, "slow", &tiny_model(), &["--unit-delay-ms", "300"]);
     let mut client = client(&c.url, None).await;
     wait_workers(&mut client, 1).await;
     let mut req = request(&[ioi()], 16, 16, 42);
     req.settings.as_mut().unwrap().points =
-        Some(v1::attribution_settings::Points::IntegratedGradSamples(20));
+        Some(v1::attribution_settings::Points::IntegratedGradSamples(35));
     let job = submit(&mut client, req).await;
     let status = wait_end(&mut client, &job).await;
     assert_eq!(status.state(), v1::JobState::Done, "{status:?}");
+    assert_eq!(status.units_total, 1, "{status:?}");
+    // The one unit really outlived the timeout (36 passes after a 300 ms wait each: at least
+    // 10.8 s, however fast the machine), so the test means what it says.
+    assert!(
+        status.running_seconds > TIMEOUT_SECS,
+        "the unit took {} s, not longer than the {TIMEOUT_SECS} s timeout: {status:?}",
+        status.running_seconds
+    );
     assert_eq!(
         status.units_retried, 0,
         "the unit was taken for hung: {status:?}"

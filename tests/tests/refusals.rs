@@ -183,7 +183,11 @@ async fn several_datasets_in_one_job_score_per_dataset_and_combined() {
     assert_eq!(meta.data.files.len(), 2);
     // Combined = the exact sum of both datasets' exact sums, rounded once; the per-dataset
     // scores are each rounded once, so their f64 sum is within two roundings of it.
-    for ((x, y), z) in s0.iter().zip(&s1).zip(&all) {
+    for ((x, y), z) in zip_eq(
+        zip_eq(&s0, &s1, "datasets' scores"),
+        &all,
+        "combined scores",
+    ) {
         assert!(
             (x + y - z).abs() <= 2.0 * f64::EPSILON * (x.abs() + y.abs()),
             "{x} + {y} vs {z}"

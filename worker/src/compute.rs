@@ -87,11 +87,7 @@ pub struct UnitRequest {
 
 /// Computes one request: stops between passes if its job is cancelled, refuses a unit over
 /// the device's memory, and turns a libtorch panic into an error.
-pub fn run_request(
-    model: &Gpt2,
-    cfg: &EngineConfig,
-    req: &UnitRequest,
-) -> Result<v1::UnitResult> {
+pub fn run_request(model: &Gpt2, cfg: &EngineConfig, req: &UnitRequest) -> Result<v1::UnitResult> {
     // Between passes: stop if the job was cancelled. (A unit started in a session that
     // ends goes on: it is delivered late in the next one.)
     let between_passes = || {

@@ -20,7 +20,7 @@ fn ours_on_golden_scores(variant: &str, golden_file: &str) -> (Faithfulness, Val
     let model = tiny_model();
     let mut scores = run(&model, &quickstart_job(settings_of(&scores_g)));
     let gold = golden_scores_checked(&scores_g, &scores);
-    for (e, s) in scores.edges.iter_mut().zip(gold) {
+    for (e, s) in zip_eq(&mut scores.edges, gold, "edges and golden scores") {
         e.score = s;
     }
     let requested: Vec<usize> = g["settings"]["requested_test_counts"]
@@ -49,10 +49,7 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+    zip_eq(a, b, "values").fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
 }
 
 fn check_against_golden(variant: &str, golden_file: &str) {
@@ -61,8 +58,8 @@ fn check_against_golden(variant: &str, golden_file: &str) {
     assert_eq!(curve.total_edges as u64, g["total_edges"].as_u64().unwrap());
     assert_eq!(curve.n_prompts, 128);
     let circuits = g["circuits"].as_array().unwrap();
-    assert_eq!(curve.points.len(), circuits.len(), "edge counts evaluated");
-    for (i, (p, c)) in curve.points.iter().zip(circuits).enumerate() {
+    let points = zip_eq(&curve.points, circuits, "edge counts evaluated");
+    for (i, (p, c)) in points.enumerate() {
         assert_eq!(
             p.requested_edges as u64,
             c["requested_edge_count"].as_u64().unwrap()

@@ -1,6 +1,6 @@
 //! ACDC against AutoCircuit 1.0.1's `acdc_prune_scores` (golden files made with a fixed
 //! visit order and a trace of every step, `tests/fixtures/*/golden_acdc*.json`): the visit
-//! order, every step's decision at every τ, every step's KL divergence within `KL_TOL`, and
+//! order, every step's decision at every τ, every step's KL divergence within `kl_tol()`, and
 //! the final scores (the smallest τ that removed each edge, +∞ if none).
 
 mod common;
@@ -9,18 +9,30 @@ use std::path::{Path, PathBuf};
 
 use attrib_proto::{AttributionSettings, Method};
 use attrib_worker::attribution::acdc::{acdc_steps, visit_order};
-use attrib_worker::attribution::{graph_for, pass_input};
+use attrib_worker::attribution::pass_input;
 use attrib_worker::job::load_dataset;
 use attrib_worker::model::Gpt2;
 use common::*;
 use serde_json::Value;
 
-/// KL values (up to ~4 on the IOI model) are sums over 16 × 50,257 float32 terms; two
-/// implementations agree to a few 1e-7 relative (measured: 2.8e-7 at KL 4.18). Allowed:
-/// 1e-6 of max(KL, 1). Decisions are compared exactly, step by step: the closest calls in
-/// the golden files are 1e-6 (tiny, an edge with no effect at τ = 1e-6, where both KLs are
-/// exactly equal) and 2.1e-5 (IOI), above any difference allowed here.
-const KL_TOL: f64 = 1e-6;
+/// KL values (up to ~4 on the IOI model) are sums over 16 × 50,257 float32 terms, whose
+/// rounding depends on the vector kernels libtorch and MKL pick for the CPU. On the AVX-512
+/// machines this project ran on until 2026-12, attrib and the golden agree to a few 1e-7
+/// relative (measured: 2.8e-7 at KL 4.18), so there 1e-6 of max(KL, 1) is allowed. On a CPU
+/// without AVX-512 (AVX2 kernels) the log-sum-exp over the vocabulary rounds differently:
+/// the IOI model's KLs sit below the golden's by about 1e-5, at most 2.17e-5, a systematic
+/// offset rather than noise (the tiny model's by at most 1.67e-6; measured 2026-12-07 on an
+/// AMD EPYC with AVX2, the same at the commit before this one), so there 3e-5 is allowed.
+/// Decisions are compared exactly, step by step, on every CPU: the closest calls in the
+/// golden files are 1e-6 (tiny, an edge with no effect at τ = 1e-6, where both KLs are
+/// exactly equal) and 2.1e-5 (IOI).
+fn kl_tol() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        return 1e-6;
+    }
+    3e-5
+}
 
 /// Python's json writes bare `Infinity`, which serde_json does not read.
 fn read_golden(path: &Path) -> Value {
@@ -44,7 +56,7 @@ fn check(model_dir: &Path, golden_file: &Path) {
     let mut job = quickstart_job(settings.clone());
     job.model_dir = model_dir.to_path_buf();
     let (dataset, tok) = load_dataset(&job, &model).unwrap();
-    let graph = graph_for(&model.cfg, &settings, dataset.width);
+    let graph = model.cfg.graph(&settings, dataset.width);
     let names: Vec<String> = graph
         .named_edges()
         .iter()
@@ -65,17 +77,18 @@ fn check(model_dir: &Path, golden_file: &Path) {
     let first = &dataset.train_batches(16)[..1];
     let pass = pass_input(&model, first, tok.bos_id(), true).unwrap();
     let mut worst = 0.0f64;
-    for (tau, per_tau) in taus.iter().zip(g["per_tau"].as_array().unwrap()) {
+    let traces = g["per_tau"].as_array().unwrap();
+    for (tau, per_tau) in zip_eq(&taus, traces, "τ values and golden per-τ traces") {
         assert_eq!(per_tau["tau"].as_f64().unwrap(), *tau);
         let steps = acdc_steps(&model, &graph, &pass, *tau, &|| Ok(())).unwrap();
         let golden_steps = per_tau["steps"].as_array().unwrap();
-        assert_eq!(steps.len(), golden_steps.len());
-        for (i, (ours, gold)) in steps.iter().zip(golden_steps).enumerate() {
+        let steps = zip_eq(&steps, golden_steps, "our and golden ACDC steps");
+        for (i, (ours, gold)) in steps.enumerate() {
             let at = format!("τ = {tau}, step {i} ({})", names[ours.edge]);
             assert_eq!(names[ours.edge], gold["edge"].as_str().unwrap(), "{at}");
             let diff = (ours.kl - gold["faith"].as_f64().unwrap()).abs() / ours.kl.max(1.0);
             worst = worst.max(diff);
-            assert!(diff < KL_TOL, "{at}: KL {} vs {}", ours.kl, gold["faith"]);
+            assert!(diff < kl_tol(), "{at}: KL {} vs {}", ours.kl, gold["faith"]);
             assert_eq!(ours.removed, gold["removed"].as_bool().unwrap(), "{at}");
         }
     }
@@ -90,7 +103,7 @@ fn check(model_dir: &Path, golden_file: &Path) {
     // The job's scores: the smallest τ that removed each edge.
     let ours = run(&model, &job);
     let gold = g["edges"].as_array().unwrap();
-    for (o, e) in ours.edges.iter().zip(gold) {
+    for (o, e) in zip_eq(&ours.edges, gold, "our and golden final scores") {
         let want = match &e["score"] {
             Value::String(s) if s == "Infinity" => f64::INFINITY,
             v => v.as_f64().unwrap(),

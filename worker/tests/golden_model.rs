@@ -39,8 +39,7 @@ fn shuffle_split_and_batches_match_autocircuit() {
     assert_eq!(ds.width, 15);
     let golden_batches = d["train_batches"].as_array().unwrap();
     let ours = ds.train_batches(16);
-    assert_eq!(ours.len(), golden_batches.len());
-    for (o, g) in ours.iter().zip(golden_batches) {
+    for (o, g) in zip_eq(&ours, golden_batches, "our and AutoCircuit's train batches") {
         let rows = |k: &str| {
             g[k].as_array()
                 .unwrap()

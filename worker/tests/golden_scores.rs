@@ -1,5 +1,7 @@
 //! Every edge score of every golden AutoCircuit variant on the tiny model, within 1e-5 of the
-//! variant's largest |score| (the oracle's own independent port agrees to ~1e-6; float32).
+//! variant's largest |score| (the oracle's own independent port agrees to ~1e-6; float32),
+//! and every edge above 1e-3 of it with the golden sign and within `PER_EDGE_REL_TOL` of its
+//! own value (`assert_matches_golden`).
 
 mod common;
 

@@ -6,10 +6,8 @@
 mod common;
 
 use attrib_proto::{AttributionSettings, GraphShape, MaskPoints};
-use attrib_worker::attribution::autograd_reference::{
-    corrupt_sources, mask_autograd_scores, masked_loss,
-};
-use attrib_worker::attribution::{graph_for, pass_input, pass_scores, BatchAnswers, PassInput};
+use attrib_worker::attribution::autograd_reference::{mask_autograd_scores, masked_loss};
+use attrib_worker::attribution::{pass_input, pass_scores, BatchAnswers, PassInput};
 use attrib_worker::job::load_dataset;
 use attrib_worker::model::{uniform_masks, Gpt2, MaskPatcher};
 use common::*;
@@ -31,7 +29,7 @@ fn max_abs(t: &Tensor) -> f64 {
 }
 
 fn patched_logits(model: &Gpt2, graph: &GraphShape, value: f64, pass: &PassInput) -> Tensor {
-    let patch = corrupt_sources(model, graph, &pass.corrupt);
+    let patch = model.source_outputs(graph.n_src(), &pass.corrupt);
     let masks = uniform_masks(graph, value, model.device);
     let mut p = MaskPatcher::new(*graph, &masks, &patch);
     tch::no_grad(|| model.unembed(&model.forward_last(&pass.clean, &mut p)))
@@ -48,7 +46,7 @@ fn all_masks_zero_is_the_clean_run_and_all_ones_the_corrupt_run() {
                 separate_qkv,
                 ..Default::default()
             };
-            let graph = graph_for(&model.cfg, &s, 15);
+            let graph = model.cfg.graph(&s, 15);
             let clean = model.logits(&pass.clean);
             let corrupt = model.logits(&pass.corrupt);
             let scale = max_abs(&clean);
@@ -65,7 +63,7 @@ fn all_masks_zero_is_the_clean_run_and_all_ones_the_corrupt_run() {
 fn fast_vs_autograd(settings: AttributionSettings, alpha: f64) {
     let model = tiny_model();
     let pass = first_pass(&model, 1);
-    let graph = graph_for(&model.cfg, &settings, 15);
+    let graph = model.cfg.graph(&settings, 15);
     let fast = pass_scores(
         &model,
         &graph,
@@ -132,14 +130,14 @@ fn finite_difference_agrees_with_the_largest_edge_gradient() {
     let model = tiny_model();
     let pass = first_pass(&model, 1);
     let settings = AttributionSettings::default();
-    let graph = graph_for(&model.cfg, &settings, 15);
+    let graph = model.cfg.graph(&settings, 15);
     let scores: Vec<f64> = pass_scores(&model, &graph, &pass, &settings)
         .unwrap()
         .scores
         .iter()
         .map(|&x| x as f64)
         .collect();
-    let patch = corrupt_sources(&model, &graph, &pass.corrupt);
+    let patch = model.source_outputs(graph.n_src(), &pass.corrupt);
     let answers: &BatchAnswers = &pass.answers[0];
     // the three largest edges, one in each kind of module where possible
     let mut order: Vec<usize> = (0..scores.len()).collect();

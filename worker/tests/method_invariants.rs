@@ -7,9 +7,9 @@
 mod common;
 
 use attrib_proto::{AttributionSettings, Method};
-use attrib_worker::attribution::autograd_reference::{corrupt_sources, masked_loss};
+use attrib_worker::attribution::autograd_reference::masked_loss;
 use attrib_worker::attribution::exact::exact_scores;
-use attrib_worker::attribution::{graph_for, pass_input, pass_scores, PassInput};
+use attrib_worker::attribution::{pass_input, pass_scores, PassInput};
 use attrib_worker::job::load_dataset;
 use attrib_worker::model::{uniform_masks, Gpt2};
 use common::*;
@@ -30,10 +30,10 @@ fn exact_patching_is_the_loss_change_of_one_patched_edge() {
             separate_qkv,
             ..Default::default()
         };
-        let graph = graph_for(&model.cfg, &settings, 15);
+        let graph = model.cfg.graph(&settings, 15);
         let n = graph.n_edges();
         let ours = exact_scores(&model, &graph, &pass, &settings, 0..n, &|| Ok(())).unwrap();
-        let patch = corrupt_sources(&model, &graph, &pass.corrupt);
+        let patch = model.source_outputs(graph.n_src(), &pass.corrupt);
         let loss = |masks: &[tch::Tensor]| {
             let l = tch::no_grad(|| {
                 masked_loss(
@@ -84,14 +84,13 @@ fn token_wise_scores_sum_to_position_free_ones() {
                 token_positions,
                 ..Default::default()
             };
-            let graph = graph_for(&model.cfg, &s, 15);
+            let graph = model.cfg.graph(&s, 15);
             pass_scores(&model, &graph, &pass, &s).unwrap().scores
         };
         let (free, per_position) = (scores(false), scores(true));
         // Token-wise modules are [seq, (head), src]: position t of module m is a slab.
-        let graph = graph_for(&model.cfg, &AttributionSettings::default(), 15);
-        let wise = graph_for(
-            &model.cfg,
+        let graph = model.cfg.graph(&AttributionSettings::default(), 15);
+        let wise = model.cfg.graph(
             &AttributionSettings {
                 token_positions: true,
                 ..Default::default()

@@ -33,7 +33,12 @@ impl Coordinator {
     }
 
     /// Writes one job's snapshot; the caller holds `committing`.
-    pub(super) async fn commit_job(&self, id: &str, sums: &Arc<Mutex<JobSums>>, retried: u32) -> Result<()> {
+    pub(super) async fn commit_job(
+        &self,
+        id: &str,
+        sums: &Arc<Mutex<JobSums>>,
+        retried: u32,
+    ) -> Result<()> {
         let Some(snap) = lock(sums).snapshot() else {
             return Ok(());
         };

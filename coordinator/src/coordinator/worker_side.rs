@@ -224,7 +224,13 @@ impl Coordinator {
 
     /// An attempt of a unit `worker` held failed (`reason`): the unit goes back to the queue,
     /// or fails its job after `max_attempts`.
-    pub(super) async fn unit_failed(&self, worker: &str, job: &str, unit: u32, reason: &str) -> Result<()> {
+    pub(super) async fn unit_failed(
+        &self,
+        worker: &str,
+        job: &str,
+        unit: u32,
+        reason: &str,
+    ) -> Result<()> {
         metrics::unit_failed();
         tracing::warn!(%worker, %job, unit, %reason, "unit failed");
         let outcome = self.lock().record_failure(job, unit, reason, describe_unit);

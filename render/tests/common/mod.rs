@@ -9,6 +9,8 @@ use attrib_proto::{
 };
 use serde_json::Value;
 
+pub use attrib_fuzz::zip_eq;
+
 pub fn fixture_path(name: &str) -> String {
     format!(
         "{}/../tests/fixtures/golden-tiny/{name}",

@@ -6,8 +6,8 @@
 use attrib_proto::{AnswerFunction, DestKind, GradFunction, GraphShape};
 use tch::{Kind, Tensor};
 
-use super::uniform_patcher::tap;
 use super::metric::{apply_grad_function, BatchAnswers};
+use super::uniform_patcher::tap;
 use crate::model::{Gpt2, HeadInputs, Patcher, SourceBuffer, SourceLayout, TokenBatch};
 
 struct Taps {

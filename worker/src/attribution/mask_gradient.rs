@@ -18,8 +18,8 @@ use tch::{Kind, Tensor};
 use super::metric::{apply_grad_function, BatchAnswers};
 use super::runs::{eap_ig_runs, interpolation, Run};
 use super::stages::StageClock;
-use super::uniform_patcher::UniformPatcher;
 pub use super::stages::StageTimes;
+use super::uniform_patcher::UniformPatcher;
 use crate::device::download_f32;
 use crate::model::{ln_pre, Gpt2, SourceBuffer, SourceLayout, TokenBatch};
 use crate::Result;
@@ -143,15 +143,7 @@ pub fn pass_scores_timed(
             between_passes()?;
         }
         let (scores, diffs) = gradient_run(
-            model,
-            graph,
-            pass,
-            settings,
-            &run,
-            &sources,
-            &mut s_buf,
-            &mut clock,
-            &mut times,
+            model, graph, pass, settings, &run, &sources, &mut s_buf, &mut clock, &mut times,
         );
         clean_diffs = diffs.or(clean_diffs);
         total = Some(match total {

@@ -19,6 +19,5 @@ pub use mask_gradient::{
 };
 pub use metric::{apply_grad_function, AnswerIndex, BatchAnswers};
 pub use run::{
-    attribute_batches, attribute_unit, catch_torch, check_unit, Attributed, PassOptions,
-    Reduced,
+    attribute_batches, attribute_unit, catch_torch, check_unit, Attributed, PassOptions, Reduced,
 };

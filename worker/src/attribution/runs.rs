@@ -28,7 +28,13 @@ impl Run {
 
 /// `P + α·(S − P)` over sources `first..first+n` as `[n, C, T, d]`, from `p` and
 /// `delta` = `S − P`, both batch-major.
-pub(super) fn interpolation(first: usize, n: usize, alpha: f64, p: &Tensor, delta: &Tensor) -> Replacement {
+pub(super) fn interpolation(
+    first: usize,
+    n: usize,
+    alpha: f64,
+    p: &Tensor,
+    delta: &Tensor,
+) -> Replacement {
     let rows = |t: &Tensor| {
         let s = t.size(); // [n_src, nb, T, B, d]
         t.narrow(0, first as i64, n as i64)
@@ -79,4 +85,3 @@ pub(super) fn eap_ig_runs(method: &Method, graph: &GraphShape) -> Vec<Run> {
         }
     }
 }
-

@@ -36,7 +36,11 @@ pub(crate) fn tap(x: Tensor) -> (Tensor, Tensor) {
 }
 
 impl<'a> UniformPatcher<'a> {
-    pub(super) fn new(alpha: f64, cum_p: &'a [Tensor], s_rec: Option<&'a mut SourceBuffer>) -> Self {
+    pub(super) fn new(
+        alpha: f64,
+        cum_p: &'a [Tensor],
+        s_rec: Option<&'a mut SourceBuffer>,
+    ) -> Self {
         UniformPatcher {
             alpha,
             cum_p,

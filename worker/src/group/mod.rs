@@ -24,9 +24,9 @@ use attrib_proto::{v1, AttributionSettings, ExactSum};
 use tch::{Device, Tensor};
 use tokio::sync::mpsc as tokio_mpsc;
 
-use crate::model::{Gpt2, ModelConfig};
 pub use crate::compute::CollectiveKind;
 use crate::compute::{answer, run_request, Answer, Computed, EngineConfig, UnitRequest};
+use crate::model::{Gpt2, ModelConfig};
 use crate::{Error, Result};
 use collective::{Collective, HostCollective};
 
@@ -127,11 +127,9 @@ pub fn start(
     }
     drop(host);
     for _ in 0..size {
-        ready_rx
-            .recv()
-            .map_err(|_| Error::DiedLoading {
-                what: "a node group member",
-            })??;
+        ready_rx.recv().map_err(|_| Error::DiedLoading {
+            what: "a node group member",
+        })??;
     }
     std::thread::Builder::new()
         .name("attrib-rounds".into())

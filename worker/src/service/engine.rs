@@ -51,9 +51,7 @@ impl Engine {
     /// computed in the order they are queued, skipped once `wanted` is false; once
     /// `cancelled` is set, a unit is answered `Error::Cancelled` at the next pass boundary.
     pub fn submit(&self, req: UnitRequest) -> Result<()> {
-        self.tx
-            .send(req)
-            .map_err(|_| Error::EngineGone)
+        self.tx.send(req).map_err(|_| Error::EngineGone)
     }
 }
 
@@ -87,9 +85,7 @@ fn start_alone(
             what: "the engine thread",
             source,
         })?;
-    ready_rx
-        .recv()
-        .map_err(|_| Error::DiedLoading {
-            what: "the engine thread",
-        })?
+    ready_rx.recv().map_err(|_| Error::DiedLoading {
+        what: "the engine thread",
+    })?
 }

@@ -305,7 +305,11 @@ impl HeldUnits {
             }
         });
         self.held.insert((unit.job_id.clone(), unit.unit));
-        let stop = self.cancelled.entry(unit.job_id.clone()).or_default().clone();
+        let stop = self
+            .cancelled
+            .entry(unit.job_id.clone())
+            .or_default()
+            .clone();
         UnitRequest {
             session: self.n,
             unit,

@@ -7,15 +7,18 @@
 //! coordinator re-plans stored jobs and must find the same units).
 
 use std::ops::Range;
-use std::path::Path;
 
-use attrib_datasets::{prepare, Batch, DatasetOptions, PromptFile};
+use attrib_datasets::{Batch, DatasetOptions};
 use attrib_proto::faithfulness::{circuits, edge_counts, logarithmic_counts, Circuit};
 use attrib_proto::memory::{self, UnitShape};
-use attrib_proto::units::{unit_ranges, Accumulator, FoldError};
+use attrib_proto::units::{Accumulator, FoldError};
 use attrib_proto::{
     v1, AttributionSettings, DataSettings, GraphShape, Method, ModelRecord, Reduced, ScoresMetadata,
 };
+
+mod dataset;
+
+use dataset::plan_dataset;
 
 use crate::model::ModelInfo;
 use crate::{Error, Result};
@@ -229,7 +232,12 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
         });
     }
     let graph_of = |d: &PlannedDataset| {
-        GraphShape::new(model.config.n_layers, model.config.n_heads, &settings, d.width)
+        GraphShape::new(
+            model.config.n_layers,
+            model.config.n_heads,
+            &settings,
+            d.width,
+        )
     };
     let graph = graph_of(&datasets[0]);
     if let Some(d) = datasets.iter().find(|d| graph_of(d) != graph) {
@@ -257,60 +265,6 @@ fn plan_split(req: &v1::SubmitJobRequest, model: &ModelInfo, split: Split) -> Re
     p.unit_memory = unit_memory(&p, model, opts.batch_size);
     p.number_units();
     Ok(p)
-}
-
-/// Dataset `i` of a request: its files parsed, merged, tokenized and batched, and its units
-/// of `k` batches (ACDC: its first train batch only).
-fn plan_dataset(
-    i: usize,
-    spec: &v1::DatasetSpec,
-    model: &ModelInfo,
-    opts: &DatasetOptions,
-    split: Split,
-    method: &Method,
-    k: usize,
-) -> Result<PlannedDataset> {
-    let name = match (spec.name.as_str(), spec.files.first()) {
-        ("", Some(f)) => f.name.clone(),
-        ("", None) => format!("dataset {i}"),
-        (n, _) => n.to_string(),
-    };
-    let in_dataset = |source| Error::Dataset {
-        dataset: name.clone(),
-        source,
-    };
-    let files = spec
-        .files
-        .iter()
-        .map(|f| PromptFile::parse(&f.json, Path::new(&f.name)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(in_dataset)?;
-    let merged = PromptFile::merge(files).map_err(in_dataset)?;
-    let prepared = prepare(&merged, &model.tokenizer, opts).map_err(in_dataset)?;
-    let (batches, prompts) = match split {
-        Split::Train => (
-            prepared.train_batches(opts.batch_size),
-            prepared.train.len(),
-        ),
-        Split::Test => (prepared.test_batches(opts.batch_size), prepared.test.len()),
-    };
-    // ACDC runs on the first train batch only, as AutoCircuit's does (its circuits are
-    // judged on every test batch).
-    let used = match (split, method) {
-        (Split::Train, Method::Acdc { .. }) => batches.len().min(1),
-        _ => batches.len(),
-    };
-    Ok(PlannedDataset {
-        prompts: (used * opts.batch_size).min(prompts) as u32,
-        name,
-        files: spec.files.iter().map(|f| f.name.clone()).collect(),
-        width: prepared.width,
-        seq_labels: prepared.seq_labels.clone(),
-        units: unit_ranges(used, k),
-        first_batch: 0,
-        first_unit: 0,
-        batches,
-    })
 }
 
 /// Exact patching's edges per unit: edge groups are whole passes of every dataset (so a
@@ -600,6 +554,8 @@ impl JobPlan {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::path::Path;
+
     use super::*;
 
     pub fn tiny_model() -> ModelInfo {
