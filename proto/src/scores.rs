@@ -158,14 +158,17 @@ impl DataSettings {
     }
 
     /// The data options these scores were made with (to choose the same prompts again).
+    /// Sizes beyond the wire's u32 saturate, so an absurd file is refused for wanting more
+    /// prompts than there are, not read as a small one.
     pub fn data_options(&self) -> v1::DataOptions {
+        let wire = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         v1::DataOptions {
-            batch_size: self.batch_size as u32,
-            train_size: self.train_size as u32,
-            test_size: self.test_size as u32,
+            batch_size: wire(self.batch_size),
+            train_size: wire(self.train_size),
+            test_size: wire(self.test_size),
             prepend_bos: self.prepend_bos,
             seed: self.seed,
-            batches_per_unit: self.batches_per_unit as u32,
+            batches_per_unit: wire(self.batches_per_unit),
             edges_per_unit: 0,
         }
     }

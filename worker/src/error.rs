@@ -62,8 +62,26 @@ pub enum Error {
         estimate: String,
         message: String,
     },
-    #[error("node group: {0}")]
-    Group(String),
+    #[error("the NCCL collective needs libcuda and libnccl (found: libcuda {driver}, libnccl {nccl}); put libnccl.so.2 on LD_LIBRARY_PATH (the nvidia-nccl wheel has one) or use --collective host")]
+    NcclUnavailable { driver: bool, nccl: bool },
+    #[error("the NCCL collective runs on CUDA devices, not {0}")]
+    NcclNeedsCuda(String),
+    #[error("NCCL: {0}")]
+    Nccl(String),
+    #[error("CUDA on {device}: {message}")]
+    Cuda { device: String, message: String },
+    #[error(
+        "{0} is listed twice: a group takes each GPU once (NCCL refuses two ranks on one GPU)"
+    )]
+    GpuListedTwice(String),
+    #[error("a broadcast tensor must be contiguous")]
+    NotContiguous,
+    #[error("node group members summed vectors of {0} and {1} values")]
+    MembersDisagree(usize, usize),
+    #[error("the node group's summed limbs are not a sum: {0}")]
+    BadLimbs(String),
+    #[error("collective check: {0}")]
+    CollectiveCheckFailed(String),
     #[error("the engine thread is gone (it stopped after an earlier failure): restart the worker")]
     EngineGone,
     #[error("{what} died while loading the model (see the log above for its error)")]

@@ -162,8 +162,6 @@ impl Coordinator {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
-
-    // ---- client side ----
 }
 
 /// Locks a job's sums; a panic while holding them cannot leave a half-folded unit (folds are

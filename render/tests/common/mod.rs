@@ -9,6 +9,7 @@ use attrib_proto::{
 };
 use serde_json::Value;
 
+#[allow(unused_imports)] // not every test binary of this crate compares lists
 pub use attrib_fuzz::zip_eq;
 
 pub fn fixture_path(name: &str) -> String {

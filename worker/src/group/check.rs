@@ -49,7 +49,7 @@ pub fn collective_check(kind: CollectiveKind, devices: &[Device]) -> Result<Stri
                     false => None,
                 };
                 let sum = ExactSum::from_limbs(SLOTS, &main, wide.as_deref())
-                    .map_err(|e| Error::Group(e.to_string()))?;
+                    .map_err(|e| Error::BadLimbs(e.to_string()))?;
                 Ok((download_f32(&t), sum))
             })
         })
@@ -64,14 +64,14 @@ pub fn collective_check(kind: CollectiveKind, devices: &[Device]) -> Result<Stri
     for (rank, m) in members.into_iter().enumerate() {
         let (got, sum) = m
             .join()
-            .map_err(|_| Error::Group(format!("member {rank} panicked")))??;
+            .map_err(|_| Error::CollectiveCheckFailed(format!("member {rank} panicked")))??;
         if bits32(&got) != bits32(&sent) {
-            return Err(Error::Group(format!(
+            return Err(Error::CollectiveCheckFailed(format!(
                 "member {rank} received another tensor"
             )));
         }
         if bits(&sum.values()) != bits(&want.values()) {
-            return Err(Error::Group(format!(
+            return Err(Error::CollectiveCheckFailed(format!(
                 "member {rank}'s all-reduced sums differ from the host's"
             )));
         }

@@ -95,11 +95,7 @@ impl Collective for HostCollective {
             }
         });
         if r.result.len() != v.len() {
-            return Err(Error::Group(format!(
-                "members summed vectors of {} and {} values",
-                r.result.len(),
-                v.len()
-            )));
+            return Err(Error::MembersDisagree(r.result.len(), v.len()));
         }
         v.copy_from_slice(&r.result);
         Ok(())

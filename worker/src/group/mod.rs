@@ -57,10 +57,7 @@ pub fn start(
 ) -> Result<v1::ModelIdentity> {
     let size = cfg.devices.len();
     if let Some(dup) = duplicate_gpu(&cfg.devices) {
-        return Err(Error::Group(format!(
-            "{} is listed twice: a group takes each GPU once (NCCL refuses two ranks on one GPU)",
-            crate::device::device_name(dup)
-        )));
+        return Err(Error::GpuListedTwice(crate::device::device_name(dup)));
     }
     let (host, identity) = crate::compute::load(cfg, Device::Cpu)?;
     let model_cfg = host.cfg;
@@ -317,7 +314,7 @@ fn reduce(
         return Ok(None);
     }
     let sums = ExactSum::from_limbs(slots, &v[..n_main], wide.as_deref())
-        .map_err(|e| Error::Group(e.to_string()))?;
+        .map_err(|e| Error::BadLimbs(e.to_string()))?;
     let acc = Accumulator {
         sums,
         n_prompts: v[n_main] as u64,

@@ -23,10 +23,7 @@ pub fn new_group_id() -> Result<GroupId> {
     let driver = unsafe { cudarc::driver::sys::is_culib_present() };
     let nccl = unsafe { cudarc::nccl::sys::is_culib_present() };
     if !driver || !nccl {
-        return Err(Error::Group(format!(
-            "the NCCL collective needs libcuda and libnccl (found: libcuda {driver}, libnccl {nccl}); \
-             put libnccl.so.2 on LD_LIBRARY_PATH (the nvidia-nccl wheel has one) or use --collective host"
-        )));
+        return Err(Error::NcclUnavailable { driver, nccl });
     }
     Id::new().map(GroupId).map_err(nccl_error)
 }
@@ -41,12 +38,10 @@ impl NcclCollective {
     /// Joins group `id` as member `rank` of `size`, on `device`; blocks until all have.
     pub fn join(id: GroupId, rank: usize, size: usize, device: Device) -> Result<Self> {
         let Device::Cuda(ordinal) = device else {
-            return Err(Error::Group(format!(
-                "the NCCL collective runs on CUDA devices, not {device:?}"
-            )));
+            return Err(Error::NcclNeedsCuda(format!("{device:?}")));
         };
-        let ctx = CudaContext::new(ordinal)
-            .map_err(|e| Error::Group(format!("cuda:{ordinal}: {e:?}")))?;
+        let ctx =
+            CudaContext::new(ordinal).map_err(|e| cuda_error(&format!("cuda:{ordinal}"), e))?;
         let stream = ctx.default_stream();
         let comm = Comm::from_rank(stream.clone(), rank, size, id.0).map_err(nccl_error)?;
         Ok(NcclCollective { comm, stream })
@@ -55,7 +50,7 @@ impl NcclCollective {
 
 impl Collective for NcclCollective {
     fn all_reduce_sum(&mut self, v: &mut [i64]) -> Result<()> {
-        let driver = |e: cudarc::driver::DriverError| Error::Group(format!("CUDA: {e:?}"));
+        let driver = |e| cuda_error("the group's stream", e);
         let mut buf = self.stream.clone_htod(&*v).map_err(driver)?;
         self.comm
             .all_reduce_in_place(&mut buf, &ReduceOp::Sum)
@@ -66,7 +61,7 @@ impl Collective for NcclCollective {
 
     fn broadcast_from_first(&mut self, t: &mut Tensor) -> Result<()> {
         if !t.is_contiguous() {
-            return Err(Error::Group("a broadcast tensor must be contiguous".into()));
+            return Err(Error::NotContiguous);
         }
         let bytes = t.numel() * t.kind().elt_size_in_bytes();
         // libtorch owns the memory: cudarc borrows it for the call and must not free it.
@@ -81,10 +76,17 @@ impl Collective for NcclCollective {
         sent.map_err(nccl_error)?;
         self.stream
             .synchronize()
-            .map_err(|e| Error::Group(format!("CUDA: {e:?}")))
+            .map_err(|e| cuda_error("the group's stream", e))
     }
 }
 
 fn nccl_error(e: cudarc::nccl::result::NcclError) -> Error {
-    Error::Group(format!("NCCL: {e:?}"))
+    Error::Nccl(format!("{e:?}"))
+}
+
+fn cuda_error(device: &str, e: cudarc::driver::DriverError) -> Error {
+    Error::Cuda {
+        device: device.to_string(),
+        message: format!("{e:?}"),
+    }
 }
