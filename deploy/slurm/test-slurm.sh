@@ -114,8 +114,10 @@ for _ in {1..60}; do [[ $(sinfo -h -o %T 2>/dev/null) == idle ]] && break; sleep
 [[ $(sinfo -h -o %T 2>/dev/null) == idle ]] || fail "the node did not come up: $(sinfo 2>&1)"
 echo "test-slurm: cluster up in $((SECONDS - t0)) s: $(sinfo -h -o '%P %D %c %T %N')"
 
-# The reference: the same engine in one process, with the defaults `attrib submit` uses.
-"$bin/attrib-worker" attribute --model "$model" --dataset "$dataset" --device cpu \
+# The reference: the same engine in one process, with the defaults `attrib submit` uses, and
+# one thread, as each worker has (--cpus-per-task=1): libtorch's CPU kernels may round
+# differently with another thread count (they do with AVX2: docs/cluster.md).
+OMP_NUM_THREADS=1 "$bin/attrib-worker" attribute --model "$model" --dataset "$dataset" --device cpu \
   --out "$tmp/ref.json" >"$tmp/attribute.log" 2>&1 || fail "attrib-worker attribute failed"
 
 # Two tasks of one CPU: two CPU workers, next to the coordinator on the one node. Submitted
@@ -211,8 +213,8 @@ same_scores "$tmp/out-again/scores.json" || fail "resumed scores differ"
 ! compgen -G "$tmp/attrib-*.env" >/dev/null || fail "a client token file was left behind"
 
 # Cancel and resume: 400 units of one prompt each (read by `attrib submit` inside the job and
-# by attribute here). One thread, as the workers have: two threads on this 2-core machine make
-# batch-1 attribution ~20x slower (the same bits).
+# by attribute here). One thread, as the workers have (the bits, and two threads on a 2-core
+# machine make batch-1 attribution ~20x slower).
 export ATTRIB_BATCH_SIZE=1 ATTRIB_TRAIN_SIZE=400
 OMP_NUM_THREADS=1 "$bin/attrib-worker" attribute --model "$model" --dataset "$dataset" --device cpu \
   --out "$tmp/ref.json" >"$tmp/attribute.log" 2>&1 || fail "attrib-worker attribute --batch-size 1 failed"
