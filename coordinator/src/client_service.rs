@@ -118,10 +118,7 @@ impl Attrib for ClientService {
     ) -> Result<Response<Self::GetScoresStream>, Status> {
         let r = req.into_inner();
         let stored = self.coord.scores(job_id(&r.job_id)?, r.dataset).await?;
-        let chunk = match r.chunk_size as usize {
-            0 => DEFAULT_CHUNK,
-            n => n.min(MAX_CHUNK),
-        };
+        let chunk = chunk_len(r.chunk_size, DEFAULT_CHUNK, MAX_CHUNK);
         let header = v1::GetScoresResponse {
             part: Some(v1::get_scores_response::Part::Header(v1::ScoresHeader {
                 job_id: r.job_id.clone(),
@@ -156,10 +153,7 @@ impl Attrib for ClientService {
         // The graph of the stored scores: the names are those of the vector GetScores sends,
         // and the job's errors (unknown, not done, faithfulness) are GetScores' too.
         let stored = self.coord.scores(job_id(&r.job_id)?, None).await?;
-        let chunk = match r.chunk_size as usize {
-            0 => MAX_NAMES_CHUNK,
-            n => n.min(MAX_NAMES_CHUNK),
-        };
+        let chunk = chunk_len(r.chunk_size, MAX_NAMES_CHUNK, MAX_NAMES_CHUNK);
         let all = edge_name_chunks(&stored.graph, chunk).into_iter().map(Ok);
         Ok(Response::new(Box::pin(tokio_stream::iter(all))))
     }
@@ -185,7 +179,15 @@ impl Attrib for ClientService {
     }
 }
 
-/// The names of `graph`'s edges in flat (score vector) order, `chunk` per message; one empty
+/// Items per streamed message: the request's size (0: `default`), at most `max`.
+fn chunk_len(asked: u32, default: usize, max: usize) -> usize {
+    match asked as usize {
+        0 => default,
+        n => n.min(max),
+    }
+}
+
+/// The names of `graph`'s edges in flat (score vector) order, `chunk` (at least 1) per message; one empty
 /// message for a graph without edges, so a caller always learns `n_edges`.
 fn edge_name_chunks(graph: &GraphShape, chunk: usize) -> Vec<v1::GetEdgeNamesResponse> {
     let names = graph.named_edges();
@@ -198,10 +200,10 @@ fn edge_name_chunks(graph: &GraphShape, chunk: usize) -> Vec<v1::GetEdgeNamesRes
         }];
     }
     names
-        .chunks(chunk.max(1))
+        .chunks(chunk)
         .enumerate()
         .map(|(i, c)| v1::GetEdgeNamesResponse {
-            offset: (i * chunk.max(1)) as u64,
+            offset: (i * chunk) as u64,
             n_edges,
             edges: c
                 .iter()

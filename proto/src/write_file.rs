@@ -1,6 +1,7 @@
 //! Every file attrib writes (scores, curves, comparisons, drawings, reports) goes through one
 //! writer, which creates the folder and names the file in its error.
 
+use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
@@ -16,23 +17,30 @@ pub struct WriteFileError {
 
 /// Writes `bytes` to `out`, creating its folder.
 pub fn write_file(out: &Path, bytes: &[u8]) -> Result<(), WriteFileError> {
-    let fail = |source| WriteFileError {
-        path: out.display().to_string(),
-        source,
-    };
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    std::fs::write(out, bytes).map_err(fail)
+    create(out)?.write_all(bytes).map_err(|e| failed(out, e))
 }
 
-/// Writes `value` as compact JSON to `out`, creating its folder.
+/// Writes `value` as compact JSON to `out`, creating its folder. Streamed: a token-wise
+/// scores file (tens of MB) is not held a second time as text.
 pub fn write_json_file(value: &impl Serialize, out: &Path) -> Result<(), WriteFileError> {
-    let json = serde_json::to_vec(value).map_err(|e| WriteFileError {
+    let mut w = std::io::BufWriter::new(create(out)?);
+    serde_json::to_writer(&mut w, value).map_err(|e| failed(out, e.into()))?;
+    w.flush().map_err(|e| failed(out, e))
+}
+
+/// `out`, created (its folder too) and truncated.
+fn create(out: &Path) -> Result<std::fs::File, WriteFileError> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| failed(out, e))?;
+    }
+    std::fs::File::create(out).map_err(|e| failed(out, e))
+}
+
+fn failed(out: &Path, source: std::io::Error) -> WriteFileError {
+    WriteFileError {
         path: out.display().to_string(),
-        source: e.into(),
-    })?;
-    write_file(out, &json)
+        source,
+    }
 }
 
 #[cfg(test)]
