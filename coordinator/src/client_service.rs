@@ -85,8 +85,17 @@ impl Attrib for ClientService {
                     }
                     last_sent = Some(status.clone());
                 }
-                if status.state().is_terminal() || changes.changed().await.is_err() {
+                if status.state().is_terminal() {
                     return;
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    // A watch must not hold the stopping server open.
+                    _ = coord.left() => {
+                        let why = "the coordinator is shutting down; watch again after its restart";
+                        let _ = tx.send(Err(Status::unavailable(why))).await;
+                        return;
+                    }
                 }
                 status = match coord.status(&id).await {
                     Ok(s) => s,
@@ -108,6 +117,14 @@ impl Attrib for ClientService {
     ) -> Result<Response<v1::CancelJobResponse>, Status> {
         let job = self.coord.cancel(job_id(&req.get_ref().job_id)?).await?;
         Ok(Response::new(v1::CancelJobResponse { job: Some(job) }))
+    }
+
+    async fn delete_job(
+        &self,
+        req: Request<v1::DeleteJobRequest>,
+    ) -> Result<Response<v1::DeleteJobResponse>, Status> {
+        let database_bytes = self.coord.delete(job_id(&req.get_ref().job_id)?).await?;
+        Ok(Response::new(v1::DeleteJobResponse { database_bytes }))
     }
 
     type GetScoresStream = BoxStream<v1::GetScoresResponse>;

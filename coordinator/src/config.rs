@@ -36,6 +36,11 @@ pub struct CoordinatorConfig {
     pub max_result_bytes: usize,
     /// Prometheus /metrics listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// Finished jobs older than this are deleted with their scores (`None`: kept for good).
+    pub retention: Option<Duration>,
+    /// How often workers send a heartbeat; one silent for three of them loses its session
+    /// and the units it held, whatever the unit timeout.
+    pub heartbeat: Duration,
     /// HTTP/2 keepalive: a worker whose connection stops answering pings this long (network
     /// cut) is dropped and its units handed out again.
     pub keepalive: Duration,
@@ -58,6 +63,8 @@ impl CoordinatorConfig {
             max_request_bytes: 64 << 20,
             max_result_bytes: 256 << 20,
             metrics_listen: None,
+            retention: None,
+            heartbeat: Duration::from_secs(5),
             keepalive: Duration::from_secs(20),
         }
     }

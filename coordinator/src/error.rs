@@ -35,6 +35,10 @@ pub enum Error {
     },
     #[error("worker refused: it speaks protocol {got}, this coordinator speaks {expected}")]
     Protocol { got: i32, expected: i32 },
+    #[error("job {job} is {state}: cancel it first (`attrib cancel {job}`), then delete it")]
+    NotEnded { job: String, state: String },
+    #[error("job {job} is in use: faithfulness job {by} evaluates its scores; let it end first")]
+    InUse { job: String, by: String },
     #[error("job {job} has already ended; it cannot end {state} too")]
     Ended { job: String, state: &'static str },
     #[error("the job was made with model {stored}, but this coordinator serves {current}")]
@@ -67,6 +71,13 @@ pub enum Error {
     Damaged { path: String, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("database {db} is in use by another coordinator ({holder}); stop that one, or give this one another --db")]
+    DatabaseInUse { db: String, holder: String },
+    #[error("database lock {path}: {source}")]
+    LockFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the database task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -78,7 +89,7 @@ impl From<Error> for Status {
         let msg = e.to_string();
         match e {
             Error::Store(ref s) if is_full(s) => Status::resource_exhausted(format!(
-                "the database cannot be written ({s}): new work is refused until there is room; stored jobs and scores stay readable"
+                "the database cannot be written ({s}): new work is refused until there is room (delete finished jobs with `attrib delete JOB`, or free disk space); stored jobs and scores stay readable"
             )),
             Error::Limit { .. } => Status::invalid_argument(msg),
             Error::Exhausted(_) => Status::resource_exhausted(msg),
@@ -87,6 +98,8 @@ impl From<Error> for Status {
             | Error::WrongKind { .. }
             | Error::ModelMismatch { .. }
             | Error::Ended { .. }
+            | Error::NotEnded { .. }
+            | Error::InUse { .. }
             | Error::Protocol { .. } => Status::failed_precondition(msg),
             Error::NoSuchDataset { .. }
             | Error::InvalidRequest { .. }
@@ -101,6 +114,8 @@ impl From<Error> for Status {
             | Error::Bind { .. }
             | Error::Damaged { .. }
             | Error::Tls(_)
+            | Error::DatabaseInUse { .. }
+            | Error::LockFile { .. }
             | Error::Join(_) => Status::internal(msg),
         }
     }

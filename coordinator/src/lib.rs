@@ -9,6 +9,7 @@ pub mod client_service;
 pub mod clock;
 pub mod config;
 pub mod coordinator;
+pub mod db_lock;
 pub mod error;
 pub mod metrics;
 pub mod model;

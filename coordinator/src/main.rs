@@ -58,6 +58,19 @@ struct Args {
     /// refused result (NaN/inf, wrong length), a disconnect, a timeout.
     #[arg(long, default_value_t = 3, env = "ATTRIB_MAX_ATTEMPTS")]
     max_attempts: u32,
+    /// Milliseconds between a worker's heartbeats. A worker silent for three of them (stopped,
+    /// frozen, cut off) loses its session and its units move on, whatever the unit timeout.
+    #[arg(long, default_value_t = 5000, env = "ATTRIB_HEARTBEAT_MS")]
+    heartbeat_ms: u64,
+    /// On SIGTERM or Ctrl-C: seconds that calls in flight get to finish before the coordinator
+    /// commits what it folded and exits 0 (well under Kubernetes' 30 s). A second signal exits
+    /// at once.
+    #[arg(long, default_value_t = 10, env = "ATTRIB_SHUTDOWN_GRACE_SECS")]
+    shutdown_grace_secs: u64,
+    /// Delete finished jobs (with their scores and curves) this many days after they ended;
+    /// fractions allowed. Unset: kept until `attrib delete`.
+    #[arg(long, env = "ATTRIB_RETENTION_DAYS", value_parser = positive_days)]
+    retention_days: Option<f64>,
     #[command(flatten)]
     limits: LimitArgs,
     /// Group commit of running jobs' sums after this many folded units...
@@ -90,6 +103,16 @@ struct Args {
     /// The attrib-worker binary for --spawn-workers (default: next to this binary).
     #[arg(long, env = "ATTRIB_WORKER_BIN")]
     worker_bin: Option<PathBuf>,
+}
+
+/// A retention in days: a positive, finite number.
+fn positive_days(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if d.is_finite() && d > 0.0 && d * 86_400.0 < 1e15 => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a number of days above 0 (fractions allowed: 0.5 is 12 hours)"
+        )),
+    }
 }
 
 /// Admission limits: a request over one is refused at submit, naming the limit.
@@ -170,6 +193,10 @@ async fn main() -> anyhow::Result<()> {
         }),
         _ => None,
     };
+    config.heartbeat = Duration::from_millis(a.heartbeat_ms.max(10));
+    config.retention = a
+        .retention_days
+        .map(|d| Duration::from_secs_f64(d * 86_400.0));
     config.commit_units = a.commit_units.max(1);
     config.commit_interval = Duration::from_millis(a.commit_interval_ms.max(1));
     let mut server = start(config)
@@ -195,21 +222,57 @@ async fn main() -> anyhow::Result<()> {
         children = attrib_coordinator::spawn::spawn(&local, &url)?;
         eprintln!("[attrib] started {} local worker(s)", children.len());
     }
-    let mut term = signal(SignalKind::terminate())?;
-    let ended = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
-        _ = term.recv() => None,
-        r = server.wait() => Some(r),
+    let mut signals = Signals::new()?;
+    let name = tokio::select! {
+        name = signals.next() => name,
+        r = server.wait() => {
+            attrib_coordinator::spawn::stop(&mut children).await;
+            return r.map_err(|e| anyhow::anyhow!("server stopped: {e}"));
+        }
     };
-    attrib_coordinator::spawn::stop(&mut children).await;
-    if ended.is_none() {
-        server.stop().await; // workers are gone; let in-flight client calls finish
-    }
-    match ended {
-        Some(Err(e)) => anyhow::bail!("server stopped: {e}"),
-        _ => {
-            eprintln!("[attrib] coordinator stopped");
+    let grace = Duration::from_secs(a.shutdown_grace_secs);
+    eprintln!(
+        "[attrib] {name} received: stopping (workers told to leave, up to {} s for calls in flight; a second signal exits at once)",
+        grace.as_secs()
+    );
+    let stopping = async {
+        let (_, clean) = tokio::join!(
+            tokio::time::timeout(grace, attrib_coordinator::spawn::stop(&mut children)),
+            server.shutdown(grace)
+        );
+        clean
+    };
+    tokio::select! {
+        clean = stopping => {
+            let how = if clean { "" } else { " (calls still open after the grace were cut off)" };
+            eprintln!("[attrib] coordinator stopped; what was folded is committed{how}");
             Ok(())
+        }
+        name = signals.next() => {
+            eprintln!("[attrib] second signal ({name}): exiting at once; units since the last commit are recomputed after the restart");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), whichever comes.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }

@@ -171,6 +171,8 @@ pub struct WorkerEntry {
     pub units_in_flight: u32,
     pub units_done: u32,
     pub connected_ms: i64,
+    /// When its last message arrived (heartbeats included).
+    pub last_heard_ms: i64,
     /// Memory it can give one unit (0: undeclared, any unit is sent).
     pub memory_bytes: u64,
 }
@@ -301,6 +303,7 @@ impl Scheduler {
                 units_in_flight: units_in_flight.max(1),
                 units_done: 0,
                 connected_ms: now_ms,
+                last_heard_ms: now_ms,
                 memory_bytes,
             },
         );
@@ -461,6 +464,18 @@ impl Scheduler {
             .collect()
     }
 
+    /// Records that a message from `worker` arrived at `now_ms`.
+    pub fn heard_from(&mut self, worker: &str, now_ms: i64) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.last_heard_ms = now_ms;
+        }
+    }
+
+    /// Removes `worker` without touching the units it held (the process is stopping).
+    pub fn forget_worker(&mut self, worker: &str) {
+        self.workers.remove(worker);
+    }
+
     pub fn workers(&self) -> Vec<v1::WorkerInfo> {
         self.workers
             .iter()
@@ -472,6 +487,7 @@ impl Scheduler {
                 current_units: w.held.iter().map(|c| c.1).collect(),
                 units_done: w.units_done,
                 connected_unix_ms: w.connected_ms,
+                last_heard_unix_ms: w.last_heard_ms,
                 units_in_flight: w.units_in_flight,
                 memory_bytes: w.memory_bytes,
             })

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use attrib_proto::auth::RequireToken;
 use attrib_proto::v1::attrib_server::AttribServer;
@@ -15,6 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::client_service::ClientService;
 use crate::config::CoordinatorConfig;
 use crate::coordinator::Coordinator;
+use crate::db_lock::DbLock;
 use crate::worker_service::WorkerService;
 use crate::Result;
 
@@ -53,6 +55,8 @@ pub struct RunningCoordinator {
     pub coord: Arc<Coordinator>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    /// The database is this coordinator's until it is dropped.
+    db_lock: DbLock,
 }
 
 impl RunningCoordinator {
@@ -67,14 +71,30 @@ impl RunningCoordinator {
     }
 
     /// Stops accepting calls, waits for the server to end, and commits what was folded.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.shutdown(Duration::MAX).await;
+    }
+
+    /// Stops: no new calls or sessions, worker sessions and watches end (workers dial again
+    /// and find the restart), calls in flight get up to `grace` to finish, then what was
+    /// folded is committed. Returns whether everything finished within `grace`.
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
+        self.coord.leave();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let _ = (&mut self.task).await;
+        let finished = tokio::time::timeout(grace, &mut self.task).await.is_ok();
+        if !finished {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "calls still open after the grace: cut off"
+            );
+            self.task.abort();
+        }
         if let Err(e) = self.coord.close().await {
             tracing::error!(error = %e, "last group commit failed");
         }
+        finished
     }
 
     /// Waits until the server ends by itself (an accept error); do not `stop` it afterwards.
@@ -88,6 +108,9 @@ impl RunningCoordinator {
 
 /// Opens the coordinator (resuming stored jobs) and serves it.
 pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
+    // Before the port: a second coordinator on this database is refused for that, whatever
+    // its address.
+    let db_lock = DbLock::acquire(&config.db)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| crate::Error::Bind {
@@ -161,10 +184,16 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
         let _ = rx.await;
     }));
     tracing::info!(%addr, model = %coord.model.dir.display(), "coordinator listening");
-    Ok(RunningCoordinator {
+    let running = RunningCoordinator {
         addr,
         coord,
         shutdown: Some(tx),
         task,
-    })
+        db_lock: db_lock,
+    };
+    // Only the refusal message of a second coordinator needs it: not worth failing for.
+    if let Err(e) = running.db_lock.record_address(&running.url()) {
+        tracing::warn!(error = %e, "cannot note the address in the database lock");
+    }
+    Ok(running)
 }

@@ -23,6 +23,12 @@ pub struct WorkerService {
 
 type Outbound = mpsc::Sender<Result<v1::CoordinatorMessage, Status>>;
 
+/// What a worker is told when the coordinator stops (it dials again until the restart).
+const SHUTTING_DOWN: &str = "the coordinator is shutting down; dial again after its restart";
+
+/// Heartbeats a worker may miss before its session ends and its units move on.
+const MISSED_HEARTBEATS: u32 = 3;
+
 #[tonic::async_trait]
 impl WorkerGateway for WorkerService {
     type OpenSessionStream =
@@ -32,6 +38,10 @@ impl WorkerGateway for WorkerService {
         &self,
         req: Request<Streaming<v1::WorkerMessage>>,
     ) -> Result<Response<Self::OpenSessionStream>, Status> {
+        if self.coord.is_leaving() {
+            // Not FAILED_PRECONDITION: the worker must dial again, and find the restart.
+            return Err(Status::unavailable(SHUTTING_DOWN));
+        }
         let mut inbound = req.into_inner();
         // Bytes that are no protobuf message are the caller's fault, not an internal error.
         let first = inbound
@@ -61,6 +71,12 @@ impl WorkerGateway for WorkerService {
             msg: Some(Out::Welcome(v1::Welcome {
                 worker_id: worker.clone(),
                 progress_every_ms: (self.coord.config.unit_timeout.as_millis() / 4)
+                    .clamp(1, u32::MAX as u128) as u32,
+                heartbeat_every_ms: self
+                    .coord
+                    .config
+                    .heartbeat
+                    .as_millis()
                     .clamp(1, u32::MAX as u128) as u32,
             })),
         };
@@ -97,6 +113,11 @@ async fn serve_worker(
     let timeout = coord.config.unit_timeout;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    // Silent: no message at all (heartbeats included) for a few heartbeats, holding units or
+    // not: the process is stopped, frozen or cut off.
+    let silence = coord.config.heartbeat * MISSED_HEARTBEATS;
+    let silent = tokio::time::sleep(silence);
+    tokio::pin!(silent);
     loop {
         let holding = coord.held(worker) > 0;
         if draining && !holding {
@@ -125,7 +146,15 @@ async fn serve_worker(
                     return "disconnected".into();
                 }
             }
+            _ = coord.left() => {
+                let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
+                return "ended: the coordinator is shutting down".into();
+            }
             m = inbound.message() => {
+                if let Ok(Some(_)) = m {
+                    coord.heard_from(worker);
+                    silent.as_mut().reset(tokio::time::Instant::now() + silence);
+                }
                 let answered = match m {
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Result(r)) })) => {
                         coord.complete(worker, r).await
@@ -140,6 +169,7 @@ async fn serve_worker(
                         draining = true;
                         continue;
                     }
+                    Ok(Some(v1::WorkerMessage { msg: Some(In::Heartbeat(_)) })) => continue,
                     // Passes go on: the units held are being computed, not hung.
                     Ok(Some(v1::WorkerMessage { msg: Some(In::Progress(_)) })) => {
                         deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
@@ -158,6 +188,11 @@ async fn serve_worker(
                 tracing::warn!(%worker, "worker hung past the unit timeout");
                 let _ = tx.send(Err(Status::deadline_exceeded("unit timeout: session closed"))).await;
                 return format!("timed out (no answer for {} s while holding units)", timeout.as_secs());
+            }
+            _ = &mut silent => {
+                tracing::warn!(%worker, silent_ms = silence.as_millis() as u64, "worker silent: no heartbeat");
+                let _ = tx.send(Err(Status::deadline_exceeded("no heartbeat: session closed"))).await;
+                return format!("went silent (no heartbeat for {} ms)", silence.as_millis());
             }
             _ = tx.closed() => return "disconnected".into(),
         }

@@ -44,6 +44,6 @@ pub const HTTP2_CONNECTION_WINDOW: u32 = 64 << 20;
 /// server reflection: clients such as grpcurl need no .proto file.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("attrib_v1");
 
-/// The protocol version this build speaks (`v1::ProtocolVersion`). 4: `Method` in the proto3
-/// style (`METHOD_UNSPECIFIED = 0`, the mask gradient moved from 0 to 7).
-pub const PROTOCOL_VERSION: v1::ProtocolVersion = v1::ProtocolVersion::ProtocolVersion4;
+/// The protocol version this build speaks (`v1::ProtocolVersion`). 5: workers send
+/// `Heartbeat` and the coordinator drops one silent for three of them.
+pub const PROTOCOL_VERSION: v1::ProtocolVersion = v1::ProtocolVersion::ProtocolVersion5;

@@ -120,7 +120,11 @@ pub fn spawn_coordinator(
     extra: &[&str],
     stderr: Stdio,
 ) -> anyhow::Result<(Child, String, u16)> {
-    let ready = db.with_extension(format!("ready-{}-{port}", std::process::id()));
+    // In the temp folder, not beside the database: a coordinator whose disk is full must
+    // still be able to say it is ready. Numbered: one process starts many coordinators.
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let ready = std::env::temp_dir().join(format!("attrib-ready-{}-{n}", std::process::id()));
     let _ = std::fs::remove_file(&ready);
     let mut child = Command::new(binary)
         .arg("--model")
@@ -151,6 +155,7 @@ pub fn spawn_coordinator(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    let _ = std::fs::remove_file(&ready);
     let port = url.rsplit(':').next().unwrap_or("0").parse()?;
     Ok((child, url, port))
 }

@@ -98,6 +98,34 @@ fn msg(m: Out) -> v1::WorkerMessage {
     v1::WorkerMessage { msg: Some(m) }
 }
 
+/// Sends `Heartbeat` on the session until dropped, as a real worker does beside its units.
+struct Heartbeats(tokio::task::JoinHandle<()>);
+
+impl Heartbeats {
+    fn start(tx: tokio::sync::mpsc::Sender<v1::WorkerMessage>, every_ms: u32) -> Self {
+        let every = Duration::from_millis(every_ms.max(10).into());
+        Heartbeats(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if tx
+                    .send(msg(Out::Heartbeat(v1::Heartbeat {})))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Result<(), Lost> {
     let channel = tonic::transport::Endpoint::from_shared(cfg.url.clone())
         .map_err(|e| Lost::Refused(e.to_string()))?
@@ -140,9 +168,15 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
         )
     };
     let mut next = Instant::now();
+    let mut _heartbeats = None;
     while let Some(m) = inbound.message().await.map_err(lost)? {
-        let Some(In::Unit(a)) = m.msg else {
-            continue;
+        let a = match m.msg {
+            Some(In::Unit(a)) => a,
+            Some(In::Welcome(w)) => {
+                _heartbeats = Some(Heartbeats::start(tx.clone(), w.heartbeat_every_ms));
+                continue;
+            }
+            _ => continue,
         };
         if cfg.fault == (Fault::Crash { unit: a.unit }) {
             return Err(Lost::Crashed(format!(

@@ -113,13 +113,35 @@ pub fn coordinator(db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator 
 
 /// `coordinator` on another model folder.
 pub fn coordinator_on(model: &Path, db: &Path, port: Option<u16>, extra: &[&str]) -> Coordinator {
+    spawn_coordinator(model, db, port, extra, Stdio::inherit())
+}
+
+/// `coordinator_on` with its log written to `log` (to read what it said).
+pub fn coordinator_logged(
+    model: &Path,
+    db: &Path,
+    port: Option<u16>,
+    extra: &[&str],
+    log: &Path,
+) -> Coordinator {
+    let file = std::fs::File::create(log).expect("create the coordinator's log");
+    spawn_coordinator(model, db, port, extra, Stdio::from(file))
+}
+
+fn spawn_coordinator(
+    model: &Path,
+    db: &Path,
+    port: Option<u16>,
+    extra: &[&str],
+    stderr: Stdio,
+) -> Coordinator {
     let (child, url, port) = attrib_sim::cluster::spawn_coordinator(
         &bin("attrib-coordinator"),
         model,
         db,
         port.unwrap_or(0),
         extra,
-        Stdio::inherit(),
+        stderr,
     )
     .expect("start attrib-coordinator");
     let proc = Proc {

@@ -171,6 +171,40 @@ impl Coordinator {
         Err(Error::NoCurve(id.to_string()))
     }
 
+    /// Deletes a finished job and everything stored for it (the file shrinks); returns the
+    /// database's size after. A queued or running job, or one whose scores a running
+    /// faithfulness job evaluates, is refused.
+    pub async fn delete(&self, id: &str) -> Result<u64> {
+        {
+            let s = self.lock();
+            if let Some(run) = s.job(id) {
+                return Err(Error::NotEnded {
+                    job: id.to_string(),
+                    state: run.status().state().label().to_string(),
+                });
+            }
+            let evaluates =
+                |j: &&JobRun| j.plan.circuits.as_ref().is_some_and(|c| c.scores_job == id);
+            if let Some(by) = s.jobs().iter().find(evaluates) {
+                return Err(Error::InUse {
+                    job: id.to_string(),
+                    by: by.id.clone(),
+                });
+            }
+        }
+        let job = id.to_string();
+        let bytes = self
+            .store
+            .run(move |s| {
+                s.delete_job(&job)?;
+                s.size_bytes()
+            })
+            .await?;
+        tracing::info!(job = %id, database_bytes = bytes, "job deleted");
+        self.changed();
+        Ok(bytes)
+    }
+
     pub fn workers(&self) -> Vec<v1::WorkerInfo> {
         self.lock().workers()
     }

@@ -10,9 +10,11 @@
 
 mod client_side;
 mod commit;
+mod retention;
 mod worker_side;
 
 use commit::spawn_committer;
+use retention::spawn_retention;
 
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +50,9 @@ pub struct Coordinator {
     closing: watch::Sender<bool>,
     /// Jobs that ended without finishing (cancelled, failed): sessions tell their workers.
     ended: broadcast::Sender<String>,
+    /// Set by `leave` (the process is stopping): sessions and watches end, so that the
+    /// server's graceful shutdown has nothing left to wait for.
+    leaving: watch::Sender<bool>,
 }
 
 impl Coordinator {
@@ -73,9 +78,13 @@ impl Coordinator {
             committing: tokio::sync::Mutex::new(()),
             closing: watch::Sender::new(false),
             ended: broadcast::Sender::new(64),
+            leaving: watch::Sender::new(false),
         });
         coord.resume().await?;
         spawn_committer(coord.clone());
+        if let Some(keep) = coord.config.retention {
+            spawn_retention(coord.clone(), keep);
+        }
         Ok(coord)
     }
 
@@ -83,6 +92,25 @@ impl Coordinator {
     pub async fn close(&self) -> Result<()> {
         self.closing.send_replace(true);
         self.commit().await
+    }
+
+    /// The process is stopping: every worker session ends (its worker dials again, and finds
+    /// the restarted coordinator), every watch ends, and no session opens. Units held are not
+    /// counted as lost attempts: the store keeps what was committed, and the restart hands
+    /// the rest out again.
+    pub fn leave(&self) {
+        self.leaving.send_replace(true);
+    }
+
+    /// Whether `leave` was called.
+    pub fn is_leaving(&self) -> bool {
+        *self.leaving.borrow()
+    }
+
+    /// Resolves once `leave` is called.
+    pub async fn left(&self) {
+        let mut rx = self.leaving.subscribe();
+        let _ = rx.wait_for(|&l| l).await;
     }
 
     async fn resume(&self) -> Result<()> {

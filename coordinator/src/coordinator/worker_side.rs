@@ -71,6 +71,11 @@ impl Coordinator {
         self.lock().held(worker)
     }
 
+    /// A message from `worker` arrived (for `attrib workers`' "last heard").
+    pub fn heard_from(&self, worker: &str) {
+        self.lock().heard_from(worker, now_ms());
+    }
+
     /// Folds a unit's result into its job's sums (once), counts it, and finishes the job
     /// after its last unit. A result for a unit the worker does not hold is a late one (it
     /// finished after an earlier session ended): folded unless the unit is folded already.
@@ -290,10 +295,15 @@ impl Coordinator {
     }
 
     /// `worker` left (`why`: disconnected, timed out, drained): each unit it held lost an
-    /// attempt, and goes back to the queue or fails its job.
+    /// attempt, and goes back to the queue or fails its job. Not while the coordinator is
+    /// leaving: a stop is nobody's failure, and the restart hands those units out again.
     pub async fn release_worker(&self, worker: &str, why: &str) {
         let (lost, n) = {
             let mut s = self.lock();
+            if self.is_leaving() {
+                s.forget_worker(worker);
+                return;
+            }
             (s.release_worker(worker, why, describe_unit), s.n_workers())
         };
         metrics::workers_connected(n);

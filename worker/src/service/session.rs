@@ -108,6 +108,7 @@ struct Joined {
     tx: mpsc::Sender<v1::WorkerMessage>,
     inbound: tonic::Streaming<v1::CoordinatorMessage>,
     progress_every: Duration,
+    heartbeat_every: Duration,
 }
 
 /// Session number `n` (answers of earlier sessions are late ones).
@@ -126,6 +127,7 @@ async fn session(
         tx,
         mut inbound,
         progress_every,
+        heartbeat_every,
     } = match join(client, engine, cfg).await? {
         Ok(joined) => joined,
         Err(lost) => return Ok(lost),
@@ -137,6 +139,10 @@ async fn session(
     let mut reported = passes.load(Ordering::Relaxed);
     let mut beat = tokio::time::interval(progress_every);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Alive, whatever the device does: the model runs on its own thread, so this runtime
+    // keeps sending while a unit computes.
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut draining = false;
     loop {
         if draining && units.held.is_empty() {
@@ -150,6 +156,11 @@ async fn session(
                     if tx.send(msg(Out::Progress(v1::UnitProgress {}))).await.is_err() {
                         return Ok(Ended::Lost("the session closed".into()));
                     }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if tx.send(msg(Out::Heartbeat(v1::Heartbeat {}))).await.is_err() {
+                    return Ok(Ended::Lost("the session closed".into()));
                 }
             }
             m = inbound.message() => {
@@ -241,10 +252,12 @@ async fn join(
         })) => {
             tracing::info!(worker_id = %w.worker_id, coordinator = %cfg.coordinator, "joined the coordinator");
             let progress_every = Duration::from_millis(w.progress_every_ms.max(100).into());
+            let heartbeat_every = Duration::from_millis(w.heartbeat_every_ms.max(10).into());
             Ok(Ok(Joined {
                 tx,
                 inbound,
                 progress_every,
+                heartbeat_every,
             }))
         }
         Ok(_) => Ok(Err(Ended::Lost(

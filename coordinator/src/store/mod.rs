@@ -6,6 +6,10 @@
 //! checkpoints, so the file does not only grow.
 //! Synchronous; async callers go through `Store::run` (a blocking thread).
 
+mod deletion;
+mod prompt_files;
+mod reserve;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +26,7 @@ pub const COMBINED: i64 = -1;
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    reserve: reserve::Reserve,
 }
 
 /// A job the store knows, as loaded at start.
@@ -48,8 +53,12 @@ pub struct StoredScores {
     pub scores: Vec<f64>,
 }
 
-/// `PRAGMA user_version` of this layout. Version 0 stored one f64 vector per batch.
-const SCHEMA_VERSION: i64 = 2;
+/// Pages one step of `release_free_pages` moves (1 MiB of 4 KiB pages).
+const VACUUM_STEP_PAGES: i64 = 256;
+
+/// `PRAGMA user_version` of this layout. Version 0 stored one f64 vector per batch; version
+/// 2 every request's prompt texts inline (3 reads those too: see `prompt_files`).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -169,8 +178,12 @@ impl Store {
             let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
             conn.pragma_update(None, "max_page_count", (max_bytes as i64 / page).max(1))?;
         }
-        // Before any table exists, so that a new file frees pages incrementally.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        if !existed {
+            // Before any table exists, so that a new file frees pages incrementally. Not on
+            // an existing file: SQLite writes the header even to set the same value, which
+            // fails on a full disk.
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // After a checkpoint the WAL is cut back to this size instead of staying at its peak.
@@ -185,18 +198,31 @@ impl Store {
                 ),
             });
         }
+        if version == SCHEMA_VERSION {
+            // Nothing to write: a database on a full disk still opens, and serves what it holds.
+            return Ok(Store::with(conn, path));
+        }
         let tx = conn.transaction()?;
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(prompt_files::SCHEMA)?;
         let migrated = migrate_batch_results(&tx)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         if migrated {
             // A file made before incremental auto-vacuum gets it (and its space back) here.
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
             conn.execute_batch("VACUUM")?;
         }
-        Ok(Store {
+        Ok(Store::with(conn, path))
+    }
+
+    fn with(conn: Connection, path: &Path) -> Store {
+        let reserve = reserve::Reserve::beside(path);
+        reserve.take();
+        Store {
             conn: Arc::new(Mutex::new(conn)),
-        })
+            reserve,
+        }
     }
 
     /// The database's size in bytes (its pages; freed pages are given back after jobs end).
@@ -240,9 +266,10 @@ impl Store {
         let seq = tx.last_insert_rowid();
         let id = format!("job-{seq:06}");
         tx.execute("UPDATE jobs SET id = ?1 WHERE seq = ?2", params![id, seq])?;
+        let stored = prompt_files::share(&tx, &id, request)?;
         tx.execute(
             "INSERT INTO requests (job_id, request) VALUES (?1, ?2)",
-            params![id, request.encode_to_vec()],
+            params![id, stored.encode_to_vec()],
         )?;
         tx.commit()?;
         Ok(id)
@@ -302,16 +329,26 @@ impl Store {
         Ok(Some(StoredProgress { sums, folded }))
     }
 
-    /// Returns pages freed by deleted rows to the file system: frees them, then checkpoints
-    /// the log into the main file, which shrinks, and cuts the log back.
+    /// Returns pages freed by deleted rows to the file system, a step at a time: each step
+    /// moves up to `VACUUM_STEP_PAGES` pages from the end of the file into free ones, then
+    /// checkpoints the log into the main file, which shrinks, and cuts the log back. In
+    /// steps, so that the log (which needs disk space) stays small on a nearly full disk.
     pub fn release_free_pages(&self) -> Result<()> {
         let conn = self.conn();
-        // The pragma frees pages as it is stepped: step it to the end.
-        let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
-        let mut rows = stmt.query([])?;
-        while rows.next()?.is_some() {}
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+        loop {
+            let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+            if free > 0 {
+                // The pragma frees pages as it is stepped: step it to the end.
+                let mut stmt =
+                    conn.prepare(&format!("PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})"))?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+            }
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            if free <= VACUUM_STEP_PAGES {
+                return Ok(());
+            }
+        }
     }
 
     /// Every job, oldest first (without requests: `request` loads one).
@@ -419,10 +456,13 @@ impl Store {
             )
             .optional()?;
         let blob = blob.ok_or_else(|| Error::UnknownJob(job.to_string()))?;
-        v1::SubmitJobRequest::decode(blob.as_slice()).map_err(|e| Error::Corrupt {
-            job: job.to_string(),
-            reason: e.to_string(),
-        })
+        let mut req =
+            v1::SubmitJobRequest::decode(blob.as_slice()).map_err(|e| Error::Corrupt {
+                job: job.to_string(),
+                reason: e.to_string(),
+            })?;
+        prompt_files::restore(&self.conn(), job, &mut req)?;
+        Ok(req)
     }
 
     /// Marks a job failed, keeping its last committed accumulators (nothing computed is
