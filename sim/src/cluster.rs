@@ -65,6 +65,32 @@ impl CoordinatorProc {
     /// taken for a moment after the kill, so starting is retried for a few seconds.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
+        self.start_again()
+    }
+
+    /// An orderly stop and a restart: SIGTERM, which must end in exit status 0 within
+    /// `limit`, then `start_again`.
+    pub fn stop_and_restart(&mut self, limit: Duration) -> anyhow::Result<()> {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait()? {
+                break s;
+            }
+            if t0.elapsed() > limit {
+                self.kill();
+                bail!("the coordinator did not exit within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if !status.success() {
+            bail!("the coordinator exited with {status} after SIGTERM");
+        }
+        self.start_again()
+    }
+
+    fn start_again(&mut self) -> anyhow::Result<()> {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let t0 = Instant::now();
         let started = loop {

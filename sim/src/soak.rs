@@ -36,6 +36,10 @@ const MAX_ATTEMPTS: u32 = 10;
 /// default (10 minutes) would outlast the soak.
 const UNIT_TIMEOUT_SECS: u32 = 10;
 
+/// How long an orderly stop may take: the coordinator's default grace for calls in flight
+/// (10 s), and a margin for its last commit. It should take well under a second.
+const ORDERLY_STOP_LIMIT: Duration = Duration::from_secs(20);
+
 /// How often the driver looks at its jobs and its fault schedule.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -181,6 +185,8 @@ pub struct Report {
     pub seed: u64,
     pub worker_kills: u64,
     pub coordinator_restarts: u64,
+    /// Of the restarts, those after an orderly stop (SIGTERM, exit 0); the others SIGKILL.
+    pub orderly_stops: u64,
     pub jobs_completed: u64,
     /// Over completed jobs: units handed out again after their worker was lost, and units
     /// found committed by a restarted coordinator (evidence that faults hit work in flight).
@@ -210,10 +216,11 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "faults injected: {} ({} worker kills, {} coordinator restarts)",
+            "faults injected: {} ({} worker kills, {} coordinator restarts, {} orderly stops among them)",
             self.worker_kills + self.coordinator_restarts,
             self.worker_kills,
-            self.coordinator_restarts
+            self.coordinator_restarts,
+            self.orderly_stops
         )?;
         writeln!(f, "jobs completed: {}", self.jobs_completed)?;
         writeln!(
@@ -386,7 +393,14 @@ impl Soak {
                 next_kill = draw(&mut self.rng, cfg.kill_every);
             }
             if Instant::now() >= next_restart {
-                tokio::task::block_in_place(|| self.coord.restart())?;
+                // Every other restart follows SIGTERM (the first one does): the orderly stop
+                // must commit and exit 0 under load, and the restart resume from it.
+                let orderly = self.report.coordinator_restarts % 2 == 0;
+                tokio::task::block_in_place(|| match orderly {
+                    true => self.coord.stop_and_restart(ORDERLY_STOP_LIMIT),
+                    false => self.coord.restart(),
+                })?;
+                self.report.orderly_stops += u64::from(orderly);
                 self.c = reconnect(&self.coord.url).await?;
                 self.report.coordinator_restarts += 1;
                 eprintln!(

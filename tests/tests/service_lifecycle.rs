@@ -296,3 +296,50 @@ async fn after_the_disk_fills_a_restart_serves_every_stored_job_and_refuses_new_
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_finished_jobs_and_a_running_job_cannot_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    // 0.00005 days: about 4 s.
+    let flags = ["--retention-days", "0.00005"];
+    let c = coordinator(&dir.path().join("r.db"), None, &flags);
+    let _w = worker(&c.url, "w", &tiny_model(), &["--units-in-flight", "1"]);
+    let mut client = client(&c.url, None).await;
+    let old = submit(&mut client, request(&[ioi()], 16, 16, 42)).await;
+    assert_eq!(wait_end(&mut client, &old).await.state(), v1::JobState::Done);
+    let running = submit(&mut client, request(&[ioi()], 1, 800, 42)).await;
+    wait_for(&mut client, &running, |s| s.units_done >= 1).await;
+    let e = client
+        .delete_job(v1::DeleteJobRequest {
+            job_id: running.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("cancel it first"), "{e:?}");
+    client
+        .cancel_job(v1::CancelJobRequest {
+            job_id: running.clone(),
+        })
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        let gone = |id: &str| {
+            let id = id.to_string();
+            let mut client = client.clone();
+            async move {
+                let r = client.get_job(v1::GetJobRequest { job_id: id }).await;
+                matches!(r, Err(e) if e.code() == Code::NotFound)
+            }
+        };
+        if gone(&old).await && gone(&running).await {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "finished jobs outlived their retention"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

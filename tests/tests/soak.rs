@@ -63,4 +63,5 @@ fn a_30_second_chaos_soak_changes_no_score_and_loses_nothing() {
     assert!(figure(&out, "jobs completed:") >= 1);
     assert!(figure(&out, "worker kills") >= 1);
     assert!(figure(&out, "coordinator restarts") >= 1);
+    assert!(figure(&out, "orderly stops among them") >= 1);
 }

@@ -65,3 +65,85 @@ impl Store {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use attrib_proto::v1;
+
+    use super::super::prompt_files::stored_text_bytes;
+    use super::*;
+
+    fn request(texts: &[&str]) -> v1::SubmitJobRequest {
+        v1::SubmitJobRequest {
+            datasets: vec![v1::DatasetSpec {
+                name: "d".into(),
+                files: texts
+                    .iter()
+                    .map(|t| v1::PromptFileText {
+                        name: "f".into(),
+                        json: t.to_string(),
+                    })
+                    .collect(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn finish(store: &Store, job: &str, ended_ms: i64) {
+        let status = v1::JobStatus {
+            job_id: job.into(),
+            state: v1::JobState::Done as i32,
+            finished_unix_ms: ended_ms,
+            ..Default::default()
+        };
+        store.finish_job(job, &[], &status).unwrap();
+    }
+
+    #[test]
+    fn prompt_files_are_stored_once_and_go_with_the_last_job_that_uses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = Store::open(&path, 0).unwrap();
+        let (ioi, other) = ("i".repeat(300_000), "o".repeat(1000));
+        let a = store.insert_job("a", &request(&[&ioi]), "fp", 1).unwrap();
+        let b = store.insert_job("b", &request(&[&ioi, &other]), "fp", 2).unwrap();
+        let text_bytes = || stored_text_bytes(&store.conn());
+        assert_eq!(text_bytes(), 301_000, "the shared file once");
+        assert_eq!(store.request(&a).unwrap(), request(&[&ioi]));
+        assert_eq!(store.request(&b).unwrap(), request(&[&ioi, &other]));
+
+        let refused = store.delete_job(&a);
+        assert!(matches!(refused, Err(Error::NotEnded { .. })), "{refused:?}");
+        assert!(matches!(store.delete_job("job-9"), Err(Error::UnknownJob(_))));
+        finish(&store, &a, 10);
+        finish(&store, &b, 20);
+        store.release_free_pages().unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        store.delete_job(&a).unwrap();
+        assert_eq!(text_bytes(), 301_000, "b still uses the shared file");
+        assert!(matches!(store.request(&a), Err(Error::UnknownJob(_))));
+        assert!(matches!(store.final_status(&a), Err(Error::UnknownJob(_))));
+        store.delete_job(&b).unwrap();
+        assert_eq!(text_bytes(), 0);
+        assert!(
+            size() + 250_000 <= before,
+            "the file shrank: {before} -> {} bytes",
+            size()
+        );
+        assert!(store.jobs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn finished_before_lists_only_jobs_that_ended_before_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
+        let ids: Vec<String> = (0..3)
+            .map(|i| store.insert_job("x", &request(&["{}"]), "fp", i).unwrap())
+            .collect();
+        finish(&store, &ids[0], 100);
+        finish(&store, &ids[1], 200);
+        assert_eq!(store.finished_before(150).unwrap(), vec![ids[0].clone()]);
+        assert_eq!(store.finished_before(201).unwrap(), ids[..2].to_vec());
+    }
+}
