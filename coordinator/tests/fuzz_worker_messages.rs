@@ -258,6 +258,7 @@ fn structured() -> impl Strategy<Value = Structured> {
         1 => hello_msg(false),
         1 => Just(Structured::As(Some(Msg::Draining(v1::Draining {})))),
         1 => Just(Structured::As(Some(Msg::Progress(v1::UnitProgress {})))),
+        1 => Just(Structured::As(Some(Msg::Heartbeat(v1::Heartbeat {})))),
         1 => Just(Structured::As(None)),
     ]
 }
@@ -507,7 +508,10 @@ fn fuzz_worker_messages_in_process() {
                             check_status(&Status::from(e))?;
                         }
                     }
-                    Some(Msg::Draining(_)) | Some(Msg::Progress(_)) | None => {}
+                    Some(Msg::Draining(_))
+                    | Some(Msg::Progress(_))
+                    | Some(Msg::Heartbeat(_))
+                    | None => {}
                 }
                 Ok::<(), TestCaseError>(())
             })?;
