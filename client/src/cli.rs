@@ -47,6 +47,9 @@ pub enum Command {
     Watch { job: String },
     /// Cancel a queued or running job.
     Cancel { job: String },
+    /// Delete a finished job (done, failed or cancelled) with its scores or curve, giving the
+    /// space back to the disk.
+    Delete { job: String },
     /// Fetch a done job's scores as the same JSON `attrib-worker attribute` writes.
     Scores(ScoresArgs),
     /// The workers connected to the coordinator.

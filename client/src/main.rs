@@ -117,6 +117,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             print_status(s.job.as_ref(), json);
             Ok(exit::OK)
         }
+        Command::Delete { job } => {
+            let r = client
+                .delete_job(v1::DeleteJobRequest {
+                    job_id: job.clone(),
+                })
+                .await?
+                .into_inner();
+            let size = attrib_proto::memory::human_bytes(r.database_bytes);
+            match json {
+                true => println!("{}", serde_json::json!({"deleted": job, "database_bytes": r.database_bytes})),
+                false => println!("deleted {job}; the database now holds {size}"),
+            }
+            Ok(exit::OK)
+        }
         Command::Jobs => {
             let jobs = client
                 .list_jobs(v1::ListJobsRequest {})

@@ -91,6 +91,7 @@ pub fn worker_json(w: &v1::WorkerInfo) -> Value {
         "units_in_flight": w.units_in_flight,
         "units_done": w.units_done,
         "connected_unix_ms": w.connected_unix_ms,
+        "last_heard_unix_ms": w.last_heard_unix_ms,
         "memory_bytes": w.memory_bytes,
     })
 }
@@ -113,7 +114,21 @@ pub fn worker_line(w: &v1::WorkerInfo) -> String {
         b => format!("{} for a unit", attrib_proto::memory::human_bytes(b)),
     };
     format!(
-        "{}  {}  {}  {memory}  {} units done (up to {} at once)  {}",
-        w.worker_id, w.name, w.device, w.units_done, w.units_in_flight, doing
+        "{}  {}  {}  {memory}  {} units done (up to {} at once)  {}  last heard {}",
+        w.worker_id,
+        w.name,
+        w.device,
+        w.units_done,
+        w.units_in_flight,
+        doing,
+        ago(w.last_heard_unix_ms)
     )
+}
+
+/// "1.2 s ago" for a time in milliseconds since the Unix epoch.
+fn ago(unix_ms: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    format!("{:.1} s ago", (now - unix_ms).max(0) as f64 / 1000.0)
 }

@@ -323,6 +323,16 @@ async fn retention_deletes_finished_jobs_and_a_running_job_cannot_be_deleted() {
         })
         .await
         .unwrap();
+    // By hand, before its retention is up.
+    let out = cli(&c.url, &["delete", &running]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(said.starts_with(&format!("deleted {running}; the database now holds ")), "{said}");
+    let out = cli(&c.url, &["delete", &running]);
+    assert_eq!(out.status.code(), Some(4), "an unknown job: {out:?}");
+    let out = cli(&c.url, &["workers"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("last heard ") && listed.contains(" s ago"), "{listed}");
     let t0 = Instant::now();
     loop {
         let gone = |id: &str| {
