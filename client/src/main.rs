@@ -126,7 +126,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .into_inner();
             let size = attrib_proto::memory::human_bytes(r.database_bytes);
             match json {
-                true => println!("{}", serde_json::json!({"deleted": job, "database_bytes": r.database_bytes})),
+                true => println!(
+                    "{}",
+                    serde_json::json!({"deleted": job, "database_bytes": r.database_bytes})
+                ),
                 false => println!("deleted {job}; the database now holds {size}"),
             }
             Ok(exit::OK)

@@ -48,6 +48,19 @@ pub fn ioi() -> PathBuf {
     repo().join("datasets/ioi/ioi_vanilla_template_prompts.json")
 }
 
+/// `n` different IOI prompt files, in name order (the database stores each distinct file
+/// once, so only different files fill it).
+pub fn distinct_ioi_files(n: usize) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("datasets/ioi"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files.truncate(n);
+    files
+}
+
 /// A child process killed when dropped.
 pub struct Proc {
     pub child: Child,

@@ -313,10 +313,11 @@ async fn a_full_database_refuses_new_jobs_and_keeps_serving_what_it_stored() {
         v1::JobState::Done
     );
     let (_, stored) = scores(&mut client, &first, None).await;
-    // Each job stores its prompt file (about 150 KB): the database fills within 1 MiB.
+    // Each different prompt file is stored once (about 150 KB): the database fills within
+    // 1 MiB.
     let mut refused = None;
-    for _ in 0..10 {
-        match client.submit_job(request(&[ioi()], 16, 16, 42)).await {
+    for file in distinct_ioi_files(10) {
+        match client.submit_job(request(&[file], 16, 16, 42)).await {
             Ok(r) => {
                 let id = r.into_inner().job_id;
                 wait_end(&mut client, &id).await;

@@ -202,19 +202,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// `n` different IOI prompt files (a job's prompts are stored once per distinct file).
-fn distinct_files(n: usize) -> Vec<std::path::PathBuf> {
-    let dir = repo().join("datasets/ioi");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files.truncate(n);
-    files
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_disk_fills_a_restart_serves_every_stored_job_and_refuses_new_work() {
     // SAFETY: geteuid has no preconditions.
@@ -229,7 +216,7 @@ async fn after_the_disk_fills_a_restart_serves_every_stored_job_and_refuses_new_
     let mut client = client(&c.url, None).await;
     let mut done = Vec::new();
     let mut refused = None;
-    for file in distinct_files(40) {
+    for file in distinct_ioi_files(40) {
         match client.submit_job(request(&[file], 16, 16, 42)).await {
             Ok(r) => {
                 let id = r.into_inner().job_id;
@@ -306,7 +293,10 @@ async fn retention_deletes_finished_jobs_and_a_running_job_cannot_be_deleted() {
     let _w = worker(&c.url, "w", &tiny_model(), &["--units-in-flight", "1"]);
     let mut client = client(&c.url, None).await;
     let old = submit(&mut client, request(&[ioi()], 16, 16, 42)).await;
-    assert_eq!(wait_end(&mut client, &old).await.state(), v1::JobState::Done);
+    assert_eq!(
+        wait_end(&mut client, &old).await.state(),
+        v1::JobState::Done
+    );
     let running = submit(&mut client, request(&[ioi()], 1, 800, 42)).await;
     wait_for(&mut client, &running, |s| s.units_done >= 1).await;
     let e = client
@@ -327,12 +317,18 @@ async fn retention_deletes_finished_jobs_and_a_running_job_cannot_be_deleted() {
     let out = cli(&c.url, &["delete", &running]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(said.starts_with(&format!("deleted {running}; the database now holds ")), "{said}");
+    assert!(
+        said.starts_with(&format!("deleted {running}; the database now holds ")),
+        "{said}"
+    );
     let out = cli(&c.url, &["delete", &running]);
     assert_eq!(out.status.code(), Some(4), "an unknown job: {out:?}");
     let out = cli(&c.url, &["workers"]);
     let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(listed.contains("last heard ") && listed.contains(" s ago"), "{listed}");
+    assert!(
+        listed.contains("last heard ") && listed.contains(" s ago"),
+        "{listed}"
+    );
     let t0 = Instant::now();
     loop {
         let gone = |id: &str| {

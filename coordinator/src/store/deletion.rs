@@ -106,15 +106,23 @@ mod tests {
         let store = Store::open(&path, 0).unwrap();
         let (ioi, other) = ("i".repeat(300_000), "o".repeat(1000));
         let a = store.insert_job("a", &request(&[&ioi]), "fp", 1).unwrap();
-        let b = store.insert_job("b", &request(&[&ioi, &other]), "fp", 2).unwrap();
+        let b = store
+            .insert_job("b", &request(&[&ioi, &other]), "fp", 2)
+            .unwrap();
         let text_bytes = || stored_text_bytes(&store.conn());
         assert_eq!(text_bytes(), 301_000, "the shared file once");
         assert_eq!(store.request(&a).unwrap(), request(&[&ioi]));
         assert_eq!(store.request(&b).unwrap(), request(&[&ioi, &other]));
 
         let refused = store.delete_job(&a);
-        assert!(matches!(refused, Err(Error::NotEnded { .. })), "{refused:?}");
-        assert!(matches!(store.delete_job("job-9"), Err(Error::UnknownJob(_))));
+        assert!(
+            matches!(refused, Err(Error::NotEnded { .. })),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            store.delete_job("job-9"),
+            Err(Error::UnknownJob(_))
+        ));
         finish(&store, &a, 10);
         finish(&store, &b, 20);
         store.release_free_pages().unwrap();
