@@ -233,6 +233,20 @@ mod tests {
             ..wire.clone()
         };
         assert!(AttributionSettings::try_from(&no_points).is_err());
+        // The coordinator refuses the mask values the client's --mask-val refuses.
+        for v in [2.0, -0.5, f64::NAN, f64::INFINITY] {
+            let outside = v1::AttributionSettings {
+                points: Some(v1::attribution_settings::Points::MaskVal(v)),
+                ..wire.clone()
+            };
+            let e = AttributionSettings::try_from(&outside)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("settings.mask_val") && e.contains("0 (clean) to 1"),
+                "{e}"
+            );
+        }
     }
 
     /// Protocol 4's Method: the mask gradient is sent as 7, and an unset method (0, what a
