@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use attrib_proto::job_spec::parse_label;
 use attrib_proto::JobSpec;
 use attrib_render::{Orientation, DEFAULT_MAX_EDGES};
 use clap::{Args, Parser, Subcommand};
@@ -11,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     version,
     about = "attrib's client: submit attribution jobs to a coordinator, follow them, fetch scores",
-    after_help = "Exit codes: 0 ok; 1 the job failed or was cancelled; 2 bad usage; 3 the coordinator refused the input (invalid argument); 4 unknown job; 5 coordinator unreachable; 6 wrong or missing token; 7 any other error."
+    after_help = format!("Exit codes: {}.", crate::exit::table_text())
 )]
 pub struct Cli {
     /// Coordinator URL.
@@ -65,7 +66,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Judge attribution methods against a reference (e.g. EAP-IG's exact scores): Spearman
     /// of |score| vs |reference| and ROC AUC for the reference's top k edges, plus MIB's
-    /// CPR / CMD of faithfulness curves. Works offline on files; edges are matched by name.
+    /// CPR / CMD of faithfulness curves. Works offline on files, or fetches done jobs' scores;
+    /// edges are matched by name.
     #[command(
         after_help = COMPARE_AFTER_HELP
     )]
@@ -95,8 +97,8 @@ pub struct FaithfulnessArgs {
     /// Circuits per work unit: smaller spreads one unit's batches over more workers.
     #[arg(long, default_value_t = 8)]
     pub circuits_per_unit: u32,
-    /// A label shown in listings.
-    #[arg(long, default_value = "")]
+    /// A label shown in listings: one line of printable text, at most 200 characters.
+    #[arg(long, default_value = "", value_parser = parse_label)]
     pub label: String,
     /// Print the new job's id and return instead of following it (fetch with `attrib curve`).
     #[arg(long)]
@@ -111,8 +113,8 @@ pub struct SubmitArgs {
     /// Merge all files into one dataset, as `attrib-worker attribute --dataset a,b` does.
     #[arg(long)]
     pub merge: bool,
-    /// A label shown in listings.
-    #[arg(long, default_value = "")]
+    /// A label shown in listings: one line of printable text, at most 200 characters.
+    #[arg(long, default_value = "", value_parser = parse_label)]
     pub label: String,
     /// Follow the job with a progress bar until it ends; exit 1 if it fails.
     #[arg(long)]
@@ -134,9 +136,10 @@ pub struct SubmitArgs {
 #[derive(Args)]
 pub struct ScoresArgs {
     pub job: String,
-    /// Output file.
-    #[arg(long, default_value = "scores.json")]
-    pub out: PathBuf,
+    /// Output file; without it the scores JSON goes to standard output (the summary to
+    /// standard error).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// One dataset's scores (its index in the job); default: all datasets combined.
     #[arg(long)]
     pub dataset: Option<u32>,
@@ -177,7 +180,7 @@ pub struct RenderArgs {
     pub input: String,
     #[command(flatten)]
     pub draw: DrawArgs,
-    /// Output file: .svg or .png.
+    /// Output file: .svg or .png (chosen by the extension; any other is refused).
     #[arg(long, default_value = "circuit.svg")]
     pub out: PathBuf,
     /// PNG pixels per SVG pixel.
@@ -202,7 +205,8 @@ pub struct ReportArgs {
 }
 
 /// How `attrib compare` names its inputs, and an example (`attrib compare --help`).
-const COMPARE_AFTER_HELP: &str = "Each scores file is [NAME=]FILE. Without NAME, an `attrib scores` or \
+const COMPARE_AFTER_HELP: &str = "Each scores input is [NAME=]FILE or [NAME=]JOB: a done job's id \
+fetches its scores from --coordinator. Without NAME, a job, an `attrib scores` or \
 `attrib-worker attribute` file is named by its method (e.g. 'eap-ig-inputs (5 steps)'), anything else \
 (the EAP-IG golden fixtures) by its file stem. Every file must score exactly the same edges, in any \
 order.
@@ -213,11 +217,12 @@ Example:
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// The reference scores, [NAME=]FILE: the attribution the others are judged against.
-    #[arg(long, value_name = "[NAME=]FILE")]
+    /// The reference scores, [NAME=]FILE or [NAME=]JOB: the attribution the others are
+    /// judged against.
+    #[arg(long, value_name = "[NAME=]FILE|JOB")]
     pub reference: String,
-    /// The methods' scores files, each [NAME=]FILE.
-    #[arg(required = true, value_name = "[NAME=]FILE")]
+    /// The methods' scores, each [NAME=]FILE or [NAME=]JOB (a done job's id).
+    #[arg(required = true, value_name = "[NAME=]FILE|JOB")]
     pub scores: Vec<String>,
     /// ROC AUC positives: the top k edges by |reference|, comma-separated (1 <= k < edges).
     #[arg(long, value_delimiter = ',', default_value = "5,10,20")]

@@ -1,8 +1,8 @@
 //! `attrib compare`: judges attribution methods against a reference attribution (for example
 //! EAP-IG's `exact` patching scores) with attrib-render's agreement numbers, and summarises
-//! faithfulness curves as MIB's CPR / CMD. Everything works on files, offline: the numbers
-//! are cheap and the inputs are whatever `attrib scores`, `attrib curve` or the EAP-IG golden
-//! fixtures left on disk, so no coordinator is involved.
+//! faithfulness curves as MIB's CPR / CMD. The numbers are cheap and computed here, on files
+//! (whatever `attrib scores`, `attrib curve` or the EAP-IG golden fixtures left on disk) or
+//! on done jobs' scores, fetched from the coordinator only when a job id is named.
 //!
 //! The scores files are read leniently (edges with an optional `seq`, any `settings`), because
 //! the golden fixtures written by the Python reference scripts are not full `ScoresFile`s; the
@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::cli::{Cli, CompareArgs};
 use crate::exit;
+use crate::source::{classify, Input, Jobs};
 
 /// One edge as every scores file names it: AutoCircuit's `src`, `dest` and token position.
 type EdgeKey = (String, String, Option<usize>);
@@ -101,14 +102,14 @@ struct Report {
     mib_edge_counts: Vec<usize>,
 }
 
-/// `attrib compare`: load, align, compute, print and write. Needs no coordinator.
-pub fn run(cli: &Cli, a: &CompareArgs) -> anyhow::Result<u8> {
-    let reference = load_scores(&a.reference)?;
-    let methods = a
-        .scores
-        .iter()
-        .map(|arg| load_scores(arg))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+/// `attrib compare`: load, align, compute, print and write. Connects only to fetch jobs.
+pub async fn run(cli: &Cli, a: &CompareArgs) -> anyhow::Result<u8> {
+    let mut jobs = Jobs::new(cli);
+    let reference = load_scores(&a.reference, &mut jobs).await?;
+    let mut methods = Vec::with_capacity(a.scores.len());
+    for arg in &a.scores {
+        methods.push(load_scores(arg, &mut jobs).await?);
+    }
     check_unique_names(std::iter::once(&reference).chain(&methods))?;
     let n = reference.edges.len();
     check_ks(&a.k, n)?;
@@ -182,12 +183,18 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
-/// Reads `[NAME=]PATH` as a scores file; rejects NaN scores and repeated edges, which would
-/// make the ranks (and the alignment by name) meaningless. ACDC's `"Infinity"` ranks first.
-fn load_scores(arg: &str) -> anyhow::Result<Scores> {
+/// Reads `[NAME=]PATH` as a scores file, or `[NAME=]JOB` as a done job's scores; rejects NaN
+/// scores and repeated edges, which would make the ranks (and the alignment by name)
+/// meaningless. ACDC's `"Infinity"` ranks first.
+async fn load_scores(arg: &str, jobs: &mut Jobs<'_>) -> anyhow::Result<Scores> {
     let (name, path) = split_name(arg);
-    let loose: LooseScores = serde_json::from_str(&read(&path, "scores file")?)
-        .with_context(|| format!("{} is not a scores file", path.display()))?;
+    let loose: LooseScores = match classify(&path.to_string_lossy())? {
+        Input::File(path) => serde_json::from_str(&read(&path, "scores file")?)
+            .with_context(|| format!("{} is not a scores file", path.display()))?,
+        // The same JSON an `attrib scores` file holds, read the same lenient way.
+        Input::Job(job) => serde_json::from_value(serde_json::to_value(jobs.scores(&job).await?)?)
+            .with_context(|| format!("the scores of job {job}"))?,
+    };
     let name = name.unwrap_or_else(|| default_name(&loose.settings, &path));
     let mut seen = HashSet::with_capacity(loose.edges.len());
     let mut edges = Vec::with_capacity(loose.edges.len());

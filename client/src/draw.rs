@@ -8,8 +8,11 @@ use attrib_proto::{v1, write_file, FaithfulnessCurve, ScoresFile};
 use attrib_render::{render_svg, report_html, svg_to_png, RenderOptions, ReportInput, Selection};
 
 use crate::cli::{Cli, DrawArgs, RenderArgs, ReportArgs};
+use crate::exit::BadValue;
 use crate::faithfulness::fetch_curve;
-use crate::{connect, exit, fetch_scores, output, Client};
+use crate::scores::fetch_scores;
+use crate::source::{classify, Input};
+use crate::{connect, exit, output, Client};
 
 /// Edges drawn when neither --threshold nor --top is given: a readable picture at any scale.
 const DEFAULT_TOP: usize = 50;
@@ -38,10 +41,9 @@ enum Source {
 }
 
 async fn load(cli: &Cli, input: &str, dataset: Option<u32>) -> anyhow::Result<Source> {
-    let path = Path::new(input);
-    if path.exists() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Input::File(path) = classify(input)? {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let scores: ScoresFile = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a scores file", path.display()))?;
         anyhow::ensure!(
@@ -49,10 +51,6 @@ async fn load(cli: &Cli, input: &str, dataset: Option<u32>) -> anyhow::Result<So
             "--dataset picks a dataset of a job; a scores file holds one"
         );
         return Ok(Source::File(scores));
-    }
-    // A missing file must not turn into a confusing "coordinator unreachable".
-    if input.ends_with(".json") || input.contains('/') {
-        anyhow::bail!("no scores file {input}");
     }
     let mut client = connect(cli).await?;
     let scores = fetch_scores(&mut client, input, dataset).await?;
@@ -63,19 +61,36 @@ async fn load(cli: &Cli, input: &str, dataset: Option<u32>) -> anyhow::Result<So
     })
 }
 
+/// What `attrib render` can write, chosen by the output's extension.
+#[derive(Debug, PartialEq)]
+enum Format {
+    Svg,
+    Png,
+}
+
+/// The format `out`'s extension names; any other is refused before any work is done, so
+/// that `--out x.pdf` never holds SVG.
+fn format_of(out: &Path) -> Result<Format, BadValue> {
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext.to_ascii_lowercase().as_str() {
+        "svg" => Ok(Format::Svg),
+        "png" => Ok(Format::Png),
+        _ => Err(BadValue(format!(
+            "--out {}: attrib render writes .svg or .png, chosen by the extension",
+            out.display()
+        ))),
+    }
+}
+
 pub async fn render(cli: &Cli, a: &RenderArgs) -> anyhow::Result<u8> {
+    let format = format_of(&a.out)?;
     let scores = match load(cli, &a.input, a.draw.dataset).await? {
         Source::File(s) | Source::Job { scores: s, .. } => s,
     };
     let r = render_svg(&scores, &options(&a.draw));
-    let png = a
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if png {
-        write_file(&a.out, &svg_to_png(&r.svg, a.scale)?)?;
-    } else {
-        write_file(&a.out, r.svg.as_bytes())?;
+    match format {
+        Format::Png => write_file(&a.out, &svg_to_png(&r.svg, a.scale)?)?,
+        Format::Svg => write_file(&a.out, r.svg.as_bytes())?,
     }
     if let Some(note) = &r.note {
         eprintln!("[attrib] note: {note}");
@@ -171,4 +186,19 @@ pub async fn report(cli: &Cli, a: &ReportArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extension_picks_the_format_or_is_refused() {
+        assert_eq!(format_of(Path::new("a/c.svg")).unwrap(), Format::Svg);
+        assert_eq!(format_of(Path::new("c.PNG")).unwrap(), Format::Png);
+        for bad in ["x.pdf", "circuit", "x.svg.gz"] {
+            let e = format_of(Path::new(bad)).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains(".svg or .png"), "{e}");
+        }
+    }
 }

@@ -5,22 +5,26 @@ mod compare;
 mod draw;
 mod exit;
 mod faithfulness;
+mod follow;
+mod listing;
 mod output;
 mod progress;
 mod request;
+mod scores;
+mod source;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use attrib_proto::auth::AttachToken;
-use attrib_proto::v1;
+use attrib_proto::printable;
 use attrib_proto::v1::attrib_client::AttribClient;
-use attrib_proto::{write_json_file, GraphShape, ScoresFile, ScoresMetadata};
 use clap::Parser;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use cli::{Cli, Command, ScoresArgs};
+use cli::{Cli, Command, SubmitArgs};
+use follow::follow;
 
 type Client = AttribClient<InterceptedService<Channel, AttachToken>>;
 
@@ -40,9 +44,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = exit::code_for(&e);
+            // `{:#}`, never `{:?}`: one line, no backtrace even under RUST_BACKTRACE=1.
             match e.downcast_ref::<tonic::Status>() {
-                Some(s) => eprintln!("error: {} ({:?})", s.message(), s.code()),
-                None => eprintln!("error: {e:#}"),
+                Some(s) => eprintln!("error: {} ({:?})", printable(s.message()), s.code()),
+                None => eprintln!("error: {}", printable(&format!("{e:#}"))),
             }
             ExitCode::from(code)
         }
@@ -72,205 +77,58 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
-    // Drawing a scores file needs no coordinator: these commands connect only for a job.
+    // Drawing and comparing scores files need no coordinator: these connect only for a job.
     match &cli.command {
         Command::Render(a) => return draw::render(&cli, a).await,
         Command::Report(a) => return draw::report(&cli, a).await,
-        // Comparing files never needs one.
-        Command::Compare(a) => return compare::run(&cli, a),
+        Command::Compare(a) => return compare::run(&cli, a).await,
+        // Bad settings and files exit 2 whether or not a coordinator answers.
+        Command::Submit(a) => {
+            let req = request::submit_request(a)?;
+            return submit(&mut connect(&cli).await?, a, req, cli.json).await;
+        }
         _ => {}
     }
     let mut client = connect(&cli).await?;
     let json = cli.json;
     match cli.command {
-        Command::Submit(a) => {
-            let req = request::submit_request(&a)?;
-            let r = client.submit_job(req).await?.into_inner();
-            if !a.wait {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"job_id": r.job_id, "units_total": r.units_total})
-                    );
-                } else {
-                    println!("{}", r.job_id);
-                }
-                return Ok(exit::OK);
-            }
-            eprintln!("[attrib] submitted {} ({} units)", r.job_id, r.units_total);
-            follow(&mut client, &r.job_id, json).await
-        }
         Command::Watch { job } => follow(&mut client, &job, json).await,
-        Command::Status { job } => {
-            let s = client
-                .get_job(v1::GetJobRequest { job_id: job })
-                .await?
-                .into_inner();
-            print_status(s.job.as_ref(), json);
-            Ok(exit::OK)
-        }
-        Command::Cancel { job } => {
-            let s = client
-                .cancel_job(v1::CancelJobRequest { job_id: job })
-                .await?
-                .into_inner();
-            print_status(s.job.as_ref(), json);
-            Ok(exit::OK)
-        }
-        Command::Delete { job } => {
-            let r = client
-                .delete_job(v1::DeleteJobRequest {
-                    job_id: job.clone(),
-                })
-                .await?
-                .into_inner();
-            let size = attrib_proto::memory::human_bytes(r.database_bytes);
-            match json {
-                true => println!(
-                    "{}",
-                    serde_json::json!({"deleted": job, "database_bytes": r.database_bytes})
-                ),
-                false => println!("deleted {job}; the database now holds {size}"),
-            }
-            Ok(exit::OK)
-        }
-        Command::Jobs => {
-            let jobs = client
-                .list_jobs(v1::ListJobsRequest {})
-                .await?
-                .into_inner()
-                .jobs;
-            if json {
-                let all: Vec<_> = jobs.iter().map(output::status_json).collect();
-                println!("{}", serde_json::Value::Array(all));
-            } else {
-                jobs.iter()
-                    .for_each(|s| println!("{}", output::status_line(s)));
-            }
-            Ok(exit::OK)
-        }
-        Command::Workers => {
-            let ws = client
-                .list_workers(v1::ListWorkersRequest {})
-                .await?
-                .into_inner()
-                .workers;
-            if json {
-                let all: Vec<_> = ws.iter().map(output::worker_json).collect();
-                println!("{}", serde_json::Value::Array(all));
-            } else {
-                ws.iter()
-                    .for_each(|w| println!("{}", output::worker_line(w)));
-            }
-            Ok(exit::OK)
-        }
-        Command::Scores(a) => scores(&mut client, &a, json).await,
+        Command::Status { job } => listing::status(&mut client, job, json).await,
+        Command::Cancel { job } => listing::cancel(&mut client, job, json).await,
+        Command::Delete { job } => listing::delete(&mut client, job, json).await,
+        Command::Jobs => listing::jobs(&mut client, json).await,
+        Command::Workers => listing::workers(&mut client, json).await,
+        Command::Scores(a) => scores::run(&mut client, &a, json).await,
         Command::Faithfulness(a) => faithfulness::run(&mut client, &a, json).await,
         Command::Curve { job, out } => faithfulness::curve(&mut client, &job, &out, json).await,
-        Command::Render(_) | Command::Report(_) | Command::Compare(_) => {
+        Command::Render(_) | Command::Report(_) | Command::Compare(_) | Command::Submit(_) => {
             unreachable!("handled before connecting")
         }
     }
 }
 
-fn print_status(s: Option<&v1::JobStatus>, json: bool) {
-    let Some(s) = s else { return };
-    if json {
-        println!("{}", output::status_json(s));
-    } else {
-        println!("{}", output::status_text(s));
-    }
-}
-
-/// Shows progress until the job ends; exit 1 unless it is done.
-async fn follow(client: &mut Client, job: &str, json: bool) -> anyhow::Result<u8> {
-    let mut stream = client
-        .watch_job(v1::WatchJobRequest {
-            job_id: job.to_string(),
-        })
-        .await?
-        .into_inner();
-    let mut bar = progress::Progress::new();
-    let mut last = None;
-    while let Some(msg) = stream.message().await? {
-        if let Some(s) = msg.job {
-            bar.show(&s);
-            last = Some(s);
+async fn submit(
+    client: &mut Client,
+    a: &SubmitArgs,
+    req: attrib_proto::v1::SubmitJobRequest,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let r = client.submit_job(req).await?.into_inner();
+    if !a.wait {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"job_id": r.job_id, "units_total": r.units_total})
+            );
+        } else {
+            println!("{}", printable(&r.job_id));
         }
-    }
-    let s = last.context("the coordinator closed the watch without a status")?;
-    if !s.state().is_terminal() {
-        anyhow::bail!(
-            "the watch ended while {} was {}",
-            s.job_id,
-            s.state().label()
-        );
-    }
-    print_status(Some(&s), json);
-    Ok(if s.state() == v1::JobState::Done {
-        exit::OK
-    } else {
-        exit::JOB_FAILED
-    })
-}
-
-async fn scores(client: &mut Client, a: &ScoresArgs, json: bool) -> anyhow::Result<u8> {
-    let file = fetch_scores(client, &a.job, a.dataset).await?;
-    write_json_file(&file, &a.out)?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"out": a.out, "n_edges": file.n_edges, "clean_logit_diff": file.clean_logit_diff})
-        );
         return Ok(exit::OK);
     }
-    print!("{}", file.summary(a.top));
-    println!("scores written to {}", a.out.display());
-    Ok(exit::OK)
-}
-
-/// Reads the header and every chunk, checking that the chunks tile the vector.
-async fn fetch_scores(
-    client: &mut Client,
-    job: &str,
-    dataset: Option<u32>,
-) -> anyhow::Result<ScoresFile> {
-    let req = v1::GetScoresRequest {
-        job_id: job.to_string(),
-        dataset,
-        chunk_size: 0,
-    };
-    let mut stream = client.get_scores(req).await?.into_inner();
-    let mut header = None;
-    let mut values: Vec<f64> = Vec::new();
-    while let Some(msg) = stream.message().await? {
-        match msg.part {
-            Some(v1::get_scores_response::Part::Header(h)) => {
-                values.reserve(h.n_edges as usize);
-                header = Some(h);
-            }
-            Some(v1::get_scores_response::Part::Chunk(c)) => {
-                anyhow::ensure!(
-                    c.offset as usize == values.len(),
-                    "scores chunk out of order"
-                );
-                values.extend(c.scores);
-            }
-            None => {}
-        }
-    }
-    let h = header.context("the coordinator sent no scores header")?;
-    let graph: GraphShape = h
-        .graph
-        .as_ref()
-        .context("scores header without a graph")?
-        .into();
-    anyhow::ensure!(
-        values.len() == h.n_edges as usize && values.len() == graph.n_edges(),
-        "got {} scores for a graph of {} edges",
-        values.len(),
-        graph.n_edges()
+    eprintln!(
+        "[attrib] submitted {} ({} units)",
+        printable(&r.job_id),
+        r.units_total
     );
-    let meta: ScoresMetadata = serde_json::from_str(&h.metadata_json).context("scores metadata")?;
-    Ok(ScoresFile::from_parts(meta, &graph, &values))
+    follow(client, &r.job_id, json).await
 }

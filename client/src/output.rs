@@ -1,7 +1,17 @@
-//! Human and JSON renderings of statuses and worker lists.
+//! Human and JSON renderings of statuses and worker lists. Every text the server supplies
+//! goes through `printable` in the human forms, so that a label or an error cannot write
+//! escape sequences or extra lines to the terminal (JSON escapes on its own).
 
-use attrib_proto::v1;
+use attrib_proto::{printable, v1, AttributionSettings};
 use serde_json::{json, Value};
+
+/// The job's settings as the scores file's `settings` holds them; `None` when the job has
+/// none (it failed before it was planned) or they do not convert.
+fn settings(s: &v1::JobStatus) -> Option<AttributionSettings> {
+    s.settings
+        .as_ref()
+        .and_then(|w| AttributionSettings::try_from(w).ok())
+}
 
 pub fn status_json(s: &v1::JobStatus) -> Value {
     json!({
@@ -10,6 +20,8 @@ pub fn status_json(s: &v1::JobStatus) -> Value {
         "kind": s.kind,
         "scores_job_id": s.scores_job_id,
         "state": s.state().label(),
+        "method": settings(s).map(|x| x.method.name()),
+        "settings": settings(s),
         "batches_per_unit": s.batches_per_unit,
         "units_total": s.units_total,
         "units_done": s.units_done,
@@ -34,7 +46,7 @@ pub fn status_json(s: &v1::JobStatus) -> Value {
 pub fn status_line(s: &v1::JobStatus) -> String {
     let mut line = format!(
         "{}  {:<9} {}/{} units of {} batch{}",
-        s.job_id,
+        printable(&s.job_id),
         s.state().label(),
         s.units_done,
         s.units_total,
@@ -42,16 +54,18 @@ pub fn status_line(s: &v1::JobStatus) -> String {
         if s.batches_per_unit == 1 { "" } else { "es" }
     );
     if s.kind == "faithfulness" {
-        line += &format!(" (faithfulness of {})", s.scores_job_id);
+        line += &format!(" (faithfulness of {})", printable(&s.scores_job_id));
+    } else if let Some(x) = settings(s) {
+        line += &format!("  {}", x.summary());
     }
     if s.units_retried > 0 {
         line += &format!(", {} retried", s.units_retried);
     }
     if !s.label.is_empty() {
-        line += &format!("  [{}]", s.label);
+        line += &format!("  [{}]", printable(&s.label));
     }
     if !s.error.is_empty() {
-        line += &format!("  error: {}", s.error);
+        line += &format!("  error: {}", printable(&s.error));
     }
     line
 }
@@ -67,7 +81,7 @@ pub fn status_text(s: &v1::JobStatus) -> String {
     for (i, d) in s.datasets.iter().enumerate() {
         out += &format!(
             "\n  dataset {i} {}: {}/{} units, {} {} prompts",
-            d.name,
+            printable(&d.name),
             d.units_done,
             d.units_total,
             d.train_prompts,
@@ -101,7 +115,7 @@ pub fn worker_line(w: &v1::WorkerInfo) -> String {
         [] => "idle".into(),
         units => format!(
             "{} units {}",
-            w.current_job,
+            printable(&w.current_job),
             units
                 .iter()
                 .map(u32::to_string)
@@ -115,9 +129,9 @@ pub fn worker_line(w: &v1::WorkerInfo) -> String {
     };
     format!(
         "{}  {}  {}  {memory}  {} units done (up to {} at once)  {}  last heard {}",
-        w.worker_id,
-        w.name,
-        w.device,
+        printable(&w.worker_id),
+        printable(&w.name),
+        printable(&w.device),
         w.units_done,
         w.units_in_flight,
         doing,
@@ -131,4 +145,41 @@ fn ago(unix_ms: i64) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     format!("{:.1} s ago", (now - unix_ms).max(0) as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_cannot_reach_the_terminal_raw() {
+        let s = v1::JobStatus {
+            job_id: "job-1".into(),
+            label: "x\u{1b}[2J\nforged line".into(),
+            error: "bad\rthing".into(),
+            settings: Some((&AttributionSettings::default()).into()),
+            ..Default::default()
+        };
+        let line = status_line(&s);
+        assert!(
+            !line.chars().any(attrib_proto::label::is_terminal_control),
+            "{line:?}"
+        );
+        assert!(line.contains("x\\u{1b}[2J\\u{a}forged line"), "{line}");
+        assert!(
+            line.contains("mask-gradient, mask 0, logit avg_diff"),
+            "{line}"
+        );
+        let w = v1::WorkerInfo {
+            name: "w\u{1b}]0;pwned\u{7}".into(),
+            device: "cpu\n".into(),
+            ..Default::default()
+        };
+        let line = worker_line(&w);
+        assert!(
+            !line.chars().any(attrib_proto::label::is_terminal_control),
+            "{line:?}"
+        );
+        assert_eq!(status_json(&s)["method"], "mask-gradient");
+    }
 }

@@ -47,7 +47,7 @@ impl Progress {
             "-".repeat(width - filled),
             s.units_total,
             s.prompts_done.saturating_sub(first) as f64 / secs,
-            s.job_id,
+            attrib_proto::printable(&s.job_id),
             s.state().label()
         );
         let mut err = std::io::stderr().lock();

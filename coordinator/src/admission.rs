@@ -65,6 +65,11 @@ fn at_most(what: &'static str, value: u64, limit: u64, flag: &'static str) -> Re
 impl Limits {
     /// The request's own settings, before it is planned.
     pub fn check_request(&self, req: &v1::SubmitJobRequest) -> Result<()> {
+        // The authority on labels: a client that skipped its own check is refused here.
+        attrib_proto::check_label(&req.label).map_err(|e| Error::InvalidRequest {
+            field: "label",
+            reason: e.to_string(),
+        })?;
         if let Some(d) = &req.data {
             at_most(
                 "batch size",
@@ -172,6 +177,23 @@ pub fn check_memory(needed: u64, largest_worker: Option<u64>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_refused_here_whatever_the_client_checked() {
+        let l = Limits::default();
+        for (label, says) in [
+            ("x\u{1b}[2J", "control character"),
+            (&*"y".repeat(201), "200"),
+        ] {
+            let req = v1::SubmitJobRequest {
+                label: label.into(),
+                ..Default::default()
+            };
+            let e = l.check_request(&req).unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+            assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
+        }
+    }
 
     #[test]
     fn each_refusal_names_its_limit_and_flag() {

@@ -158,6 +158,7 @@ impl JobRun {
                 .unwrap_or_default(),
             batches_per_unit: self.plan.batches_per_unit as u32,
             units_committed: self.committed,
+            settings: Some((&self.plan.settings).into()),
         }
     }
 }

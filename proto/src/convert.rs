@@ -90,8 +90,11 @@ impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
                     field: "settings.points (mask_val or integrated_grad_samples)",
                 })
             }
-            Some(v1::attribution_settings::Points::MaskVal(v)) if v.is_finite() => {
-                MaskPoints::Value(v)
+            Some(v1::attribution_settings::Points::MaskVal(v)) => {
+                MaskPoints::from_options(Some(v), None).map_err(|e| WireError::Invalid {
+                    field: "settings.mask_val",
+                    reason: e.to_string(),
+                })?
             }
             Some(v1::attribution_settings::Points::IntegratedGradSamples(n)) if n > 0 => {
                 MaskPoints::Integrated(n as usize)
@@ -99,7 +102,7 @@ impl TryFrom<&v1::AttributionSettings> for AttributionSettings {
             Some(_) => {
                 return Err(WireError::Invalid {
                     field: "settings.points",
-                    reason: "mask_val must be finite and integrated_grad_samples at least 1".into(),
+                    reason: "integrated_grad_samples must be at least 1".into(),
                 })
             }
         };
@@ -230,6 +233,20 @@ mod tests {
             ..wire.clone()
         };
         assert!(AttributionSettings::try_from(&no_points).is_err());
+        // The coordinator refuses the mask values the client's --mask-val refuses.
+        for v in [2.0, -0.5, f64::NAN, f64::INFINITY] {
+            let outside = v1::AttributionSettings {
+                points: Some(v1::attribution_settings::Points::MaskVal(v)),
+                ..wire.clone()
+            };
+            let e = AttributionSettings::try_from(&outside)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("settings.mask_val") && e.contains("0 (clean) to 1"),
+                "{e}"
+            );
+        }
     }
 
     /// Protocol 4's Method: the mask gradient is sent as 7, and an unset method (0, what a

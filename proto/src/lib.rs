@@ -5,6 +5,7 @@
 pub mod exact;
 pub mod faithfulness;
 pub mod job_spec;
+pub mod label;
 pub mod memory;
 pub mod scores;
 pub mod settings;
@@ -14,6 +15,7 @@ pub mod units;
 pub use exact::ExactSum;
 pub use faithfulness::{CurvePoint, FaithfulnessCurve};
 pub use job_spec::JobSpec;
+pub use label::{check_label, printable, LabelError, MAX_LABEL_CHARS};
 pub use scores::{DataSettings, EdgeScore, ModelRecord, Reduced, ScoresFile, ScoresMetadata};
 pub use settings::{
     AnswerFunction, AttributionSettings, GradFunction, MaskPoints, Method, SettingsError,

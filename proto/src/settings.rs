@@ -52,8 +52,22 @@ pub enum SettingsError {
     NotTaken { method: String, what: &'static str },
     #[error("ACDC needs 1 to {MAX_ACDC_TAUS} taus, each finite and above 0, not {got}")]
     Taus { got: String },
+    #[error("--mask-val {got} is outside the accepted range: a finite number from 0 (clean) to 1 (corrupt)")]
+    MaskVal { got: f64 },
     #[error("method {method} takes no mask value or integrated-gradient samples: its own points are fixed by the method (use --steps for the IG variants)")]
     PointsNotTaken { method: String },
+}
+
+/// Masks mix each edge's clean (0) and corrupt (1) activation; a value outside 0..=1
+/// extrapolates past both runs, which no method means, and NaN or ±∞ poison every score.
+pub const MASK_VAL_RANGE: std::ops::RangeInclusive<f64> = 0.0..=1.0;
+
+/// `v` when it is a mask value a job may take the gradient at.
+pub fn check_mask_val(v: f64) -> Result<f64, SettingsError> {
+    match MASK_VAL_RANGE.contains(&v) {
+        true => Ok(v),
+        false => Err(SettingsError::MaskVal { got: v }),
+    }
 }
 
 impl MaskPoints {
@@ -62,7 +76,7 @@ impl MaskPoints {
         integrated: Option<usize>,
     ) -> Result<Self, SettingsError> {
         match (mask_val, integrated) {
-            (Some(v), None) if v.is_finite() => Ok(MaskPoints::Value(v)),
+            (Some(v), None) => Ok(MaskPoints::Value(check_mask_val(v)?)),
             (None, Some(n)) if n > 0 => Ok(MaskPoints::Integrated(n)),
             (None, None) => Ok(MaskPoints::Value(0.0)),
             _ => Err(SettingsError::MaskPoints),
@@ -265,6 +279,26 @@ impl Default for AttributionSettings {
 }
 
 impl AttributionSettings {
+    /// One line for listings, e.g. `mask-gradient, mask 0, logit avg_diff`: the method and
+    /// the settings that tell two jobs of it apart.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![self.method.to_string()];
+        if self.method == Method::MaskGradient {
+            parts.push(match self.points {
+                MaskPoints::Value(v) => format!("mask {v}"),
+                MaskPoints::Integrated(n) => format!("IG {n} samples"),
+            });
+        }
+        parts.push(format!("{} {}", self.grad_function, self.answer_function));
+        if self.token_positions {
+            parts.push("token positions".into());
+        }
+        if !self.separate_qkv {
+            parts.push("shared qkv".into());
+        }
+        parts.join(", ")
+    }
+
     /// Refuses settings that do not go together: only the mask gradient takes mask points,
     /// and ACDC has no token-specific edges.
     pub fn check(&self) -> Result<(), SettingsError> {
