@@ -189,7 +189,7 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
         coord,
         shutdown: Some(tx),
         task,
-        db_lock: db_lock,
+        db_lock,
     };
     // Only the refusal message of a second coordinator needs it: not worth failing for.
     if let Err(e) = running.db_lock.record_address(&running.url()) {

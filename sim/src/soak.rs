@@ -395,7 +395,7 @@ impl Soak {
             if Instant::now() >= next_restart {
                 // Every other restart follows SIGTERM (the first one does): the orderly stop
                 // must commit and exit 0 under load, and the restart resume from it.
-                let orderly = self.report.coordinator_restarts % 2 == 0;
+                let orderly = self.report.coordinator_restarts.is_multiple_of(2);
                 tokio::task::block_in_place(|| match orderly {
                     true => self.coord.stop_and_restart(ORDERLY_STOP_LIMIT),
                     false => self.coord.restart(),
