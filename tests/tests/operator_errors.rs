@@ -8,20 +8,21 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use attrib_proto::v1;
 use attrib_tests::*;
 use tonic::Code;
 
-/// `src` copied to `dst` as `cp -r` copies it: a symlink stays a symlink (with its target
-/// as written, so a relative one may point nowhere in the copy).
-fn copy_folder(src: &Path, dst: &Path) {
+/// `src` copied to `dst`: as `cp -r` copies it when `keep_links` (a symlink stays a symlink,
+/// with its target as written, so a relative one may point nowhere in the copy), else with
+/// every link replaced by the file it points to.
+fn copy_folder(src: &Path, dst: &Path, keep_links: bool) {
     std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
         let entry = entry.unwrap();
         let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_symlink() {
+        if keep_links && entry.file_type().unwrap().is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &to).unwrap();
         } else {
             std::fs::copy(entry.path(), &to).unwrap();
@@ -60,7 +61,7 @@ fn worker_refusing(model: &Path) -> String {
 fn a_model_whose_weights_do_not_fit_its_config_is_refused_at_start_by_both_roles() {
     let dir = tempfile::tempdir().unwrap();
     let three = dir.path().join("three-layers");
-    copy_folder(&tiny_model(), &three);
+    copy_folder(&tiny_model(), &three, false);
     let config = three.join("config.json");
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
@@ -73,7 +74,7 @@ fn a_model_whose_weights_do_not_fit_its_config_is_refused_at_start_by_both_roles
     assert!(err.contains(missing), "{err}");
 
     let cut = dir.path().join("truncated");
-    copy_folder(&tiny_model(), &cut);
+    copy_folder(&tiny_model(), &cut, false);
     let weights = std::fs::OpenOptions::new()
         .write(true)
         .open(cut.join("model.safetensors"))
@@ -158,11 +159,14 @@ fn stderr_lines(p: &mut Proc) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Lines from `rx` up to and including the first that contains `wanted` (60 s at most).
+/// Lines from `rx` up to and including the first that contains `wanted` (60 s at most in
+/// all: a process that keeps logging other lines must not keep the test waiting).
 fn lines_until(rx: &mpsc::Receiver<String>, wanted: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
     loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
             Ok(line) => {
                 let done = line.contains(wanted);
                 seen.push(line);
@@ -317,7 +321,7 @@ fn model_folders_in_assets_hold_files_not_links_so_a_copy_serves() {
     }
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("ioi-2l4h64");
-    copy_folder(&ioi_model(), &copy);
+    copy_folder(&ioi_model(), &copy, true);
     let mut c = coordinator_on(&copy, &dir.path().join("copy.db"), None, &[]);
     assert!(c.proc_alive());
 }
