@@ -4,6 +4,7 @@ mod cli;
 mod compare;
 mod draw;
 mod exit;
+mod explain_error;
 mod faithfulness;
 mod follow;
 mod listing;
@@ -40,9 +41,11 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::OTHER);
         }
     };
+    let target = explain_error::Target::of(&cli);
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let e = target.explain(e);
             let code = exit::code_for(&e);
             // `{:#}`, never `{:?}`: one line, no backtrace even under RUST_BACKTRACE=1.
             match e.downcast_ref::<tonic::Status>() {
@@ -57,20 +60,13 @@ fn main() -> ExitCode {
 async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     let endpoint = tonic::transport::Endpoint::from_shared(cli.coordinator.clone())
         .with_context(|| format!("bad coordinator URL {:?}", cli.coordinator))?;
-    let tls = attrib_proto::tls::ClientTls {
-        ca_file: cli.ca_file.clone(),
-        ..Default::default()
-    };
-    let channel = tls
+    let target = explain_error::Target::of(cli);
+    let channel = target
+        .tls()
         .apply(endpoint, &cli.coordinator)?
         .connect()
         .await
-        .map_err(|e| {
-            anyhow::Error::new(tonic::Status::unavailable(format!(
-                "cannot reach the coordinator at {}: {e}",
-                cli.coordinator
-            )))
-        })?;
+        .map_err(|e| target.unreachable(e))?;
     let token = AttachToken::new(cli.token.as_deref())?;
     // Scores arrive in chunks well under this; the limit only guards against a rogue server.
     Ok(AttribClient::with_interceptor(channel, token).max_decoding_message_size(64 << 20))

@@ -45,6 +45,8 @@ pub enum Error {
     ModelChanged { stored: String, current: String },
     #[error(transparent)]
     Model(#[from] attrib_proto::model_config::ConfigError),
+    #[error(transparent)]
+    Weights(#[from] attrib_proto::safetensors_check::WeightsError),
     #[error("model tokenizer: {0}")]
     Tokenizer(attrib_datasets::Error),
     #[error("cannot fingerprint the model: {0}")]
@@ -107,6 +109,7 @@ impl From<Error> for Status {
             | Error::Wire(_) => Status::invalid_argument(msg),
             Error::ModelChanged { .. }
             | Error::Model(_)
+            | Error::Weights(_)
             | Error::Tokenizer(_)
             | Error::Fingerprint(_)
             | Error::Store(_)

@@ -5,6 +5,7 @@
 //! never touches a tensor.
 
 pub mod admission;
+pub mod auth_gate;
 pub mod client_service;
 pub mod clock;
 pub mod config;

@@ -68,6 +68,10 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
     );
     describe_histogram!("attrib_commit_seconds", "seconds per job's group commit");
     describe_gauge!("attrib_workers_connected", "workers with an open session");
+    describe_counter!(
+        "attrib_auth_failures_total",
+        "calls refused for their token or worker certificate, by role (client, worker) and reason"
+    );
     Ok(())
 }
 
@@ -119,4 +123,9 @@ pub fn commit(seconds: f64, snap: &Snapshot) {
 
 pub fn workers_connected(n: usize) {
     gauge!("attrib_workers_connected").set(n as f64);
+}
+
+/// A call refused at the gate: `role` client or worker, `reason` such as `wrong_token`.
+pub fn auth_failure(role: &'static str, reason: &'static str) {
+    counter!("attrib_auth_failures_total", "role" => role, "reason" => reason).increment(1);
 }

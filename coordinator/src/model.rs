@@ -1,11 +1,14 @@
 //! The coordinator's view of its model: shape, fingerprint and tokenizer. It never loads the
-//! weights; it tokenizes prompts and checks that every worker holds the same model.
+//! weights; it tokenizes prompts and checks that every worker holds the same model. At start
+//! it reads the weights file's header, so a folder no worker could run is refused at once
+//! rather than leaving jobs queued forever.
 
 use std::path::{Path, PathBuf};
 
 use attrib_datasets::PromptTokenizer;
 use attrib_proto::fingerprint::model_fingerprint;
 use attrib_proto::model_config::ModelConfig;
+use attrib_proto::safetensors_check::check_weights_file;
 use attrib_proto::v1;
 
 use crate::{Error, Result};
@@ -20,6 +23,7 @@ pub struct ModelInfo {
 impl ModelInfo {
     pub fn load(dir: &Path) -> Result<Self> {
         let config = ModelConfig::read(&dir.join("config.json"))?;
+        check_weights_file(&dir.join("model.safetensors"), &config)?;
         let fingerprint = model_fingerprint(dir).map_err(Error::Fingerprint)?;
         let tokenizer = PromptTokenizer::from_model_dir(dir).map_err(Error::Tokenizer)?;
         Ok(ModelInfo {

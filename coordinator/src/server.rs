@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use attrib_proto::auth::RequireToken;
 use attrib_proto::v1::attrib_server::AttribServer;
 use attrib_proto::v1::worker_gateway_server::WorkerGatewayServer;
 use tokio::sync::oneshot;
@@ -19,27 +18,6 @@ use crate::coordinator::Coordinator;
 use crate::db_lock::DbLock;
 use crate::worker_service::WorkerService;
 use crate::Result;
-
-/// The worker gateway's check: the worker token (a client token does not open a session
-/// once `--worker-token` is set) and, with a worker CA, a verified client certificate.
-#[derive(Clone)]
-struct WorkerAuth {
-    token: RequireToken,
-    cert: bool,
-}
-
-impl tonic::service::Interceptor for WorkerAuth {
-    fn call(
-        &mut self,
-        req: tonic::Request<()>,
-    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
-        if self.cert {
-            crate::tls::require_worker_cert(&req)?;
-        }
-        self.token.check(&req)?;
-        Ok(req)
-    }
-}
 
 /// gRPC server reflection (v1 and the v1alpha that older tools ask for) over attrib.v1 and
 /// grpc.health.v1, so grpcurl, grpcui and Postman need no .proto file.
@@ -122,14 +100,16 @@ pub async fn start(config: CoordinatorConfig) -> Result<RunningCoordinator> {
         source: e,
     })?;
     let coord = Coordinator::open(config.clone()).await?;
-    let client_auth = RequireToken::new(config.token.as_deref());
-    let worker_auth = WorkerAuth {
-        token: RequireToken::new(config.worker_token.as_deref().or(config.token.as_deref())),
-        cert: config
+    // Workers need the worker token (a client token does not open a session once
+    // `--worker-token` is set) and, with a worker CA, a verified client certificate.
+    let (client_auth, worker_auth) = crate::auth_gate::gates(
+        config.token.as_deref(),
+        config.worker_token.as_deref().or(config.token.as_deref()),
+        config
             .tls
             .as_ref()
             .is_some_and(|t| t.worker_ca_file.is_some()),
-    };
+    );
     if config.worker_token.is_none() && config.token.is_some() {
         tracing::warn!("workers use the client token: anyone who may submit jobs may also serve results; set --worker-token to separate them");
     }

@@ -25,9 +25,11 @@ pub use units::Accumulator;
 pub use write_file::{write_file, write_json_file};
 
 pub mod auth;
+pub mod connect_error;
 pub mod convert;
 pub mod fingerprint;
 pub mod model_config;
+pub mod safetensors_check;
 pub mod tls;
 pub mod write_file;
 

@@ -24,6 +24,8 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the CA file {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NoCertificate { path: PathBuf },
     #[error("give both --tls-cert and --tls-key, or neither")]
     HalfIdentity,
     #[error("TLS files are given but the URL {0:?} is not https://")]
@@ -37,6 +39,16 @@ pub fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
         path: path.into(),
         source,
     })
+}
+
+/// The CA file a caller named, refused before dialing when it holds no PEM certificate
+/// (otherwise the handshake fails later with a vaguer error).
+fn check_ca_file(path: &std::path::Path, pem: &[u8]) -> Result<(), TlsError> {
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        return Ok(());
+    }
+    Err(TlsError::NoCertificate { path: path.into() })
 }
 
 impl ClientTls {
@@ -55,7 +67,11 @@ impl ClientTls {
         }
         let mut cfg = ClientTlsConfig::new();
         cfg = match &self.ca_file {
-            Some(ca) => cfg.ca_certificate(Certificate::from_pem(read_pem(ca)?)),
+            Some(ca) => {
+                let pem = read_pem(ca)?;
+                check_ca_file(ca, &pem)?;
+                cfg.ca_certificate(Certificate::from_pem(pem))
+            }
             None => cfg.with_native_roots(),
         };
         match (&self.cert_file, &self.key_file) {

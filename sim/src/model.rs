@@ -1,16 +1,18 @@
 //! Models for simulated clusters: a coordinator reads a model's shape, tokenizes prompts and
-//! fingerprints the weights file, but never loads weights, so a GPT-2 folder with a real
-//! config and tokenizer and a placeholder weights file is all a load test needs.
+//! fingerprints the weights file and checks its header, but never loads weights, so a GPT-2
+//! folder with a real config and tokenizer and a weights file of zeros (sparse: it takes no
+//! disk) is all a load test needs.
 
 use std::path::Path;
 
 use anyhow::Context;
 use attrib_proto::fingerprint::model_fingerprint;
 use attrib_proto::model_config::ModelConfig;
+use attrib_proto::safetensors_check::{check_weights_file, expected_tensors};
 use attrib_proto::v1;
 
 /// Writes a GPT-2-small-shaped folder (12 layers, 12 heads, d_model 768) with the tokenizer
-/// at `tokenizer` and a placeholder `model.safetensors`.
+/// at `tokenizer` and a `model.safetensors` of zeros.
 pub fn gpt2_small_shape(dir: &Path, tokenizer: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let config = ModelConfig::gpt2_small();
@@ -20,10 +22,28 @@ pub fn gpt2_small_shape(dir: &Path, tokenizer: &Path) -> anyhow::Result<()> {
     )?;
     std::fs::copy(tokenizer, dir.join("tokenizer.json"))
         .with_context(|| format!("copying {}", tokenizer.display()))?;
-    std::fs::write(
-        dir.join("model.safetensors"),
-        b"no weights: a shape-only model for simulated workers",
-    )?;
+    zero_weights(&dir.join("model.safetensors"), &config)
+}
+
+/// A safetensors file whose header lists every tensor `config` needs, in F16 (half the bytes
+/// for the fingerprint to hash), and whose data are zeros in a sparse file.
+fn zero_weights(path: &Path, config: &ModelConfig) -> anyhow::Result<()> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape) in expected_tensors(config) {
+        let end = offset + 2 * shape.iter().product::<usize>();
+        let entry =
+            serde_json::json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, end]});
+        header.insert(name, entry);
+        offset = end;
+    }
+    let header = serde_json::to_vec(&header)?;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    std::fs::write(path, &bytes)?;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len((bytes.len() + offset) as u64)?;
+    check_weights_file(path, config)?;
     Ok(())
 }
 

@@ -484,3 +484,6 @@ pub fn counter(metrics: &str, series: &str) -> f64 {
 }
 
 pub use attrib_fuzz::zip_eq;
+
+pub mod certs;
+pub use certs::certificates;

@@ -176,39 +176,6 @@ async fn a_client_token_cannot_open_a_worker_session_nor_a_worker_token_submit()
     assert_eq!(wait_end(&mut ok, &job).await.state(), v1::JobState::Done);
 }
 
-/// A CA, the coordinator's certificate for 127.0.0.1 and a worker certificate, as PEM files
-/// in `dir`: (ca, server cert, server key, worker cert, worker key).
-fn certificates(dir: &Path) -> [std::path::PathBuf; 5] {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |names: Vec<String>| {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
-    let (worker, worker_key) = leaf(vec!["worker".into()]);
-    let files = [
-        ("ca.pem", ca.pem()),
-        ("server.pem", server),
-        ("server.key", server_key),
-        ("worker.pem", worker),
-        ("worker.key", worker_key),
-    ];
-    files.map(|(name, pem)| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_clients_with_the_ca_and_workers_with_a_certificate() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,8 @@ pub enum Error {
     Unsupported(String),
     #[error("cannot read model weights {path}: {reason}")]
     BadWeights { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Weights(#[from] attrib_proto::safetensors_check::WeightsError),
     #[error("model weights {path} lack tensor {name}")]
     MissingTensor { path: PathBuf, name: String },
     #[error("tensor {name} in {path} has shape {got:?}, expected {expected:?}")]

@@ -36,7 +36,10 @@ fn missing_tensor_is_named() {
         t.retain(|(n, _)| n != "transformer.h.1.mlp.c_fc.weight")
     });
     let e = load_err(tmp.path());
-    assert!(e.contains("lack tensor h.1.mlp.c_fc.weight"), "{e}");
+    assert!(
+        e.contains("tensor h.1.mlp.c_fc.weight is missing (expected shape [32, 128])"),
+        "{e}"
+    );
 }
 
 #[test]

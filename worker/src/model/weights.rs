@@ -108,7 +108,12 @@ impl HfTensors {
 
 /// Reads and processes the weights of an HF GPT-2 folder, then moves them to `device`.
 pub fn load_processed(dir: &Path, cfg: &ModelConfig, device: Device) -> Result<Weights> {
-    let hf = HfTensors::read(&dir.join("model.safetensors"))?;
+    let path = dir.join("model.safetensors");
+    if path.exists() {
+        // The coordinator's check at start, word for word, before any weight is read.
+        attrib_proto::safetensors_check::check_weights_file(&path, cfg)?;
+    }
+    let hf = HfTensors::read(&path)?;
     let w = tch::no_grad(|| convert_and_process(&hf, cfg))?;
     Ok(w.into_device(device))
 }

@@ -3,6 +3,7 @@
 //! the gRPC session (`session`) only converts messages and never touches a tensor.
 
 pub mod engine;
+mod retry;
 pub mod session;
 
 pub use crate::compute::EngineConfig;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attrib_proto::auth::AttachToken;
+use attrib_proto::connect_error::diagnose;
 use attrib_proto::tls::ClientTls;
 use attrib_proto::units::KeptScores;
 use attrib_proto::v1;
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::Code;
 
 use super::engine::Engine;
+use super::retry::Retry;
 use crate::compute::{Answer, Computed, UnitRequest};
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,10 @@ enum Ended {
     Drained,
     /// Worth dialing again.
     Lost(String),
+    /// This worker's URL or TLS settings do not fit the coordinator (plain text to a TLS
+    /// port, an untrusted or refused certificate): the first string says what happened,
+    /// the second what to fix. Dialing again helps only once a person mends one side.
+    Misconfigured(String, String),
 }
 
 /// Answers from the model's thread. They outlive a session: a unit that was computing when
@@ -75,25 +81,22 @@ pub async fn serve(
     cfg: &ServeConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let mut backoff = Duration::from_millis(200);
+    let mut retry = Retry::default();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Answer>();
     let mut answers = Answers { tx, rx };
     let mut n = 0;
     loop {
         n += 1;
-        match session(n, engine, cfg, &mut shutdown, &mut answers).await? {
+        let session = session(n, engine, cfg, &mut shutdown, &mut answers, &mut retry);
+        let wait = match session.await? {
             Ended::Drained => return Ok(()),
-            Ended::Lost(why) => {
-                if *shutdown.borrow() {
-                    return Ok(());
-                }
-                tracing::warn!(reason = %why, retry_in = ?backoff, "no session with the coordinator");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+            _ if *shutdown.borrow() => return Ok(()),
+            Ended::Lost(why) => retry.after(why, None),
+            Ended::Misconfigured(why, fix) => retry.after(why, Some(fix)),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return Ok(()),
         }
     }
 }
@@ -118,6 +121,7 @@ async fn session(
     cfg: &ServeConfig,
     shutdown: &mut watch::Receiver<bool>,
     answers: &mut Answers,
+    retry: &mut Retry,
 ) -> Result<Ended, ServeError> {
     let client = match connect(cfg).await? {
         Ok(client) => client,
@@ -132,6 +136,7 @@ async fn session(
         Ok(joined) => joined,
         Err(lost) => return Ok(lost),
     };
+    retry.joined();
     let mut units = HeldUnits::new(n);
     // Passes the engine finished, reported while this session holds units so that a unit
     // longer than the coordinator's unit timeout is not taken for a hung worker.
@@ -213,7 +218,7 @@ async fn connect(cfg: &ServeConfig) -> Result<Result<Gateway, Ended>, ServeError
         Ok(c) => c,
         Err(e) => {
             let why = format!("cannot connect to {}: {e}", cfg.coordinator);
-            return Ok(Err(Ended::Lost(why)));
+            return Ok(Err(explained(cfg, e, why).await));
         }
     };
     let token = AttachToken::new(cfg.token.as_deref())
@@ -244,6 +249,10 @@ async fn join(
         .await
     {
         Ok(r) => r.into_inner(),
+        Err(s) if matches!(s.code(), Code::Unknown | Code::Unavailable) => {
+            let why = format!("{:?}: {}", s.code(), s.message());
+            return Ok(Err(explained(cfg, s, why).await));
+        }
         Err(s) => return refused_or_lost(s).map(Err),
     };
     match inbound.message().await {
@@ -408,6 +417,22 @@ async fn drain(
     tracing::info!("drained: left the coordinator");
     Ended::Drained
 }
+
+/// A failed dial or call, explained when this worker's URL or TLS settings explain it
+/// (`attrib_proto::connect_error`, which may probe the port: off the async threads).
+async fn explained(
+    cfg: &ServeConfig,
+    err: impl std::error::Error + Send + Sync + 'static,
+    why: String,
+) -> Ended {
+    let (url, tls) = (cfg.coordinator.clone(), cfg.tls.clone());
+    let diagnosis = tokio::task::spawn_blocking(move || diagnose(&url, &tls, &err)).await;
+    match diagnosis {
+        Ok(Some(d)) => Ended::Misconfigured(why, d.to_string()),
+        _ => Ended::Lost(why),
+    }
+}
+
 fn refused_or_lost(s: tonic::Status) -> Result<Ended, ServeError> {
     match s.code() {
         Code::FailedPrecondition
