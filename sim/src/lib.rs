@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod model;
 pub mod soak;
+pub mod soak_report;
 pub mod synthetic;
 pub mod worker;
 

@@ -7,6 +7,9 @@ use super::{parse_state, prompt_files, Store};
 use crate::error::is_full;
 use crate::{Error, Result};
 
+/// Pages one step of `release_free_pages` moves (1 MiB of 4 KiB pages).
+const VACUUM_STEP_PAGES: i64 = 256;
+
 /// Tables whose rows belong to one job, by `job_id`.
 const JOB_TABLES: [&str; 5] = ["requests", "accumulators", "progress", "scores", "curves"];
 
@@ -53,6 +56,28 @@ impl Store {
         tx.execute("DELETE FROM jobs WHERE id = ?1", [job])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Returns pages freed by deleted rows to the file system, a step at a time: each step
+    /// moves up to `VACUUM_STEP_PAGES` pages from the end of the file into free ones, then
+    /// checkpoints the log into the main file, which shrinks, and cuts the log back. In
+    /// steps, so that the log (which needs disk space) stays small on a nearly full disk.
+    pub fn release_free_pages(&self) -> Result<()> {
+        let conn = self.conn();
+        loop {
+            let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+            if free > 0 {
+                // The pragma frees pages as it is stepped: step it to the end.
+                let mut stmt =
+                    conn.prepare(&format!("PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})"))?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+            }
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            if free <= VACUUM_STEP_PAGES {
+                return Ok(());
+            }
+        }
     }
 
     /// Finished jobs that ended before `cutoff_ms` (ms since the Unix epoch), oldest first.

@@ -53,9 +53,6 @@ pub struct StoredScores {
     pub scores: Vec<f64>,
 }
 
-/// Pages one step of `release_free_pages` moves (1 MiB of 4 KiB pages).
-const VACUUM_STEP_PAGES: i64 = 256;
-
 /// `PRAGMA user_version` of this layout. Version 0 stored one f64 vector per batch; version
 /// 2 every request's prompt texts inline (3 reads those too: see `prompt_files`).
 const SCHEMA_VERSION: i64 = 3;
@@ -327,28 +324,6 @@ impl Store {
             .query_map([job], |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         Ok(Some(StoredProgress { sums, folded }))
-    }
-
-    /// Returns pages freed by deleted rows to the file system, a step at a time: each step
-    /// moves up to `VACUUM_STEP_PAGES` pages from the end of the file into free ones, then
-    /// checkpoints the log into the main file, which shrinks, and cuts the log back. In
-    /// steps, so that the log (which needs disk space) stays small on a nearly full disk.
-    pub fn release_free_pages(&self) -> Result<()> {
-        let conn = self.conn();
-        loop {
-            let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
-            if free > 0 {
-                // The pragma frees pages as it is stepped: step it to the end.
-                let mut stmt =
-                    conn.prepare(&format!("PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})"))?;
-                let mut rows = stmt.query([])?;
-                while rows.next()?.is_some() {}
-            }
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            if free <= VACUUM_STEP_PAGES {
-                return Ok(());
-            }
-        }
     }
 
     /// Every job, oldest first (without requests: `request` loads one).
