@@ -164,6 +164,30 @@ fn spawn_coordinator(
     Coordinator { proc, url, port }
 }
 
+/// Starts `attrib-coordinator` on the tiny model and `db` where it must refuse to start:
+/// its stderr once it exited non-zero. Fails if it is still running after 30 s (it started
+/// instead of refusing) or exits 0.
+pub fn coordinator_refusal(db: &Path) -> String {
+    let child = Command::new(bin("attrib-coordinator"))
+        .arg("--model")
+        .arg(tiny_model())
+        .arg("--db")
+        .arg(db)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start attrib-coordinator");
+    let mut proc = Proc {
+        child,
+        name: "a coordinator that should refuse to start".into(),
+    };
+    let status = proc.wait_exit(Duration::from_secs(30));
+    let err = proc.stderr();
+    assert!(!status.success(), "it started: {err}");
+    err
+}
+
 /// Starts `attrib-worker serve` for `url` on the CPU.
 pub fn worker(url: &str, name: &str, model: &Path, extra: &[&str]) -> Proc {
     worker_on(url, name, model, "cpu", extra)

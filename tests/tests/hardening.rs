@@ -249,16 +249,7 @@ fn a_damaged_database_is_reported_and_left_as_it_is() {
     let db = dir.path().join("damaged.db");
     let garbage: Vec<u8> = (0..16384u32).map(|i| (i * 7919 % 251) as u8).collect();
     std::fs::write(&db, &garbage).unwrap();
-    let out = std::process::Command::new(bin("attrib-coordinator"))
-        .arg("--model")
-        .arg(tiny_model())
-        .arg("--db")
-        .arg(&db)
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = coordinator_refusal(&db);
     assert!(
         err.contains("damaged.db")
             && err.contains("not a database")

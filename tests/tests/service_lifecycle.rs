@@ -107,16 +107,7 @@ async fn a_second_coordinator_on_the_same_database_refuses_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.db");
     let first = coordinator(&db, None, &[]);
-    let out = std::process::Command::new(bin("attrib-coordinator"))
-        .arg("--model")
-        .arg(tiny_model())
-        .arg("--db")
-        .arg(&db)
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = coordinator_refusal(&db);
     let holder = format!(
         "database {} is in use by another coordinator (pid {}, listening on {})",
         db.display(),
