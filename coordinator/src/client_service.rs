@@ -71,6 +71,7 @@ impl Attrib for ClientService {
         let first = self.coord.status(&id).await?; // NOT_FOUND before the stream starts
         let coord = self.coord.clone();
         let mut changes = coord.subscribe();
+        let mut leaving = coord.leaving();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let mut status = first;
@@ -91,7 +92,7 @@ impl Attrib for ClientService {
                 tokio::select! {
                     changed = changes.changed() => if changed.is_err() { return },
                     // A watch must not hold the stopping server open.
-                    _ = coord.left() => {
+                    _ = crate::coordinator::left(&mut leaving) => {
                         let why = "the coordinator is shutting down; watch again after its restart";
                         let _ = tx.send(Err(Status::unavailable(why))).await;
                         return;

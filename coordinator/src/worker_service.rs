@@ -118,6 +118,7 @@ async fn serve_worker(
     let silence = coord.config.heartbeat * MISSED_HEARTBEATS;
     let silent = tokio::time::sleep(silence);
     tokio::pin!(silent);
+    let mut leaving = coord.leaving();
     loop {
         let holding = coord.held(worker) > 0;
         if draining && !holding {
@@ -146,7 +147,7 @@ async fn serve_worker(
                     return "disconnected".into();
                 }
             }
-            _ = coord.left() => {
+            _ = crate::coordinator::left(&mut leaving) => {
                 let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
                 return "ended: the coordinator is shutting down".into();
             }

@@ -67,7 +67,7 @@ impl Coordinator {
         let label = req.label.clone();
         let id = self
             .store
-            .run(move |s| s.insert_job(&req.label, &req, &fp, created))
+            .run(move |s| s.insert_job(req, &fp, created))
             .await?;
         let sums = JobSums::new(&planned);
         self.lock().add_job(JobRun::new(

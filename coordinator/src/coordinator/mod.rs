@@ -107,10 +107,9 @@ impl Coordinator {
         *self.leaving.borrow()
     }
 
-    /// Resolves once `leave` is called.
-    pub async fn left(&self) {
-        let mut rx = self.leaving.subscribe();
-        let _ = rx.wait_for(|&l| l).await;
+    /// Turns true when `leave` is called: subscribe once, then `left` in a loop.
+    pub fn leaving(&self) -> watch::Receiver<bool> {
+        self.leaving.subscribe()
     }
 
     async fn resume(&self) -> Result<()> {
@@ -190,6 +189,12 @@ impl Coordinator {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+}
+
+/// Resolves once `leaving` (from `Coordinator::leaving`) is true. The borrow of the value
+/// ends here, so the future stays `Send`.
+pub async fn left(leaving: &mut watch::Receiver<bool>) {
+    let _ = leaving.wait_for(|&l| l).await;
 }
 
 /// Locks a job's sums; a panic while holding them cannot leave a half-folded unit (folds are

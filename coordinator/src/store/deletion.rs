@@ -130,10 +130,8 @@ mod tests {
         let path = dir.path().join("a.db");
         let store = Store::open(&path, 0).unwrap();
         let (ioi, other) = ("i".repeat(300_000), "o".repeat(1000));
-        let a = store.insert_job("a", &request(&[&ioi]), "fp", 1).unwrap();
-        let b = store
-            .insert_job("b", &request(&[&ioi, &other]), "fp", 2)
-            .unwrap();
+        let a = store.insert_job(request(&[&ioi]), "fp", 1).unwrap();
+        let b = store.insert_job(request(&[&ioi, &other]), "fp", 2).unwrap();
         let text_bytes = || stored_text_bytes(&store.conn());
         assert_eq!(text_bytes(), 301_000, "the shared file once");
         assert_eq!(store.request(&a).unwrap(), request(&[&ioi]));
@@ -172,7 +170,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
         let ids: Vec<String> = (0..3)
-            .map(|i| store.insert_job("x", &request(&["{}"]), "fp", i).unwrap())
+            .map(|i| store.insert_job(request(&["{}"]), "fp", i).unwrap())
             .collect();
         finish(&store, &ids[0], 100);
         finish(&store, &ids[1], 200);

@@ -248,8 +248,7 @@ impl Store {
     /// database).
     pub fn insert_job(
         &self,
-        label: &str,
-        request: &v1::SubmitJobRequest,
+        mut request: v1::SubmitJobRequest,
         fingerprint: &str,
         created_ms: i64,
     ) -> Result<String> {
@@ -258,15 +257,15 @@ impl Store {
         tx.execute(
             "INSERT INTO jobs (id, label, state, model_fingerprint, created_ms)
              VALUES ('pending', ?1, 'queued', ?2, ?3)",
-            params![label, fingerprint, created_ms],
+            params![request.label, fingerprint, created_ms],
         )?;
         let seq = tx.last_insert_rowid();
         let id = format!("job-{seq:06}");
         tx.execute("UPDATE jobs SET id = ?1 WHERE seq = ?2", params![id, seq])?;
-        let stored = prompt_files::share(&tx, &id, request)?;
+        prompt_files::share(&tx, &id, &mut request)?;
         tx.execute(
             "INSERT INTO requests (job_id, request) VALUES (?1, ?2)",
-            params![id, stored.encode_to_vec()],
+            params![id, request.encode_to_vec()],
         )?;
         tx.commit()?;
         Ok(id)
@@ -612,7 +611,7 @@ mod tests {
             label: "x".into(),
             ..Default::default()
         };
-        let id = store.insert_job("x", &req, "fp", 1).unwrap();
+        let id = store.insert_job(req.clone(), "fp", 1).unwrap();
         assert_eq!(id, "job-000001");
         assert!(store.progress(&id).unwrap().is_none());
         assert!(store.save_progress(&id, &snapshot(1, 0b01), 3).unwrap());
@@ -707,9 +706,9 @@ mod tests {
             label: "y".repeat(40_000),
             ..Default::default()
         };
-        let first = store.insert_job("first", &req, "fp", 1).unwrap();
+        let first = store.insert_job(req.clone(), "fp", 1).unwrap();
         let full = (0..20)
-            .find_map(|i| store.insert_job("more", &req, "fp", i).err())
+            .find_map(|i| store.insert_job(req.clone(), "fp", i).err())
             .expect("256 KiB never filled");
         let Error::Store(ref e) = full else {
             panic!("{full}")

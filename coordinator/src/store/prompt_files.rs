@@ -33,15 +33,10 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-/// Stores `req`'s prompt texts for `job` (each text once, whoever else uses it) and returns
-/// the request to store: the same, with every file's text left empty.
-pub(super) fn share(
-    tx: &Transaction<'_>,
-    job: &str,
-    req: &v1::SubmitJobRequest,
-) -> Result<v1::SubmitJobRequest> {
-    let mut stored = req.clone();
-    for (d, dataset) in stored.datasets.iter_mut().enumerate() {
+/// Stores `req`'s prompt texts for `job` (each text once, whoever else uses it) and moves
+/// them out of `req`, which is then the request to store: every file's text empty.
+pub(super) fn share(tx: &Transaction<'_>, job: &str, req: &mut v1::SubmitJobRequest) -> Result<()> {
+    for (d, dataset) in req.datasets.iter_mut().enumerate() {
         for (f, file) in dataset.files.iter_mut().enumerate() {
             let text = std::mem::take(&mut file.json);
             let hash = sha256_hex(&text);
@@ -55,7 +50,7 @@ pub(super) fn share(
             )?;
         }
     }
-    Ok(stored)
+    Ok(())
 }
 
 /// Puts the shared texts back into `job`'s stored request.
