@@ -12,6 +12,8 @@ pub mod host_check;
 pub mod host_tuning;
 pub mod init_model;
 pub mod job;
+pub mod libtorch_runtime;
+pub mod libtorch_version;
 pub mod model;
 pub mod model_dir;
 pub mod rss;

@@ -207,6 +207,7 @@ struct InitArgs {
 
 fn main() -> anyhow::Result<()> {
     attrib_worker::device::deterministic_cuda_env();
+    attrib_worker::libtorch_runtime::start().map_err(anyhow::Error::msg)?;
     match Cli::parse().command {
         Command::Serve(a) => serve(a),
         Command::Attribute(a) => attribute(a),
