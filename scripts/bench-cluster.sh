@@ -6,10 +6,7 @@
 #   scripts/bench-cluster.sh [WORKER COUNTS...]     (default: 1 2 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-# The same build as scripts/test.sh (one feature set, so switching scripts rebuilds nothing).
-cargo build --release --workspace --bins
-BIN=target/release
+source scripts/binaries.sh # ATTRIB_BIN=DIR: prebuilt binaries
 MODEL=$(scripts/gpt2-small-random.sh)
 DATASET=datasets/ioi/ioi_vanilla_template_prompts.json
 PROMPTS=128

@@ -8,10 +8,7 @@
 #   scripts/bench-exact.sh [UNITS]      (default 6; ATTRIB_BENCH_DEVICE=cuda:0 on a GPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-# The same build as scripts/test.sh (one feature set, so switching scripts rebuilds nothing).
-cargo build --release --workspace --bins
-BIN=target/release
+source scripts/binaries.sh # ATTRIB_BIN=DIR: prebuilt binaries
 MODEL=$(scripts/gpt2-small-random.sh)
 DATASET=datasets/ioi/ioi_vanilla_template_prompts.json
 UNITS=${1:-6}

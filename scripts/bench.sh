@@ -11,7 +11,9 @@
 # several GB; one process per run), and ends with one summary block: both medians and the
 # AutoCircuit / attrib ratios. EXTRA FLAGS go to attrib only. Environment:
 #   ATTRIB_BENCH_DEVICE=cpu|cuda   device of both tools (default cpu)
-#   ATTRIB_BENCH_NO_BUILD=1        use target/release as it is (no cargo build)
+#   ATTRIB_BIN=DIR                 prebuilt binaries (no setup, no cargo build: scripts/binaries.sh)
+#   ATTRIB_AUTOCIRCUIT_PYTHON=CMD  the python that runs AutoCircuit (default: .venv-autocircuit's,
+#                                  installed on first use); the GPU bundle's run.sh sets it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_AC=0
@@ -19,11 +21,11 @@ if [[ ${1:-} == --with-autocircuit ]]; then WITH_AC=1; shift; fi
 REPEATS=${1:-3}
 shift || true
 DEVICE=${ATTRIB_BENCH_DEVICE:-cpu}
-scripts/setup.sh
-[[ ${ATTRIB_BENCH_NO_BUILD:-0} == 1 ]] || cargo build --release --quiet --workspace --bins
+source scripts/binaries.sh
 # Before any timing, so the one-time install does not load the machine during attrib's runs.
-[[ $WITH_AC == 0 ]] || scripts/autocircuit/setup.sh
-BIN=target/release/attrib-worker
+[[ $WITH_AC == 0 || -n ${ATTRIB_AUTOCIRCUIT_PYTHON:-} ]] || scripts/autocircuit/setup.sh
+read -r -a AC_PYTHON <<< "${ATTRIB_AUTOCIRCUIT_PYTHON:-.venv-autocircuit/bin/python}"
+BIN=$BIN/attrib-worker
 MODEL=$(scripts/gpt2-small-random.sh)
 DATASET=datasets/ioi/ioi_vanilla_template_prompts.json
 OUT=$(mktemp -d)
@@ -59,7 +61,7 @@ done
 for mode in quickstart tokenwise; do
     : > "$OUT/ac-$mode.tsv"
     for i in $(seq "$REPEATS"); do
-        .venv-autocircuit/bin/python scripts/autocircuit/time_autocircuit.py --device "$DEVICE" \
+        "${AC_PYTHON[@]}" scripts/autocircuit/time_autocircuit.py --device "$DEVICE" \
             --repeats 1 --modes "$mode" --model "$MODEL" --dataset "$DATASET" \
             > "$OUT/ac.out" 2> "$OUT/ac.log" || { cat "$OUT/ac.out"; tail -n 40 "$OUT/ac.log" >&2; exit 1; }
         [[ $mode == quickstart && $i == 1 ]] && grep '^autocircuit:' "$OUT/ac.out"  # versions, threads

@@ -12,10 +12,8 @@
 # ATTRIB_WORKERS=N starts N workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-# The same build as scripts/test.sh (one feature set, so switching scripts rebuilds nothing).
-cargo build --release --workspace --bins
-BIN=target/release
+# ATTRIB_BIN=DIR runs prebuilt binaries (scripts/binaries.sh).
+source scripts/binaries.sh
 
 MODEL=assets/ioi-2l4h64
 if [[ $# -gt 0 && "$1" != --* ]]; then

@@ -64,6 +64,9 @@ fn spawn_one(
         .arg(device)
         .arg("--name")
         .arg(format!("local-{i}"))
+        // Worker i's `auto` is GPU i mod count: the workers spread over the machine's GPUs.
+        .arg("--local-index")
+        .arg(i.to_string())
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if let Some(t) = token {
@@ -91,5 +94,43 @@ pub async fn stop(children: &mut [Child]) {
     }
     for c in children.iter_mut() {
         let _ = c.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each spawned worker is told its place, from which its `auto` device picks a GPU
+    /// (`attrib-worker serve --local-index`): without it, every worker chose cuda:0.
+    #[tokio::test]
+    async fn each_spawned_worker_gets_its_own_local_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("attrib-worker");
+        let log = dir.path().join("args");
+        std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display())).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let workers = LocalWorkers {
+            count: 3,
+            binary: fake,
+            model_dir: "m".into(),
+            devices: vec!["auto".into()],
+            token: None,
+        };
+        for mut c in spawn(&workers, "http://127.0.0.1:1").unwrap() {
+            assert!(c.wait().await.unwrap().success());
+        }
+        let mut lines: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        lines.sort();
+        for (i, line) in lines.iter().enumerate() {
+            assert!(line.contains("--device auto"), "{line}");
+            assert!(line.ends_with(&format!("--local-index {i}")), "{line}");
+        }
+        assert_eq!(lines.len(), 3);
     }
 }

@@ -6,8 +6,14 @@ use tch::{Device, Kind, Tensor};
 use crate::{Error, Result};
 
 pub fn parse_device(spec: &str) -> Result<Device> {
+    parse_local_device(spec, 0)
+}
+
+/// `parse_device` for the `local_index`-th worker of a machine (`serve --local-index`): its
+/// `auto` is `cuda:(local_index mod GPUs)`, so that a machine's workers spread over its GPUs.
+pub fn parse_local_device(spec: &str, local_index: usize) -> Result<Device> {
     match spec {
-        "auto" => Ok(Device::cuda_if_available()),
+        "auto" => Ok(auto_device(local_index)),
         "cpu" => Ok(Device::Cpu),
         "cuda" => parse_device("cuda:0"),
         s => {
@@ -33,6 +39,29 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// `auto`: GPU `local_index mod count` when libtorch sees CUDA; else the CPU, with a warning
+/// naming the reason when the driver lists an NVIDIA device all the same.
+fn auto_device(local_index: usize) -> Device {
+    if tch::Cuda::is_available() {
+        let count = tch::Cuda::device_count() as usize;
+        return Device::Cuda(spread_over_gpus(local_index, count));
+    }
+    if crate::libtorch_runtime::nvidia_device_present() {
+        let cuda = crate::libtorch_runtime::load_cuda();
+        let reason = match &cuda.error {
+            Some(e) => format!("libtorch_cuda did not load: {e}"),
+            None => "libtorch_cuda loaded, but libtorch sees no CUDA device (a driver older than the CUDA libtorch was built with?)".into(),
+        };
+        eprintln!("[attrib] warning: --device auto runs on the CPU although this node has an NVIDIA device: {reason}. Run `attrib-worker doctor` for details.");
+    }
+    Device::Cpu
+}
+
+/// The GPU of a machine's `local_index`-th worker among `count` GPUs (count > 0).
+pub fn spread_over_gpus(local_index: usize, count: usize) -> usize {
+    local_index % count.max(1)
+}
+
 /// Deterministic CUDA settings, set before CUDA starts (unless the user set them): cuBLAS's
 /// fixed workspace (so its reductions are run-to-run reproducible) and no TF32 in cuBLAS or
 /// cuDNN (libtorch's fp32 matmuls already default to full precision; this also covers
@@ -50,11 +79,12 @@ pub fn deterministic_cuda_env() {
 }
 
 /// Host data for `device`: on a GPU through a pinned buffer and an asynchronous copy, so
-/// that the host never waits for the device.
+/// that the host never waits for the device. (`_pin_memory`: `pin_memory` given a device, as
+/// tch always gives one, prints PyTorch's deprecation warning on every call.)
 pub fn upload(host: Tensor, device: Device) -> Tensor {
     match device {
         Device::Cuda(_) => host
-            .pin_memory(device)
+            .internal_pin_memory(device)
             .to_device_(device, host.kind(), true, false),
         _ => host.to_device(device),
     }
@@ -66,7 +96,7 @@ pub fn download_f32(t: &Tensor) -> Vec<f32> {
     let host = match t.device() {
         Device::Cuda(_) => {
             let mut pinned =
-                Tensor::empty(t.size(), (Kind::Float, Device::Cpu)).pin_memory(t.device());
+                Tensor::empty(t.size(), (Kind::Float, Device::Cpu)).internal_pin_memory(t.device());
             pinned.copy_(t);
             pinned
         }
@@ -89,7 +119,16 @@ pub fn is_out_of_memory(message: &str) -> bool {
 
 /// A node group's `--devices a,b,...` (one or more).
 pub fn parse_devices(specs: &[String]) -> Result<Vec<Device>> {
-    specs.iter().map(|s| parse_device(s)).collect()
+    parse_local_devices(specs, 0)
+}
+
+/// `parse_devices` for a machine's `local_index`-th worker (each `auto` as its own worker's).
+pub fn parse_local_devices(specs: &[String], local_index: usize) -> Result<Vec<Device>> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| parse_local_device(s, local_index + i))
+        .collect()
 }
 
 pub fn device_name(d: Device) -> String {
@@ -112,6 +151,18 @@ mod tests {
             .to_string()
             .contains("auto, cpu or cuda:N"));
         assert!(parse_device("cuda:x").is_err());
+    }
+
+    #[test]
+    fn a_machines_workers_spread_over_its_gpus() {
+        let gpus: Vec<usize> = (0..7).map(|i| spread_over_gpus(i, 3)).collect();
+        assert_eq!(gpus, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(spread_over_gpus(5, 1), 0);
+        assert_eq!(spread_over_gpus(5, 8), 5);
+        // Without CUDA, auto is the CPU whatever the index.
+        if !tch::Cuda::is_available() {
+            assert_eq!(parse_local_device("auto", 3).unwrap(), Device::Cpu);
+        }
     }
 
     #[test]

@@ -20,12 +20,15 @@ pub fn measure_host(device: Device) -> HostRates {
     let a = Tensor::randn([240, 768], (Kind::Float, device)); // 16 prompts × 15 tokens
     let b = Tensor::randn([768, 3072], (Kind::Float, device));
     let _ = a.matmul(&b); // warm-up
+    crate::device::synchronize(device);
     let mut rates: Vec<f64> = (0..5)
         .map(|_| {
             let t = Instant::now();
             for _ in 0..10 {
                 let _ = a.matmul(&b);
             }
+            // A GPU queues the matmuls: the clock is read once they are done.
+            crate::device::synchronize(device);
             let secs = t.elapsed().as_secs_f64();
             10.0 * 2.0 * 240.0 * 768.0 * 3072.0 / secs / 1e9
         })

@@ -4,6 +4,7 @@
 pub mod attribution;
 pub mod circuit;
 pub mod compute;
+pub mod cuda_driver;
 pub mod declared_memory;
 pub mod device;
 pub mod error;

@@ -10,7 +10,7 @@ use attrib_proto::memory::{unit_bytes, UnitShape};
 use attrib_proto::tls::ClientTls;
 use attrib_proto::{write_json_file, JobSpec, Method, ScoresFile};
 use attrib_worker::declared_memory::declared_memory;
-use attrib_worker::device::{device_name, parse_device, parse_devices};
+use attrib_worker::device::{device_name, parse_device, parse_devices, parse_local_devices};
 use attrib_worker::group::check::collective_check;
 use attrib_worker::group::CollectiveKind;
 use attrib_worker::init_model::{write_random_model, InitOptions};
@@ -143,6 +143,11 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     device: Vec<String>,
+    /// This worker's place among one machine's workers (0, 1, ...; `attrib-coordinator
+    /// --spawn-workers` numbers them): its `auto` device is cuda:(I mod the GPUs the driver
+    /// lists), so a machine's workers spread over its GPUs.
+    #[arg(long, default_value_t = 0, env = "ATTRIB_LOCAL_INDEX")]
+    local_index: usize,
     /// How a node group's devices sum their units: auto (nccl when every device is a GPU,
     /// else host), host, or nccl.
     #[arg(long, default_value = "auto", env = "ATTRIB_COLLECTIVE")]
@@ -262,7 +267,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .init();
     let model_dir = resolve_model_dir(&a.model)?;
     let t0 = Instant::now();
-    let devices = parse_devices(&a.device)?;
+    let devices = parse_local_devices(&a.device, a.local_index)?;
     let collective = CollectiveKind::parse(&a.collective, &devices)?;
     let memory_bytes = group_memory(&devices, a.memory_mib);
     let engine = Engine::start(EngineConfig {
