@@ -11,6 +11,7 @@
 # several GB; one process per run), and ends with one summary block: both medians and the
 # AutoCircuit / attrib ratios. EXTRA FLAGS go to attrib only. Environment:
 #   ATTRIB_BENCH_DEVICE=cpu|cuda   device of both tools (default cpu)
+#   ATTRIB_BENCH_MODEL=DIR         another model folder (default: GPT-2-small shape, random)
 #   ATTRIB_BIN=DIR                 prebuilt binaries (no setup, no cargo build: scripts/binaries.sh)
 #   ATTRIB_AUTOCIRCUIT_PYTHON=CMD  the python that runs AutoCircuit (default: .venv-autocircuit's,
 #                                  installed on first use); the GPU bundle's run.sh sets it
@@ -26,7 +27,7 @@ source scripts/binaries.sh
 [[ $WITH_AC == 0 || -n ${ATTRIB_AUTOCIRCUIT_PYTHON:-} ]] || scripts/autocircuit/setup.sh
 read -r -a AC_PYTHON <<< "${ATTRIB_AUTOCIRCUIT_PYTHON:-.venv-autocircuit/bin/python}"
 BIN=$BIN/attrib-worker
-MODEL=$(scripts/gpt2-small-random.sh)
+MODEL=${ATTRIB_BENCH_MODEL:-$(scripts/gpt2-small-random.sh)}
 DATASET=datasets/ioi/ioi_vanilla_template_prompts.json
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT

@@ -44,6 +44,14 @@ import torch as t  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# ATTRIB_AUTOCIRCUIT_OFFLINE_STUBS=1 (the GPU bundle's run.sh): inert stand-ins for packages
+# imported but never called on the timed path, where the node lacks them (offline_stubs.py).
+STUBBED = []
+if os.environ.get("ATTRIB_AUTOCIRCUIT_OFFLINE_STUBS") == "1":
+    import offline_stubs  # noqa: E402  (this script's folder is on sys.path)
+
+    STUBBED = offline_stubs.install()
+
 
 def status_mib(key: str) -> float:
     with open("/proc/self/status") as f:
@@ -122,7 +130,8 @@ def main():
           f"device {device}, {t.get_num_threads()} torch threads (torch default), "
           f"model {args.model}, dataset {args.dataset}, {args.n_train} train prompts, "
           f"batch {args.batch_size}; peak RSS = process VmHWM "
-          + ("per run (reset before loading)" if can_reset else "since process start"),
+          + ("per run (reset before loading)" if can_reset else "since process start")
+          + (f"; inert stand-ins for {', '.join(STUBBED)} (never called)" if STUBBED else ""),
           flush=True)
 
     loaders = {}

@@ -89,6 +89,10 @@ struct AttributeArgs {
     /// How many top edges to print.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Run one unit of the same shape first, untimed, so that the timing excludes one-time
+    /// costs (CUDA kernels and cuBLAS handles loading, the caching allocator's first blocks).
+    #[arg(long)]
+    warm_up: bool,
 }
 
 #[derive(Args)]
@@ -362,6 +366,11 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
         data: a.job.data_options(),
         settings: a.job.settings()?,
     };
+    if a.warm_up {
+        let mut one_unit = job.clone();
+        one_unit.data.train_size = (job.batches_per_unit() as u32) * job.data.batch_size;
+        run_attribute_timed(&one_unit, &model, &mut |_, _| {}).context("the warm-up unit")?;
+    }
     let t1 = Instant::now();
     let mut progress = |done: usize, total: usize| {
         eprintln!(
