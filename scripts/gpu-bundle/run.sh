@@ -176,11 +176,21 @@ else
     step host-collective 60 "$W" collective-check --devices cpu,cpu,cpu --collective host
 fi
 
-# 9. Exact patching at GPT-2-small shape: units/s, and the whole job projected.
+# 9. The memory a GPU worker declares (cuMemGetInfo less the reserve), tried: one unit whose
+# estimate fills 90% of it, then an NCCL collective: no out-of-memory, no hang.
+if [[ $gpu == 1 ]]; then
+    step memory 240 "$W" memory-check --device "$DEVICE" --model "$MODEL" \
+        --dataset "$(ls datasets/ioi/*.json | head -8 | paste -sd,)"
+    grep -h "memory-check" "$OUT/memory.log" | quote
+else
+    skip memory "no GPU"
+fi
+
+# 10. Exact patching at GPT-2-small shape: units/s, and the whole job projected.
 step exact-units 150 env ATTRIB_BENCH_DEVICE="$DEVICE" scripts/bench-exact.sh "$EXACT_UNITS"
 grep -h -A3 "^exact patching" "$OUT/exact-units.log" | quote
 
-# 10. AutoCircuit on the same device, same settings, for the ratio: the bundle's private
+# 11. AutoCircuit on the same device, same settings, for the ratio: the bundle's private
 # AutoCircuit first on PYTHONPATH (scripts/gpu-bundle/autocircuit-wheels.txt).
 ac_python="env PYTHONPATH=$here/payload/autocircuit${PYTHONPATH:+:$PYTHONPATH} ATTRIB_AUTOCIRCUIT_OFFLINE_STUBS=1 ${PYTHON:-python3}"
 step autocircuit-ratio 180 env ATTRIB_BENCH_DEVICE="$DEVICE" ATTRIB_AUTOCIRCUIT_PYTHON="$ac_python" \

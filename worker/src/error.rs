@@ -84,6 +84,8 @@ pub enum Error {
     BadLimbs(String),
     #[error("collective check: {0}")]
     CollectiveCheckFailed(String),
+    #[error("memory check: {0}")]
+    MemoryCheck(String),
     #[error("the engine thread is gone (it stopped after an earlier failure): restart the worker")]
     EngineGone,
     #[error("{what} died while loading the model (see the log above for its error)")]
