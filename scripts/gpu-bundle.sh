@@ -9,7 +9,10 @@
 #       bin/attrib-worker                   launcher: libtorch from python3's torch (ATTRIB_LIBTORCH)
 #       libexec/attrib-worker               the stripped engine, libtorch_cuda opened at start-up
 #       BUILT_AGAINST                       the libtorch release the engine needs
-#       fixtures/                           the files `attrib-worker self-test` reads
+#       FIXTURES.sha256                     the files `attrib-worker self-test` reads, by hash:
+#                                           the checkout the bundle runs in holds them (copies
+#                                           would count twice against the 60 MiB the two may
+#                                           take together), and run.sh checks they are these
 #       autocircuit/                        AutoCircuit's side of the ratio, --no-deps
 #                                           (scripts/gpu-bundle/autocircuit-wheels.txt)
 #   MANIFEST        commit, versions, sizes
@@ -24,7 +27,7 @@ TOGETHER_LIMIT_MIB=60 # the bundle and the repository's tracked files, as they t
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 p=$stage/payload
-mkdir -p "$p/bin" "$p/libexec" "$p/fixtures" "$p/autocircuit"
+mkdir -p "$p/bin" "$p/libexec" "$p/autocircuit"
 
 strip -o "$p/bin/attrib" "$BIN/attrib"
 strip -o "$p/bin/attrib-coordinator" "$BIN/attrib-coordinator"
@@ -32,9 +35,7 @@ strip -o "$p/libexec/attrib-worker" "$BIN/attrib-worker"
 install -m 755 scripts/gpu-bundle/attrib-worker "$p/bin/attrib-worker"
 "$BIN/attrib-worker" doctor --json |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["libtorch"]["built_against"])' > "$p/BUILT_AGAINST"
-"$BIN/attrib-worker" self-test --list-fixtures | while read -r f; do
-    install -D -m 644 "$f" "$p/fixtures/$f"
-done
+"$BIN/attrib-worker" self-test --list-fixtures | xargs sha256sum > "$p/FIXTURES.sha256"
 
 # Wheels for the node's Python (3.12, x86-64), pure Python but tokenizers (abi3) and
 # charset-normalizer; installed here, so the node runs no pip.
@@ -43,7 +44,7 @@ pip_for_node=(--quiet --disable-pip-version-check --no-deps --only-binary=:all:
 wheels=$(grep -v '^#' scripts/gpu-bundle/autocircuit-wheels.txt | grep .)
 # shellcheck disable=SC2086
 python3 -m pip download "${pip_for_node[@]}" -d "$stage/wheels" $wheels
-python3 -m pip install "${pip_for_node[@]}" --no-index --target "$p/autocircuit" "$stage"/wheels/*.whl
+python3 -m pip install "${pip_for_node[@]}" --no-compile --no-index --target "$p/autocircuit" "$stage"/wheels/*.whl
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -56,7 +57,7 @@ tracked=$(git ls-files -z | xargs -0 du -cb 2> /dev/null | tail -1 | cut -f1)
 {
     echo "attrib GPU bundle, built $(date -u +%Y-%m-%dT%H:%MZ) from commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes)')"
     echo "engine built against libtorch $built; needs torch ${built%%+*} on the node"
-    echo "unpacked: binaries $(mib "$(size "$p/bin" "$p/libexec")"), fixtures $(mib "$(size "$p/fixtures")") ($(find "$p/fixtures" -type f | wc -l) files), autocircuit $(mib "$(size "$p/autocircuit")")"
+    echo "unpacked: binaries $(mib "$(size "$p/bin" "$p/libexec")"), autocircuit $(mib "$(size "$p/autocircuit")"); self-test fixtures from the checkout: $(wc -l < "$p/FIXTURES.sha256") files"
     echo "AutoCircuit side: $(echo $wheels)"
 } > "$OUT/MANIFEST"
 bundle=$(size "$OUT")

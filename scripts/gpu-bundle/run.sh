@@ -101,8 +101,10 @@ else
     skip tf32-canary "no GPU"
 fi
 
-# 3. The golden checks on the device, with the CPU's tolerances.
-step self-test 180 "$W" self-test --device "$DEVICE" --fixtures "$here/payload/fixtures"
+# 3. The golden checks on the device, with the CPU's tolerances, on the checkout's fixtures
+# once they are checked to be the ones the bundle was built with.
+step self-test 180 sh -c 'sha256sum --quiet -c "$1" && exec "$2" self-test --device "$3" --fixtures .' \
+    self-test "$here/payload/FIXTURES.sha256" "$W" "$DEVICE"
 grep -E '^self-test:' "$OUT/self-test.log" | quote
 
 MODEL=$(scripts/gpt2-small-random.sh)
