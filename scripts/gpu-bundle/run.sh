@@ -178,6 +178,19 @@ else
     step host-collective 60 "$W" collective-check --devices cpu,cpu,cpu --collective host
 fi
 
+# 8b. Two GPUs or more: a node group's collectives across cuda:0 and cuda:1, NCCL and host.
+gpus=$(python3 -c 'import json, sys; print(sum(x["kind"].startswith("cuda:") and x["libtorch_sees"] for x in json.load(open(sys.argv[1]))["devices"]))' "$OUT/doctor.json" 2> /dev/null || echo 0)
+if [[ $gpu == 1 && $gpus -ge 2 ]]; then
+    two_gpus() {
+        "$W" collective-check --devices cuda:0,cuda:1 --collective nccl &&
+            "$W" collective-check --devices cuda:0,cuda:1 --collective host
+    }
+    step two-gpu-group 90 two_gpus
+    grep -h "collective-check" "$OUT/two-gpu-group.log" | quote
+else
+    skip two-gpu-group "needs two GPUs ($gpus here)"
+fi
+
 # 9. The memory a GPU worker declares (cuMemGetInfo less the reserve), tried: one unit whose
 # estimate fills 90% of it, then an NCCL collective: no out-of-memory, no hang.
 if [[ $gpu == 1 ]]; then

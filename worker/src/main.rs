@@ -15,6 +15,7 @@ use attrib_worker::group::check::collective_check;
 use attrib_worker::group::CollectiveKind;
 use attrib_worker::init_model::{write_random_model, InitOptions};
 use attrib_worker::job::{run_attribute_timed, run_faithfulness, AttributeJob, FaithfulnessJob};
+use attrib_worker::memory_check::memory_check;
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
@@ -56,6 +57,16 @@ enum Command {
         #[arg(long, default_value = "auto")]
         collective: String,
     },
+    /// Try the memory `serve` would declare: one unit filling a fraction of it, then a
+    /// collective on the same device.
+    MemoryCheck(MemoryCheckArgs),
+    /// What this node gives attrib: libtorch, libtorch_cuda, libcuda and NCCL (where each was
+    /// found, or why not), devices and their memory, the settings that decide GPU bits.
+    Doctor {
+        /// One JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the machine rates that bound CPU attribution: fp32 GEMM and fresh memory.
     HostCheck {
         /// auto | cpu | cuda:N
@@ -93,6 +104,27 @@ struct AttributeArgs {
     /// costs (CUDA kernels and cuBLAS handles loading, the caching allocator's first blocks).
     #[arg(long)]
     warm_up: bool,
+}
+
+#[derive(Args)]
+struct MemoryCheckArgs {
+    /// HF GPT-2 folder or local HuggingFace cache name.
+    #[arg(long, env = "ATTRIB_MODEL")]
+    model: String,
+    /// Prompt file(s): enough prompts for the unit (every prompt but the test split's at most).
+    #[arg(long = "dataset", required = true, value_delimiter = ',')]
+    datasets: Vec<PathBuf>,
+    /// auto | cpu | cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// The share of the declared memory the unit's estimate (model included) may fill.
+    #[arg(long, default_value_t = 0.9)]
+    fraction: f64,
+    /// Declare this instead of what `serve` would read from the device.
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    #[command(flatten)]
+    job: JobSpec,
 }
 
 #[derive(Args)]
@@ -228,6 +260,30 @@ fn main() -> anyhow::Result<()> {
             let devices = parse_devices(&devices)?;
             let kind = CollectiveKind::parse(&collective, &devices)?;
             println!("{}", collective_check(kind, &devices)?);
+            Ok(())
+        }
+        Command::MemoryCheck(a) => {
+            if !(a.fraction > 0.0 && a.fraction <= 1.0) {
+                anyhow::bail!("--fraction must be in (0, 1], not {}", a.fraction);
+            }
+            let job = AttributeJob {
+                model_dir: resolve_model_dir(&a.model)?,
+                datasets: a.datasets,
+                data: a.job.data_options(),
+                settings: a.job.settings()?,
+            };
+            let device = parse_device(&a.device)?;
+            for line in memory_check(job, device, a.fraction, a.memory_mib)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Doctor { json } => {
+            let r = attrib_worker::doctor::report();
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&r)?),
+                false => println!("{}", attrib_worker::doctor::render(&r)),
+            }
             Ok(())
         }
         Command::HostCheck { device } => {

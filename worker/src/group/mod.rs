@@ -13,6 +13,7 @@
 pub mod check;
 pub mod collective;
 pub mod nccl;
+pub mod nccl_lib;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
