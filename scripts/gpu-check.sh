@@ -43,7 +43,8 @@ step build cargo build --release --workspace --bins
 step build-tests cargo test --release -p attrib-worker --no-run
 BIN=target/release/attrib-worker
 SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)
-export LD_LIBRARY_PATH="$SITE/nvidia/nccl/lib:$SITE/nvidia/cu13/lib:${LD_LIBRARY_PATH:-}" # NCCL from torch's wheels
+# CUDA's libraries from torch's wheels; NCCL needs no entry: the worker finds it beside torch.
+export LD_LIBRARY_PATH="$SITE/nvidia/cu13/lib:${LD_LIBRARY_PATH:-}"
 
 # The golden tests, on the GPU, with the tolerances the CPU passes with.
 step golden-on-cuda env ATTRIB_TEST_DEVICE=cuda:0 cargo test --release -p attrib-worker \
