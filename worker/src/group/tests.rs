@@ -125,7 +125,7 @@ fn a_member_that_panics_while_loading_ends_start_with_an_error() {
     let started = outcome
         .recv_timeout(Duration::from_secs(60))
         .expect("start() ends instead of hanging");
-    let e = started.err().expect("start() fails").to_string();
+    let e = started.expect_err("start() fails").to_string();
     assert!(e.contains("member 2 panicked while loading"), "{e}");
     assert!(e.contains("test fault"), "{e}");
 }
