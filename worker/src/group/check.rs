@@ -42,27 +42,34 @@ pub fn collective_check(kind: CollectiveKind, devices: &[Device]) -> Result<Stri
                     }
                     None => Box::new(host_end),
                 };
-                let mut t = match rank {
-                    0 => Tensor::from_slice(&sent).f_to_device(device)?,
-                    _ => Tensor::from_slice(&sent)
-                        .f_zeros_like()?
-                        .f_to_device(device)?,
-                };
-                c.broadcast_from_first(&mut t)?;
-                let mine = member_sums(rank);
-                let mut main = mine.main_limbs();
-                c.all_reduce_sum(&mut main)?;
-                let wide = match ExactSum::limbs_need_wide(&main) {
-                    true => {
-                        let mut w = mine.wide_limbs();
-                        c.all_reduce_sum(&mut w)?;
-                        Some(w)
-                    }
-                    false => None,
-                };
-                let sum = ExactSum::from_limbs(SLOTS, &main, wide.as_deref())
-                    .map_err(|e| Error::BadLimbs(e.to_string()))?;
-                Ok((download_f32(&t), sum))
+                // Whatever fails, the other members' waits end with it.
+                let checked = (|| -> Result<(Vec<f32>, ExactSum)> {
+                    let mut t = match rank {
+                        0 => Tensor::from_slice(&sent).f_to_device(device)?,
+                        _ => Tensor::from_slice(&sent)
+                            .f_zeros_like()?
+                            .f_to_device(device)?,
+                    };
+                    c.broadcast_from_first(&mut t)?;
+                    let mine = member_sums(rank);
+                    let mut main = mine.main_limbs();
+                    c.all_reduce_sum(&mut main)?;
+                    let wide = match ExactSum::limbs_need_wide(&main) {
+                        true => {
+                            let mut w = mine.wide_limbs();
+                            c.all_reduce_sum(&mut w)?;
+                            Some(w)
+                        }
+                        false => None,
+                    };
+                    let sum = ExactSum::from_limbs(SLOTS, &main, wide.as_deref())
+                        .map_err(|e| Error::BadLimbs(e.to_string()))?;
+                    Ok((download_f32(&t), sum))
+                })();
+                if let Err(e) = &checked {
+                    c.abort(e.to_string());
+                }
+                checked
             })
         })
         .collect();

@@ -369,7 +369,9 @@ impl Member {
             }
             Ok(_) => {}
             Err(e) => {
-                // The sum is lost: each member answers its own unit, to be computed again.
+                // The sum is lost for every member (a no-op if another one said so first):
+                // each answers its own unit, to be computed again.
+                self.collective.abort(e.to_string());
                 tracing::error!(error = %e, rank = self.rank, "the group's all-reduce failed");
                 if let (Some(req), Some(_)) = (&round.unit, covered) {
                     answer(req, Err(e));
