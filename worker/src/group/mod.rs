@@ -117,7 +117,8 @@ fn start_with(
                 let joined = catch_torch(|| {
                     let collective: Box<dyn Collective> = match nccl_id {
                         Some(id) => {
-                            let c = nccl::NcclCollective::join(id, rank, size, device, watch)?;
+                            let w = watch.clone();
+                            let c = nccl::NcclCollective::join(id, rank, size, device, w)?;
                             Box::new(c)
                         }
                         None => Box::new(host_end),
@@ -127,15 +128,17 @@ fn start_with(
                     }
                     member_model(collective, weights, model_cfg, device, nccl_id.is_some())
                 });
+                let joined = match joined {
+                    Ok(loaded) => loaded,
+                    Err(Error::TorchPanic(message)) => Err(Error::MemberPanicked { rank, message }),
+                    Err(e) => Err(e),
+                };
                 let (collective, model) = match joined {
-                    Ok(Ok(m)) => m,
-                    Ok(Err(e)) => return drop(ready_tx.send(Err(e))),
-                    Err(panicked) => {
-                        let message = match panicked {
-                            Error::TorchPanic(m) => m,
-                            e => e.to_string(),
-                        };
-                        return drop(ready_tx.send(Err(Error::MemberPanicked { rank, message })));
+                    Ok(m) => m,
+                    Err(e) => {
+                        // NCCL members waiting at the model's broadcast stop waiting for it.
+                        watch.fire(format!("member {rank} failed to load: {e}"));
+                        return drop(ready_tx.send(Err(e)));
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
