@@ -10,7 +10,7 @@ TORCH_VERSION=2.11.0
 VENV=.venv
 PY=${PYTHON:-python3}
 
-want="torch==$TORCH_VERSION cuda=${ATTRIB_CUDA:-0}"
+want="torch==$TORCH_VERSION cuda=${ATTRIB_CUDA:-0} nccl=2.28.9"
 if [[ -f "$VENV/.attrib-torch" && "$(cat "$VENV/.attrib-torch")" == "$want" && -e .libtorch/lib/libtorch_cpu.so ]]; then
     exit 0
 fi
@@ -21,9 +21,10 @@ PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 if [[ "${ATTRIB_CUDA:-0}" == 1 ]]; then
     "${PIP[@]}" "torch==$TORCH_VERSION"
 else
-    # libtorch_cpu needs only libcudart.so.13 and libcupti.so.13 from the CUDA packages.
+    # libtorch_cpu needs only libcudart.so.13 and libcupti.so.13 from the CUDA packages;
+    # NCCL (CUDA torch's pin) is for the tests of the worker's NCCL loader, which need no GPU.
     "${PIP[@]}" --no-deps "torch==$TORCH_VERSION" nvidia-cuda-runtime==13.0.96 \
-        nvidia-cuda-cupti==13.0.85 "cuda-toolkit[cudart,cupti]==13.0.2"
+        nvidia-cuda-cupti==13.0.85 "cuda-toolkit[cudart,cupti]==13.0.2" nvidia-nccl-cu13==2.28.9
 fi
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ln -sfn "$(realpath --relative-to=. "$SITE/torch")" .libtorch

@@ -108,7 +108,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("attrib-worker");
         let log = dir.path().join("args");
-        std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display())).unwrap();
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()),
+        )
+        .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let workers = LocalWorkers {

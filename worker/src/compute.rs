@@ -33,6 +33,9 @@ pub struct EngineConfig {
     pub unit_delay: Duration,
     /// Memory each device has for a unit, model included (0: not checked).
     pub memory_bytes: u64,
+    /// How long a group's member waits at a collective for the others before it abandons
+    /// the round (`crate::group::watch`).
+    pub collective_timeout: Duration,
 }
 
 /// How the members sum: in this process's memory, or with NCCL on the GPUs.
@@ -43,13 +46,13 @@ pub enum CollectiveKind {
 }
 
 impl CollectiveKind {
-    /// `auto`: NCCL when every device is a GPU, else the host.
-    pub fn parse(s: &str, devices: &[Device]) -> Result<Self> {
+    /// `auto` is the host, on GPUs too: the limbs are made on the host, so NCCL would only
+    /// add a copy to the GPUs and one back to the same sum (docs/cluster.md). `nccl` stays
+    /// selectable; it becomes `auto`'s choice only once a run on several GPUs shows it ahead.
+    pub fn parse(s: &str) -> Result<Self> {
         match s {
-            "host" => Ok(Self::Host),
+            "host" | "auto" => Ok(Self::Host),
             "nccl" => Ok(Self::Nccl),
-            "auto" if devices.iter().all(|d| matches!(d, Device::Cuda(_))) => Ok(Self::Nccl),
-            "auto" => Ok(Self::Host),
             other => Err(Error::UnknownCollective(other.to_string())),
         }
     }

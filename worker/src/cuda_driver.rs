@@ -33,7 +33,11 @@ pub fn libcuda_path() -> Result<PathBuf, String> {
     let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| e.to_string())?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.rsplit('/').next().is_some_and(|f| f.starts_with("libcuda.so")))
+        .find(|p| {
+            p.rsplit('/')
+                .next()
+                .is_some_and(|f| f.starts_with("libcuda.so"))
+        })
         .map(PathBuf::from)
         .ok_or_else(|| "libcuda opened, but not found in /proc/self/maps".into())
 }

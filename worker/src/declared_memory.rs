@@ -13,9 +13,7 @@ pub fn declared_memory(device: Device, flag_mib: Option<u64>) -> u64 {
     }
     match device {
         Device::Cuda(i) => match crate::cuda_driver::gpu(i) {
-            Ok(g) => g
-                .memory_free
-                .saturating_sub(gpu_reserve(g.memory_total)),
+            Ok(g) => g.memory_free.saturating_sub(gpu_reserve(g.memory_total)),
             Err(e) => {
                 tracing::warn!("cannot read cuda:{i}'s memory ({e}); give --memory-mib so that the coordinator can size units");
                 0

@@ -83,9 +83,10 @@ pub fn deterministic_cuda_env() {
 /// tch always gives one, prints PyTorch's deprecation warning on every call.)
 pub fn upload(host: Tensor, device: Device) -> Tensor {
     match device {
-        Device::Cuda(_) => host
-            .internal_pin_memory(device)
-            .to_device_(device, host.kind(), true, false),
+        Device::Cuda(_) => {
+            host.internal_pin_memory(device)
+                .to_device_(device, host.kind(), true, false)
+        }
         _ => host.to_device(device),
     }
 }

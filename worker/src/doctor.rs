@@ -21,7 +21,7 @@ pub struct Report {
     pub settings: Settings,
     /// What `--device auto` resolves to for the first worker of this machine.
     pub auto_device: String,
-    /// The collective `--collective auto` picks for a node group of every GPU listed.
+    /// The collective `--collective auto` picks for a node group.
     pub collective_auto: String,
 }
 
@@ -92,10 +92,6 @@ pub fn report() -> Report {
         memory_free: g.memory_free,
         libtorch_sees: g.ordinal < torch_gpus,
     }));
-    let group: Vec<Device> = match torch_gpus {
-        0 => vec![Device::Cpu, Device::Cpu],
-        n => (0..n).map(Device::Cuda).collect(),
-    };
     let nccl = crate::group::nccl_lib::nccl_library();
     Report {
         libtorch: Libtorch {
@@ -143,7 +139,7 @@ pub fn report() -> Report {
         },
         auto_device: crate::device::parse_device("auto")
             .map_or_else(|e| e.to_string(), crate::device::device_name),
-        collective_auto: CollectiveKind::parse("auto", &group)
+        collective_auto: CollectiveKind::parse("auto")
             .map_or_else(|e| e.to_string(), |k| format!("{k:?}").to_lowercase()),
     }
 }
@@ -191,14 +187,26 @@ pub fn render(r: &Report) -> String {
             opt(&r.libtorch.path),
             r.libtorch.version.as_deref().unwrap_or("unknown version"),
             r.libtorch.built_against,
-            if r.libtorch.cuda_build { "CUDA build" } else { "CPU-only build" }
+            if r.libtorch.cuda_build {
+                "CUDA build"
+            } else {
+                "CPU-only build"
+            }
         ),
         format!(
             "libtorch_cuda   {}{}",
-            if r.libtorch_cuda.loaded { "loaded" } else { "not loaded" },
+            if r.libtorch_cuda.loaded {
+                "loaded"
+            } else {
+                "not loaded"
+            },
             why(&r.libtorch_cuda.error)
         ),
-        format!("libcuda         {}{}", opt(&r.libcuda.path), why(&r.libcuda.error)),
+        format!(
+            "libcuda         {}{}",
+            opt(&r.libcuda.path),
+            why(&r.libcuda.error)
+        ),
         format!(
             "libnccl         {} {}{}",
             opt(&r.libnccl.path),
@@ -213,7 +221,11 @@ pub fn render(r: &Report) -> String {
             d.name,
             d.memory_total as f64 / (1u64 << 30) as f64,
             d.memory_free as f64 / (1u64 << 30) as f64,
-            if d.libtorch_sees { "" } else { "; libtorch does not see it" }
+            if d.libtorch_sees {
+                ""
+            } else {
+                "; libtorch does not see it"
+            }
         ));
     }
     let env = |v: &Option<String>| v.clone().unwrap_or_else(|| "unset".into());

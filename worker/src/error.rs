@@ -64,12 +64,14 @@ pub enum Error {
         estimate: String,
         message: String,
     },
-    #[error("the NCCL collective needs libcuda and libnccl (found: libcuda {driver}, libnccl {nccl}); put libnccl.so.2 on LD_LIBRARY_PATH (the nvidia-nccl wheel has one) or use --collective host")]
-    NcclUnavailable { driver: bool, nccl: bool },
+    #[error("the NCCL collective cannot run here: {0} (--collective host sums without NCCL)")]
+    NcclUnavailable(String),
     #[error("the NCCL collective runs on CUDA devices, not {0}")]
     NcclNeedsCuda(String),
     #[error("NCCL: {0}")]
     Nccl(String),
+    #[error("the node group abandoned the round: {0}; its units are computed again")]
+    RoundAbandoned(String),
     #[error("CUDA on {device}: {message}")]
     Cuda { device: String, message: String },
     #[error(
@@ -90,6 +92,8 @@ pub enum Error {
     EngineGone,
     #[error("{what} died while loading the model (see the log above for its error)")]
     DiedLoading { what: &'static str },
+    #[error("node group member {rank} panicked while loading the model: {message}")]
+    MemberPanicked { rank: usize, message: String },
     #[error("cannot start {what}: {source}")]
     ThreadSpawn {
         what: &'static str,

@@ -184,10 +184,18 @@ struct ServeArgs {
     /// lists), so a machine's workers spread over its GPUs.
     #[arg(long, default_value_t = 0, env = "ATTRIB_LOCAL_INDEX")]
     local_index: usize,
-    /// How a node group's devices sum their units: auto (nccl when every device is a GPU,
-    /// else host), host, or nccl.
+    /// How a node group's devices sum their units: auto (host), host, or nccl (NCCL on the
+    /// GPUs; libnccl.so.2 from the nvidia-nccl wheel beside torch).
     #[arg(long, default_value = "auto", env = "ATTRIB_COLLECTIVE")]
     collective: String,
+    /// Seconds a node group's member waits at a collective for the others (who may still be
+    /// computing their units) before the round is abandoned and its units computed again.
+    #[arg(
+        long,
+        default_value_t = attrib_worker::group::watch::DEFAULT_TIMEOUT_SECS,
+        env = "ATTRIB_COLLECTIVE_TIMEOUT_SECS"
+    )]
+    collective_timeout_secs: u64,
     /// The coordinator's worker token (its --worker-token, or its only --token). Read from
     /// ATTRIB_WORKER_TOKEN, else ATTRIB_TOKEN.
     #[arg(long, env = "ATTRIB_WORKER_TOKEN", hide_env_values = true)]
@@ -258,7 +266,7 @@ fn main() -> anyhow::Result<()> {
             collective,
         } => {
             let devices = parse_devices(&devices)?;
-            let kind = CollectiveKind::parse(&collective, &devices)?;
+            let kind = CollectiveKind::parse(&collective)?;
             println!("{}", collective_check(kind, &devices)?);
             Ok(())
         }
@@ -328,7 +336,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let model_dir = resolve_model_dir(&a.model)?;
     let t0 = Instant::now();
     let devices = parse_local_devices(&a.device, a.local_index)?;
-    let collective = CollectiveKind::parse(&a.collective, &devices)?;
+    let collective = CollectiveKind::parse(&a.collective)?;
     let memory_bytes = group_memory(&devices, a.memory_mib);
     let engine = Engine::start(EngineConfig {
         model_dir: model_dir.clone(),
@@ -336,6 +344,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         collective,
         unit_delay: std::time::Duration::from_millis(a.unit_delay_ms),
         memory_bytes,
+        collective_timeout: std::time::Duration::from_secs(a.collective_timeout_secs.max(1)),
     })
     .with_context(|| format!("loading model {}", model_dir.display()))?;
     tracing::info!(model = %model_dir.display(), device = %engine.device, seconds = t0.elapsed().as_secs_f64(), "model loaded");

@@ -35,20 +35,26 @@ pub fn memory_check(
     let model = Gpt2::load(&job.model_dir, device)?;
     let batch = job.data.batch_size.max(1) as usize;
     // Every prompt but the test split's, in whole batches.
-    let prompts = attrib_datasets::PromptFile::read_many(&job.datasets)?.prompts.len();
+    let prompts = attrib_datasets::PromptFile::read_many(&job.datasets)?
+        .prompts
+        .len();
     let available = prompts.saturating_sub(job.data.test_size as usize) / batch;
     job.data.train_size = (available * batch) as u32;
     let (dataset, _) = load_dataset(&job, &model)?;
     let graph = model.cfg.graph(&job.settings, dataset.width);
     let unit = |k: usize| UnitShape::new(k * batch, dataset.width, job.settings.points);
     let budget = (fraction * declared as f64) as u64;
-    let fits = |k: usize| model_bytes(&model.cfg) + unit_bytes(&model.cfg, &graph, &unit(k)) <= budget;
-    let k = (1..=available).take_while(|&k| fits(k)).last().ok_or_else(|| {
-        Error::MemoryCheck(format!(
-            "not even one batch fits {fraction} of the declared {}",
-            human_bytes(declared)
-        ))
-    })?;
+    let fits =
+        |k: usize| model_bytes(&model.cfg) + unit_bytes(&model.cfg, &graph, &unit(k)) <= budget;
+    let k = (1..=available)
+        .take_while(|&k| fits(k))
+        .last()
+        .ok_or_else(|| {
+            Error::MemoryCheck(format!(
+                "not even one batch fits {fraction} of the declared {}",
+                human_bytes(declared)
+            ))
+        })?;
     let estimate = model_bytes(&model.cfg) + unit_bytes(&model.cfg, &graph, &unit(k));
     job.data.train_size = (k * batch) as u32;
     job.data.batches_per_unit = k as u32;

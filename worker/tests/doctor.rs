@@ -17,8 +17,16 @@ fn repo() -> PathBuf {
 }
 
 fn doctor(env: &[(&str, &str)]) -> Value {
-    let out = worker().args(["doctor", "--json"]).envs(env.iter().copied()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = worker()
+        .args(["doctor", "--json"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -28,18 +36,37 @@ fn doctor_names_the_libtorch_and_the_wheels_nccl() {
     let torch_lib = repo().join(".libtorch/lib").canonicalize().unwrap();
     let lib = PathBuf::from(d["libtorch"]["path"].as_str().unwrap());
     assert_eq!(lib.canonicalize().unwrap(), torch_lib, "{d}");
-    assert_eq!(d["libtorch"]["version"], d["libtorch"]["built_against"], "{d}");
-    assert_eq!(d["libtorch"]["cuda_build"], true, "the PyPI wheel is the CUDA build: {d}");
+    assert_eq!(
+        d["libtorch"]["version"], d["libtorch"]["built_against"],
+        "{d}"
+    );
+    assert_eq!(
+        d["libtorch"]["cuda_build"], true,
+        "the PyPI wheel is the CUDA build: {d}"
+    );
     // The CPU venv lacks cuBLAS & co., so libtorch_cuda is there but cannot load: said why.
     let cuda = &d["libtorch_cuda"];
-    assert!(cuda["path"].as_str().unwrap().ends_with("libtorch_cuda.so"), "{d}");
-    assert!(cuda["loaded"].as_bool().unwrap() || cuda["error"].is_string(), "{d}");
+    assert!(
+        cuda["path"].as_str().unwrap().ends_with("libtorch_cuda.so"),
+        "{d}"
+    );
+    assert!(
+        cuda["loaded"].as_bool().unwrap() || cuda["error"].is_string(),
+        "{d}"
+    );
     // NCCL: the torch wheel's own copy, first in the search order, and its version.
     let nccl = &d["libnccl"];
-    let path = PathBuf::from(nccl["path"].as_str().unwrap_or_else(|| panic!("no NCCL: {d}")));
+    let path = PathBuf::from(
+        nccl["path"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no NCCL: {d}")),
+    );
     assert_eq!(
         path.canonicalize().unwrap(),
-        torch_lib.join("../../nvidia/nccl/lib/libnccl.so.2").canonicalize().unwrap()
+        torch_lib
+            .join("../../nvidia/nccl/lib/libnccl.so.2")
+            .canonicalize()
+            .unwrap()
     );
     let version = nccl["version"].as_str().unwrap();
     assert!(version.starts_with("2."), "{version}");
@@ -55,14 +82,25 @@ fn doctor_names_the_libtorch_and_the_wheels_nccl() {
 #[test]
 fn memory_check_fills_the_declared_memory_then_runs_a_collective() {
     let out = worker()
-        .args(["memory-check", "--device", "cpu", "--memory-mib", "300", "--model"])
+        .args([
+            "memory-check",
+            "--device",
+            "cpu",
+            "--memory-mib",
+            "300",
+            "--model",
+        ])
         .arg(repo().join("tests/fixtures/golden-tiny"))
         .arg("--dataset")
         .arg(repo().join("datasets/ioi/ioi_vanilla_template_prompts.json"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The unit's estimate is the largest that fits 90% of the 300 MiB declared.
     let pct: f64 = text
         .split("% of it")
@@ -71,9 +109,19 @@ fn memory_check_fills_the_declared_memory_then_runs_a_collective() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{text}"));
     assert!((60.0..=90.0).contains(&pct), "{text}");
-    assert!(text.contains("then collective-check: Host on cpu"), "{text}");
+    assert!(
+        text.contains("then collective-check: Host on cpu"),
+        "{text}"
+    );
     let refused = worker()
-        .args(["memory-check", "--device", "cpu", "--memory-mib", "1", "--model"])
+        .args([
+            "memory-check",
+            "--device",
+            "cpu",
+            "--memory-mib",
+            "1",
+            "--model",
+        ])
         .arg(repo().join("tests/fixtures/golden-tiny"))
         .arg("--dataset")
         .arg(repo().join("datasets/ioi/ioi_vanilla_template_prompts.json"))

@@ -3,16 +3,19 @@
 //! reduced accumulator must be the same bits as absorbing every member's on the host. The GPU
 //! check runs it with NCCL (one rank on a one-GPU machine); the tests run it on CPU devices.
 
+use std::time::Duration;
+
 use attrib_proto::ExactSum;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::collective::{Collective, HostCollective};
+use super::watch::{Watch, DEFAULT_TIMEOUT_SECS};
 use super::{nccl, CollectiveKind};
 use crate::device::{device_name, download_f32};
 use crate::{Error, Result};
 
 const SLOTS: usize = 64;
-const BROADCAST: i64 = 4096;
+const BROADCAST: usize = 4096;
 
 /// Runs the check on `devices`; returns a one-line summary or what differed.
 pub fn collective_check(kind: CollectiveKind, devices: &[Device]) -> Result<String> {
@@ -21,40 +24,55 @@ pub fn collective_check(kind: CollectiveKind, devices: &[Device]) -> Result<Stri
         CollectiveKind::Nccl => Some(nccl::new_group_id()?),
         CollectiveKind::Host => None,
     };
-    let mut host_ends = HostCollective::group(size).into_iter();
+    let watch = Watch::new(Duration::from_secs(DEFAULT_TIMEOUT_SECS));
+    let mut host_ends = HostCollective::group(size, watch.clone()).into_iter();
+    // Made on the host and uploaded: member 0 sends these bits exactly (a division on the
+    // GPU may round otherwise than the host's, which is no fault of the broadcast).
+    let sent: Vec<f32> = (0..BROADCAST).map(|i| i as f32 / 7.0).collect();
     let members: Vec<_> = devices
         .iter()
         .enumerate()
         .map(|(rank, &device)| {
             let host_end = host_ends.next().expect("one end per member");
+            let (watch, sent) = (watch.clone(), sent.clone());
             std::thread::spawn(move || -> Result<(Vec<f32>, ExactSum)> {
                 let mut c: Box<dyn Collective> = match id {
-                    Some(id) => Box::new(nccl::NcclCollective::join(id, rank, size, device)?),
+                    Some(id) => {
+                        Box::new(nccl::NcclCollective::join(id, rank, size, device, watch)?)
+                    }
                     None => Box::new(host_end),
                 };
-                let mut t = match rank {
-                    0 => Tensor::arange(BROADCAST, (Kind::Float, device)) / 7.0,
-                    _ => Tensor::zeros([BROADCAST], (Kind::Float, device)),
-                };
-                c.broadcast_from_first(&mut t)?;
-                let mine = member_sums(rank);
-                let mut main = mine.main_limbs();
-                c.all_reduce_sum(&mut main)?;
-                let wide = match ExactSum::limbs_need_wide(&main) {
-                    true => {
-                        let mut w = mine.wide_limbs();
-                        c.all_reduce_sum(&mut w)?;
-                        Some(w)
-                    }
-                    false => None,
-                };
-                let sum = ExactSum::from_limbs(SLOTS, &main, wide.as_deref())
-                    .map_err(|e| Error::BadLimbs(e.to_string()))?;
-                Ok((download_f32(&t), sum))
+                // Whatever fails, the other members' waits end with it.
+                let checked = (|| -> Result<(Vec<f32>, ExactSum)> {
+                    let mut t = match rank {
+                        0 => Tensor::from_slice(&sent).f_to_device(device)?,
+                        _ => Tensor::from_slice(&sent)
+                            .f_zeros_like()?
+                            .f_to_device(device)?,
+                    };
+                    c.broadcast_from_first(&mut t)?;
+                    let mine = member_sums(rank);
+                    let mut main = mine.main_limbs();
+                    c.all_reduce_sum(&mut main)?;
+                    let wide = match ExactSum::limbs_need_wide(&main) {
+                        true => {
+                            let mut w = mine.wide_limbs();
+                            c.all_reduce_sum(&mut w)?;
+                            Some(w)
+                        }
+                        false => None,
+                    };
+                    let sum = ExactSum::from_limbs(SLOTS, &main, wide.as_deref())
+                        .map_err(|e| Error::BadLimbs(e.to_string()))?;
+                    Ok((download_f32(&t), sum))
+                })();
+                if let Err(e) = &checked {
+                    c.abort(e.to_string());
+                }
+                checked
             })
         })
         .collect();
-    let sent = download_f32(&(Tensor::arange(BROADCAST, (Kind::Float, Device::Cpu)) / 7.0));
     let mut want = ExactSum::new(SLOTS);
     for rank in 0..size {
         want.absorb(&member_sums(rank));

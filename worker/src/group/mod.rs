@@ -1,6 +1,6 @@
 //! A node group: one `attrib-worker serve --devices a,b,...` process computing on several
 //! devices as one worker. The model is read from disk once and handed to every member
-//! (shared on CPU, broadcast with NCCL on GPUs). Units arrive on one session and go out in
+//! (shared on CPU, copied to each GPU or broadcast with NCCL). Units arrive on one session and go out in
 //! rounds: each member takes one unit of the same job and dataset, computes it as a lone
 //! worker would, folds its f32 sums into the exact fixed-point accumulator, and the members
 //! all-reduce the accumulators' integer limbs (`Collective`). Member 0 then sends one
@@ -8,12 +8,17 @@
 //! devices, and the sum is the same bits as folding each unit at the coordinator.
 //!
 //! A unit that fails is answered alone by its member, which adds nothing to the round's sum.
-//! Faithfulness units are answered one by one (their results are small).
+//! A member that fails at a collective abandons the round for all (`watch`): each answers
+//! its unit with the reason, and the coordinator computes them again. Faithfulness units are
+//! answered one by one (their results are small).
 
 pub mod check;
 pub mod collective;
 pub mod nccl;
 pub mod nccl_lib;
+#[cfg(test)]
+mod tests;
+pub mod watch;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -25,11 +30,13 @@ use attrib_proto::{v1, AttributionSettings, ExactSum};
 use tch::{Device, Tensor};
 use tokio::sync::mpsc as tokio_mpsc;
 
+use crate::attribution::catch_torch;
 pub use crate::compute::CollectiveKind;
 use crate::compute::{answer, run_request, Answer, Computed, EngineConfig, UnitRequest};
 use crate::model::{Gpt2, ModelConfig};
 use crate::{Error, Result};
 use collective::{Collective, HostCollective};
+use watch::Watch;
 
 /// One round's work for one member.
 struct Round {
@@ -50,11 +57,29 @@ struct RoundSum {
 }
 
 /// Starts the members and the round dispatcher on `requests`; returns once every member
-/// holds the model (or one failed to).
+/// holds the model, or with the first member's error (a member that panics reports it).
 pub fn start(
     cfg: &EngineConfig,
     kind: CollectiveKind,
     requests: mpsc::Receiver<UnitRequest>,
+) -> Result<v1::ModelIdentity> {
+    start_with(cfg, kind, requests, Faults::default())
+}
+
+/// Faults the watchdog's tests inject into members; none in a real group.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// This member panics while loading the model.
+    panic_loading: Option<usize>,
+    /// This member fails before the collective of the first round it sums.
+    fail_before_collective: Option<usize>,
+}
+
+fn start_with(
+    cfg: &EngineConfig,
+    kind: CollectiveKind,
+    requests: mpsc::Receiver<UnitRequest>,
+    faults: Faults,
 ) -> Result<v1::ModelIdentity> {
     let size = cfg.devices.len();
     if let Some(dup) = duplicate_gpu(&cfg.devices) {
@@ -66,7 +91,8 @@ pub fn start(
         CollectiveKind::Nccl => Some(nccl::new_group_id()?),
         CollectiveKind::Host => None,
     };
-    let mut host_ends = HostCollective::group(size).into_iter();
+    let watch = Watch::new(cfg.collective_timeout);
+    let mut host_ends = HostCollective::group(size, watch.clone()).into_iter();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut members = Vec::with_capacity(size);
@@ -83,36 +109,49 @@ pub fn start(
         let host_end = host_ends.next().expect("one end per member");
         let (tx, rx) = mpsc::channel::<Round>();
         members.push(tx);
-        let (model_cfg, ready_tx, done_tx, cfg) =
-            (model_cfg, ready_tx.clone(), done_tx.clone(), cfg.clone());
+        let (ready_tx, done_tx, watch) = (ready_tx.clone(), done_tx.clone(), watch.clone());
+        let (model_cfg, cfg) = (model_cfg, cfg.clone());
         std::thread::Builder::new()
             .name(format!("attrib-member-{rank}"))
             .spawn(move || {
-                let joined = match nccl_id {
-                    Some(id) => nccl::NcclCollective::join(id, rank, size, device)
-                        .map(|c| Box::new(c) as Box<dyn Collective>),
-                    None => Ok(Box::new(host_end) as Box<dyn Collective>),
-                };
-                let mut weights = weights;
-                let member = joined.and_then(|mut c| {
-                    if nccl_id.is_some() {
-                        for t in weights.tensors_mut() {
-                            c.broadcast_from_first(t)?;
+                let joined = catch_torch(|| {
+                    let collective: Box<dyn Collective> = match nccl_id {
+                        Some(id) => {
+                            let w = watch.clone();
+                            let c = nccl::NcclCollective::join(id, rank, size, device, w)?;
+                            Box::new(c)
                         }
+                        None => Box::new(host_end),
+                    };
+                    if faults.panic_loading == Some(rank) {
+                        panic!("test fault: member {rank} panics while loading");
                     }
-                    Ok(c)
+                    member_model(collective, weights, model_cfg, device, nccl_id.is_some())
                 });
-                let mut collective = match member {
-                    Ok(c) => c,
+                let joined = match joined {
+                    Ok(loaded) => loaded,
+                    Err(Error::TorchPanic(message)) => Err(Error::MemberPanicked { rank, message }),
+                    Err(e) => Err(e),
+                };
+                let (collective, model) = match joined {
+                    Ok(m) => m,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
+                        // NCCL members waiting at the model's broadcast stop waiting for it.
+                        watch.fire(format!("member {rank} failed to load: {e}"));
+                        return drop(ready_tx.send(Err(e)));
                     }
                 };
-                let model = Gpt2::from_weights(model_cfg, weights, device);
                 let _ = ready_tx.send(Ok(()));
+                let mut member = Member {
+                    model,
+                    cfg,
+                    rank,
+                    size,
+                    collective,
+                    fail_once: faults.fail_before_collective == Some(rank),
+                };
                 for round in rx {
-                    play(&model, &cfg, rank, size, collective.as_mut(), round);
+                    member.play(round);
                     if done_tx.send(()).is_err() {
                         return;
                     }
@@ -124,6 +163,8 @@ pub fn start(
             })?;
     }
     drop(host);
+    // Only the members hold senders now: if every one of them is gone, `recv` says so.
+    drop(ready_tx);
     for _ in 0..size {
         ready_rx.recv().map_err(|_| Error::DiedLoading {
             what: "a node group member",
@@ -131,12 +172,28 @@ pub fn start(
     }
     std::thread::Builder::new()
         .name("attrib-rounds".into())
-        .spawn(move || dispatch(requests, members, done_rx, &model_cfg))
+        .spawn(move || dispatch(requests, members, done_rx, &model_cfg, &watch, kind))
         .map_err(|source| Error::ThreadSpawn {
             what: "the node group's dispatcher",
             source,
         })?;
     Ok(identity)
+}
+
+/// A member's model, its weights received from member 0 first when `broadcast` (NCCL).
+fn member_model(
+    mut collective: Box<dyn Collective>,
+    mut weights: crate::model::Weights,
+    cfg: ModelConfig,
+    device: Device,
+    broadcast: bool,
+) -> Result<(Box<dyn Collective>, Gpt2)> {
+    if broadcast {
+        for t in weights.tensors_mut() {
+            collective.broadcast_from_first(t)?;
+        }
+    }
+    Ok((collective, Gpt2::from_weights(cfg, weights, device)))
 }
 
 /// A GPU listed more than once (CPU "devices" may repeat: they share the host).
@@ -155,6 +212,8 @@ fn dispatch(
     members: Vec<mpsc::Sender<Round>>,
     done: mpsc::Receiver<()>,
     model: &ModelConfig,
+    watch: &Watch,
+    kind: CollectiveKind,
 ) {
     let mut pending: VecDeque<UnitRequest> = VecDeque::new();
     loop {
@@ -211,8 +270,30 @@ fn dispatch(
                 return;
             }
         }
+        // Every member is out of the round: the next one starts with a clear watch.
+        if let Some(reason) = watch.reset() {
+            abandoned(kind, &reason);
+        }
     }
 }
+
+/// After an abandoned round (its units were answered with the reason): the host barrier
+/// is whole again, and the group goes on. Aborted NCCL communicators cannot be used again,
+/// and a worker that fails every unit would only draw units away from working ones: the
+/// process ends, for its supervisor to restart it (the coordinator reassigns its units).
+fn abandoned(kind: CollectiveKind, reason: &str) {
+    match kind {
+        CollectiveKind::Host => tracing::warn!(%reason, "the node group abandoned a round"),
+        CollectiveKind::Nccl => {
+            tracing::error!(%reason, "the node group's NCCL communicators were aborted: the worker exits so that its supervisor restarts it");
+            eprintln!("attrib-worker: the node group's NCCL communicators were aborted ({reason}); exiting so that a supervisor restarts this worker");
+            std::process::exit(EXIT_GROUP_ABORTED);
+        }
+    }
+}
+
+/// The exit status after aborted NCCL communicators (EX_TEMPFAIL: restart and try again).
+pub const EXIT_GROUP_ABORTED: i32 = 75;
 
 /// Accumulator slots of an attribution unit: its graph's edges (per τ for ACDC) and the
 /// clean difference.
@@ -222,56 +303,82 @@ fn slots(model: &ModelConfig, a: &v1::UnitAssignment) -> Option<usize> {
     Some(edges * settings.method.slots_per_edge() + 1)
 }
 
-/// One member's part of a round.
-fn play(
-    model: &Gpt2,
-    cfg: &EngineConfig,
+/// A member's thread state: its model and its end of the group's collectives.
+struct Member {
+    model: Gpt2,
+    cfg: EngineConfig,
     rank: usize,
     size: usize,
-    collective: &mut dyn Collective,
-    round: Round,
-) {
-    let Some(sum) = round.sum else {
-        if let Some(req) = round.unit {
-            let result = run_request(model, cfg, &req).map(Computed::Unit);
-            answer(&req, result);
-        }
-        return;
-    };
-    // This member's unit, folded exactly as the coordinator would fold it alone.
-    let mut mine = Accumulator::attribution(sum.slots - 1);
-    let mut covered: Option<(u32, f64)> = None;
-    if let Some(req) = &round.unit {
-        let folded = run_request(model, cfg, req).and_then(|r| {
-            mine.fold_attribution(&r)
-                .map(|()| r.seconds)
-                .map_err(|e| Error::BadResult(e.to_string()))
-        });
-        match folded {
-            Ok(seconds) => covered = Some((req.unit.unit, seconds)),
-            Err(e) => {
-                mine = Accumulator::attribution(sum.slots - 1);
-                answer(req, Err(e));
+    collective: Box<dyn Collective>,
+    /// Test fault: fail before the next summed round's collective.
+    fail_once: bool,
+}
+
+impl Member {
+    /// This member's part of a round.
+    fn play(&mut self, round: Round) {
+        let (model, cfg) = (&self.model, &self.cfg);
+        let Some(sum) = round.sum else {
+            if let Some(req) = round.unit {
+                let result = run_request(model, cfg, &req).map(Computed::Unit);
+                answer(&req, result);
+            }
+            return;
+        };
+        // This member's unit, folded exactly as the coordinator would fold it alone.
+        let mut mine = Accumulator::attribution(sum.slots - 1);
+        let mut covered: Option<(u32, f64)> = None;
+        if let Some(req) = &round.unit {
+            let folded = run_request(model, cfg, req).and_then(|r| {
+                mine.fold_attribution(&r)
+                    .map(|()| r.seconds)
+                    .map_err(|e| Error::BadResult(e.to_string()))
+            });
+            match folded {
+                Ok(seconds) => covered = Some((req.unit.unit, seconds)),
+                Err(e) => {
+                    mine = Accumulator::attribution(sum.slots - 1);
+                    answer(req, Err(e));
+                }
             }
         }
-    }
-    match reduce(collective, &mine, covered, rank, size) {
-        Ok(Some(mut group)) if rank == 0 => {
-            group.job_id = sum.job.clone();
-            let units = group.units.clone();
-            let _ = sum.reply.send(Answer {
-                session: sum.session,
-                job: sum.job,
-                units,
-                result: Ok(Computed::Group(group)),
-            });
-        }
-        Ok(_) => {}
-        Err(e) => {
-            // The sum is lost: each member answers its own unit, to be computed again.
-            tracing::error!(error = %e, rank, "the group's all-reduce failed");
-            if let (Some(req), Some(_)) = (&round.unit, covered) {
-                answer(req, Err(e));
+        let reduced = match std::mem::take(&mut self.fail_once) {
+            true => {
+                let e = Error::RoundAbandoned(format!(
+                    "test fault: member {} fails before the collective",
+                    self.rank
+                ));
+                self.collective.abort(e.to_string());
+                Err(e)
+            }
+            false => reduce(
+                self.collective.as_mut(),
+                &mine,
+                covered,
+                self.rank,
+                self.size,
+            ),
+        };
+        match reduced {
+            Ok(Some(mut group)) if self.rank == 0 => {
+                group.job_id = sum.job.clone();
+                let units = group.units.clone();
+                let _ = sum.reply.send(Answer {
+                    session: sum.session,
+                    job: sum.job,
+                    units,
+                    result: Ok(Computed::Group(group)),
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // The sum is lost for every member (a no-op if another one said so first):
+                // each answers its own unit, to be computed again.
+                self.collective.abort(e.to_string());
+                tracing::error!(error = %e, rank = self.rank, "the group's all-reduce failed");
+                if let (Some(req), Some(_)) = (&round.unit, covered) {
+                    answer(req, Err(e));
+                }
             }
         }
     }
@@ -327,24 +434,4 @@ fn reduce(
         sums: acc.encode(),
         seconds: micros as f64 / 1e6,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_gpu_listed_twice_is_found_and_cpus_may_repeat() {
-        use Device::{Cpu, Cuda};
-        assert_eq!(duplicate_gpu(&[Cuda(0), Cuda(1), Cuda(0)]), Some(Cuda(0)));
-        assert_eq!(duplicate_gpu(&[Cpu, Cpu, Cuda(0), Cuda(1)]), None);
-        assert_eq!(
-            CollectiveKind::parse("auto", &[Cuda(0), Cuda(1)]).unwrap(),
-            CollectiveKind::Nccl
-        );
-        assert_eq!(
-            CollectiveKind::parse("auto", &[Cpu, Cpu]).unwrap(),
-            CollectiveKind::Host
-        );
-    }
 }
