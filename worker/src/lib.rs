@@ -17,6 +17,7 @@ pub mod libtorch_version;
 pub mod model;
 pub mod model_dir;
 pub mod rss;
+pub mod self_test;
 pub mod service;
 
 pub use error::{Error, Result};

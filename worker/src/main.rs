@@ -1,6 +1,6 @@
 //! `attrib-worker`: the engine's command line. `serve` joins a coordinator; `attribute` runs a
 //! whole job in this process; `init-model` writes a random GPT-2 folder for demos and
-//! benchmarks.
+//! benchmarks; `self-test` checks this install against the golden numbers.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,6 +18,7 @@ use attrib_worker::job::{run_attribute_timed, run_faithfulness, AttributeJob, Fa
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
+use attrib_worker::self_test;
 use attrib_worker::service::{serve as serve_units, Engine, EngineConfig, ServeConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -56,6 +57,9 @@ enum Command {
         #[arg(long, default_value = "auto")]
         collective: String,
     },
+    /// Run the golden checks (AutoCircuit's variants, EAP-IG's methods, ACDC, faithfulness)
+    /// on a device with the CPU's tolerances, one line per check; exit status 1 if any fails.
+    SelfTest(SelfTestArgs),
     /// Measure the machine rates that bound CPU attribution: fp32 GEMM and fresh memory.
     HostCheck {
         /// auto | cpu | cuda:N
@@ -189,6 +193,21 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
+struct SelfTestArgs {
+    /// cpu | cuda:N | auto
+    #[arg(long, default_value = "cpu", env = "ATTRIB_DEVICE")]
+    device: String,
+    /// The folder holding tests/fixtures/, assets/ and datasets/ (a checkout, or a bundle's
+    /// fixtures/). Default: the first such folder above the current directory or this
+    /// executable.
+    #[arg(long, env = "ATTRIB_FIXTURES")]
+    fixtures: Option<PathBuf>,
+    /// Print the files the checks read, relative to --fixtures, one per line, and exit.
+    #[arg(long)]
+    list_fixtures: bool,
+}
+
+#[derive(Args)]
 struct InitArgs {
     #[arg(long, default_value_t = 12)]
     layers: usize,
@@ -221,6 +240,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", collective_check(kind, &devices)?);
             Ok(())
         }
+        Command::SelfTest(a) => self_test(a),
         Command::HostCheck { device } => {
             let r = attrib_worker::host_check::measure_host(parse_device(&device)?);
             println!(
@@ -429,6 +449,24 @@ fn faithfulness(a: FaithfulnessArgs) -> anyhow::Result<()> {
     write_json_file(&result.curve, &a.out)?;
     print!("{}", result.curve);
     println!("curve written to {}", a.out.display());
+    Ok(())
+}
+
+fn self_test(a: SelfTestArgs) -> anyhow::Result<()> {
+    if a.list_fixtures {
+        self_test::fixture_list()
+            .iter()
+            .for_each(|f| println!("{f}"));
+        return Ok(());
+    }
+    let cfg = self_test::SelfTestConfig {
+        device: parse_device(&a.device)?,
+        fixtures: a.fixtures,
+    };
+    let summary = self_test::run_self_test(&cfg, &mut std::io::stdout())?;
+    if summary.passed < summary.total {
+        std::process::exit(1);
+    }
     Ok(())
 }
 
