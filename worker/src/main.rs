@@ -202,6 +202,9 @@ struct SelfTestArgs {
     /// executable.
     #[arg(long, env = "ATTRIB_FIXTURES")]
     fixtures: Option<PathBuf>,
+    /// Run only these checks (their names as printed, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Print the files the checks read, relative to --fixtures, one per line, and exit.
     #[arg(long)]
     list_fixtures: bool,
@@ -462,6 +465,7 @@ fn self_test(a: SelfTestArgs) -> anyhow::Result<()> {
     let cfg = self_test::SelfTestConfig {
         device: parse_device(&a.device)?,
         fixtures: a.fixtures,
+        only: a.only,
     };
     let summary = self_test::run_self_test(&cfg, &mut std::io::stdout())?;
     if summary.passed < summary.total {

@@ -1,6 +1,6 @@
 //! `attrib-worker self-test` as users and the GPU check run it: the real binary passes every
-//! check on the repository's fixtures, fails exactly the check whose golden was perturbed (so
-//! the command can fail), and names a missing fixture.
+//! check on the repository's fixtures, fails exactly the checks that read a perturbed golden
+//! (so the command can fail), and names a missing fixture.
 
 mod common;
 
@@ -11,7 +11,7 @@ use attrib_worker::self_test::{checks, fixture_list};
 use common::*;
 use serde_json::Value;
 
-fn self_test_cmd(fixtures: Option<&Path>) -> Output {
+fn self_test_cmd(fixtures: Option<&Path>, only: &[&str]) -> Output {
     let device = std::env::var("ATTRIB_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_attrib-worker"));
     cmd.args(["self-test", "--device", &device]);
@@ -20,6 +20,9 @@ fn self_test_cmd(fixtures: Option<&Path>) -> Output {
     } else {
         // The repository's fixtures, found from the current directory.
         cmd.current_dir(repo());
+    }
+    if !only.is_empty() {
+        cmd.arg("--only").arg(only.join(","));
     }
     cmd.output().unwrap()
 }
@@ -65,7 +68,7 @@ fn copied_fixtures() -> tempfile::TempDir {
 
 #[test]
 fn every_check_passes_on_the_repository_fixtures() {
-    let out = self_test_cmd(None);
+    let out = self_test_cmd(None, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "exit status {:?}", out.status);
@@ -84,10 +87,8 @@ fn every_check_passes_on_the_repository_fixtures() {
 #[test]
 fn a_perturbed_golden_fails_exactly_its_check() {
     let tmp = copied_fixtures();
-    let path = tmp.path().join(format!(
-        "{}/golden_quickstart.json",
-        FixtureModel::Tiny.goldens()
-    ));
+    let rel = format!("{}/golden_quickstart.json", FixtureModel::Tiny.goldens());
+    let path = tmp.path().join(&rel);
     let mut g: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let edges = g["edges"].as_array_mut().unwrap();
     let largest = edges
@@ -101,7 +102,16 @@ fn a_perturbed_golden_fails_exactly_its_check() {
     largest["score"] = (score * 1.01).into();
     std::fs::write(&path, serde_json::to_string(&g).unwrap()).unwrap();
 
-    let out = self_test_cmd(Some(tmp.path()));
+    // The checks that read the file (the quickstart's scores, and its faithfulness curve,
+    // whose first circuit's threshold is the top |score|) and two that do not; all 24 take
+    // minutes, and the test above runs them.
+    let only = [
+        "quickstart",
+        "no_separate_qkv",
+        "eap-ig eap (ioi)",
+        "faithfulness quickstart",
+    ];
+    let out = self_test_cmd(Some(tmp.path()), &only);
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
@@ -109,16 +119,30 @@ fn a_perturbed_golden_fails_exactly_its_check() {
         Some(1),
         "exit status 1 on a failed check"
     );
-    let failed: Vec<String> = check_lines(&stdout)
-        .into_iter()
+    let lines = check_lines(&stdout);
+    let ran: Vec<&str> = lines.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(ran, only);
+    let failed: Vec<&str> = lines
+        .iter()
         .filter(|l| !l.1)
-        .map(|l| l.0)
+        .map(|l| l.0.as_str())
         .collect();
-    // The faithfulness check reads these scores too, but a 1% larger top edge keeps every
-    // circuit the same.
-    assert_eq!(failed, ["quickstart"]);
-    let n = checks().len();
-    assert!(stdout.contains(&format!("self-test: {} of {n} checks passed", n - 1)));
+    let readers: Vec<String> = checks()
+        .into_iter()
+        .filter(|c| only.contains(&c.name.as_str()) && c.goldens.contains(&rel))
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(failed, ["quickstart", "faithfulness quickstart"]);
+    assert_eq!(
+        failed, readers,
+        "exactly the checks that read the perturbed file fail"
+    );
+    let quickstart = stdout
+        .lines()
+        .find(|l| l.starts_with("quickstart"))
+        .unwrap();
+    assert!(quickstart.contains("max|diff|/max|score|"), "{quickstart}");
+    assert!(stdout.contains("self-test: 2 of 4 checks passed"));
 }
 
 #[test]
@@ -126,7 +150,7 @@ fn a_missing_fixture_is_named() {
     let tmp = copied_fixtures();
     let rel = format!("{}/golden_eapig_exact.json", FixtureModel::Ioi.goldens());
     std::fs::remove_file(tmp.path().join(&rel)).unwrap();
-    let out = self_test_cmd(Some(tmp.path()));
+    let out = self_test_cmd(Some(tmp.path()), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

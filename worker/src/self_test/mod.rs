@@ -179,6 +179,8 @@ pub struct SelfTestConfig {
     /// The folder holding `tests/fixtures/`, `assets/` and `datasets/` (a repository or a
     /// bundle's `fixtures/`); found from the current directory or the executable when absent.
     pub fixtures: Option<PathBuf>,
+    /// Run only the checks of these names (all when empty).
+    pub only: Vec<String>,
 }
 
 /// How a run went.
@@ -195,13 +197,13 @@ pub fn run_self_test(cfg: &SelfTestConfig, out: &mut dyn Write) -> Result<Summar
         Some(dir) => dir.clone(),
         None => find_fixtures()?,
     };
+    let checks = selected(&cfg.only)?;
     // Every fixture up front, so a short bundle fails before minutes of checks.
     let st = SelfTest::new(root, cfg.device);
-    for rel in fixture_list() {
+    for rel in checks.iter().flat_map(Check::files) {
         st.path(&rel)?;
     }
     let t0 = Instant::now();
-    let checks = checks();
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut passed = 0;
     for check in &checks {
@@ -227,6 +229,22 @@ pub fn run_self_test(cfg: &SelfTestConfig, out: &mut dyn Write) -> Result<Summar
         passed,
         total: checks.len(),
     })
+}
+
+/// The checks named in `only`, in the usual order; all of them when it is empty.
+fn selected(only: &[String]) -> Result<Vec<Check>> {
+    let all = checks();
+    if let Some(unknown) = only.iter().find(|n| !all.iter().any(|c| &c.name == *n)) {
+        let names: Vec<String> = all.into_iter().map(|c| c.name).collect();
+        return Err(Error::UnknownCheck {
+            name: unknown.clone(),
+            known: names.join(", "),
+        });
+    }
+    Ok(all
+        .into_iter()
+        .filter(|c| only.is_empty() || only.contains(&c.name))
+        .collect())
 }
 
 fn write_error(source: std::io::Error) -> Error {

@@ -1,5 +1,6 @@
 //! Shared helpers of the engine's tests: the golden tiny model and its reference numbers.
-#![allow(dead_code)]
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code, unused_imports)]
 
 use std::path::PathBuf;
 
@@ -7,9 +8,7 @@ use attrib_proto::{AttributionSettings, ScoresFile};
 use attrib_worker::job::{run_attribute, AttributeJob};
 use attrib_worker::model::Gpt2;
 use attrib_worker::self_test::golden::{self, Golden};
-pub use attrib_worker::self_test::tolerance::{
-    compare_scores, per_edge_rel_err, rel_err, PER_EDGE_FROM, PER_EDGE_REL_TOL, SCORES_TOL,
-};
+pub use attrib_worker::self_test::tolerance::{compare_scores, rel_err, SCORES_TOL};
 pub use attrib_worker::self_test::{Failure, FixtureModel, Outcome, SelfTest};
 use serde_json::Value;
 
