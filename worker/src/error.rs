@@ -111,6 +111,14 @@ pub enum Error {
         have: String,
         how: &'static str,
     },
+    #[error("self-test fixture {path} is missing: pass --fixtures DIR, the folder holding tests/fixtures/, assets/ and datasets/ (`attrib-worker self-test --list-fixtures` lists the files)")]
+    MissingFixture { path: PathBuf },
+    #[error("no self-test check is named {name:?}; the checks: {known}")]
+    UnknownCheck { name: String, known: String },
+    #[error("no self-test fixtures found above {searched}: pass --fixtures DIR (a checkout of the repository, or a bundle's fixtures/)")]
+    NoFixtures { searched: String },
+    #[error("{var} asks libtorch for TF32 matmuls, which the goldens' float32 tolerances do not allow: unset it")]
+    Tf32Enabled { var: &'static str },
     #[error(transparent)]
     Dataset(#[from] attrib_datasets::Error),
     #[error("libtorch: {0}")]

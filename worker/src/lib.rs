@@ -20,6 +20,7 @@ pub mod memory_check;
 pub mod model;
 pub mod model_dir;
 pub mod rss;
+pub mod self_test;
 pub mod service;
 
 pub use error::{Error, Result};

@@ -1,6 +1,6 @@
 //! `attrib-worker`: the engine's command line. `serve` joins a coordinator; `attribute` runs a
 //! whole job in this process; `init-model` writes a random GPT-2 folder for demos and
-//! benchmarks.
+//! benchmarks; `self-test` checks this install against the golden numbers.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,6 +19,7 @@ use attrib_worker::memory_check::memory_check;
 use attrib_worker::model::Gpt2;
 use attrib_worker::model_dir::resolve_model_dir;
 use attrib_worker::rss::peak_rss_mib;
+use attrib_worker::self_test;
 use attrib_worker::service::{serve as serve_units, Engine, EngineConfig, ServeConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -67,6 +68,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the golden checks (AutoCircuit's variants, EAP-IG's methods, ACDC, faithfulness)
+    /// on a device with the CPU's tolerances, one line per check; exit status 1 if any fails.
+    SelfTest(SelfTestArgs),
     /// Measure the machine rates that bound CPU attribution: fp32 GEMM and fresh memory.
     HostCheck {
         /// auto | cpu | cuda:N
@@ -238,6 +242,24 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
+struct SelfTestArgs {
+    /// cpu | cuda:N | auto
+    #[arg(long, default_value = "cpu", env = "ATTRIB_DEVICE")]
+    device: String,
+    /// The folder holding tests/fixtures/, assets/ and datasets/ (a checkout, or a bundle's
+    /// fixtures/). Default: the first such folder above the current directory or this
+    /// executable.
+    #[arg(long, env = "ATTRIB_FIXTURES")]
+    fixtures: Option<PathBuf>,
+    /// Run only these checks (their names as printed, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Print the files the checks read, relative to --fixtures, one per line, and exit.
+    #[arg(long)]
+    list_fixtures: bool,
+}
+
+#[derive(Args)]
 struct InitArgs {
     #[arg(long, default_value_t = 12)]
     layers: usize,
@@ -294,6 +316,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::SelfTest(a) => self_test(a),
         Command::HostCheck { device } => {
             let r = attrib_worker::host_check::measure_host(parse_device(&device)?);
             println!(
@@ -508,6 +531,25 @@ fn faithfulness(a: FaithfulnessArgs) -> anyhow::Result<()> {
     write_json_file(&result.curve, &a.out)?;
     print!("{}", result.curve);
     println!("curve written to {}", a.out.display());
+    Ok(())
+}
+
+fn self_test(a: SelfTestArgs) -> anyhow::Result<()> {
+    if a.list_fixtures {
+        self_test::fixture_list()
+            .iter()
+            .for_each(|f| println!("{f}"));
+        return Ok(());
+    }
+    let cfg = self_test::SelfTestConfig {
+        device: parse_device(&a.device)?,
+        fixtures: a.fixtures,
+        only: a.only,
+    };
+    let summary = self_test::run_self_test(&cfg, &mut std::io::stdout())?;
+    if summary.passed < summary.total {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

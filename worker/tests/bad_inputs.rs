@@ -23,7 +23,7 @@ fn edited_model(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) {
 }
 
 fn load_err(dir: &Path) -> String {
-    match Gpt2::load(dir, tch::Device::Cpu) {
+    match Gpt2::load(dir, test_device()) {
         Ok(_) => panic!("{} loaded", dir.display()),
         Err(e) => e.to_string(),
     }

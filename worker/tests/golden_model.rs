@@ -57,10 +57,13 @@ fn shuffle_split_and_batches_match_autocircuit() {
 #[test]
 fn processed_weights_match_transformer_lens() {
     let model = tiny_model();
+    // safetensors are read onto the CPU: moved to the model's device, where the index and
+    // the subtraction below must run (ATTRIB_TEST_DEVICE may be a GPU).
     let reference: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(tiny_dir().join("tl_processed.safetensors"))
             .unwrap()
             .into_iter()
+            .map(|(name, t)| (name, t.to_device(model.device)))
             .collect();
     let ids = &reference["token_ids"];
     let w = &model.w;

@@ -1,30 +1,18 @@
 //! Every edge score of every golden AutoCircuit variant on the tiny model, within 1e-5 of the
 //! variant's largest |score| (the oracle's own independent port agrees to ~1e-6; float32),
 //! and every edge above 1e-3 of it with the golden sign and within `PER_EDGE_REL_TOL` of its
-//! own value (`assert_matches_golden`).
+//! own value: the self-test's checks (`attrib_worker::self_test::autocircuit`).
 
 mod common;
 
 use attrib_proto::{AnswerFunction, AttributionSettings, GraphShape};
 use attrib_worker::attribution::{eap_batch_scores, pass_input, BatchAnswers};
 use attrib_worker::job::load_dataset;
+use attrib_worker::self_test::autocircuit;
 use common::*;
 
-const TOL: f64 = 1e-5;
-
 fn check_variant(name: &str) {
-    let g = golden(&format!("golden_{name}.json"));
-    let model = tiny_model();
-    let job = quickstart_job(settings_of(&g));
-    let ours = run(&model, &job);
-    let gold = golden_scores_checked(&g, &ours);
-    assert_matches_golden(name, &scores_of(&ours), &gold, TOL);
-    let ld = g["clean_logit_diff"].as_f64().unwrap();
-    assert!(
-        (ours.clean_logit_diff - ld).abs() < 1e-5 * ld.abs().max(1.0),
-        "clean logit diff {} vs {ld}",
-        ours.clean_logit_diff
-    );
+    passes(name, autocircuit::check_variant(&self_test(), name));
 }
 
 #[test]
@@ -130,5 +118,5 @@ fn eap_reference_matches_golden_eap() {
         .iter()
         .map(|e| e["score"].as_f64().unwrap())
         .collect();
-    assert_matches_golden("eap reference", &ours, &gold, TOL);
+    assert_matches_golden("eap reference", &ours, &gold, SCORES_TOL);
 }
