@@ -45,6 +45,13 @@ wheels=$(grep -v '^#' scripts/gpu-bundle/autocircuit-wheels.txt | grep .)
 # shellcheck disable=SC2086
 python3 -m pip download "${pip_for_node[@]}" -d "$stage/wheels" $wheels
 python3 -m pip install "${pip_for_node[@]}" --no-compile --no-index --target "$p/autocircuit" "$stage"/wheels/*.whl
+# transformers' model folders but those the timed run imports (run both modes of
+# time_autocircuit.py and list transformers.models.* in sys.modules: TransformerLens reads a few
+# configurations at import): 49 of its 57 MB unpacked, 3 MiB of the bundle.
+keep=" auto bert blip_2 dbrx emu3 encoder_decoder exaone4 flex_olmo gpt2 hubert t5 wav2vec2 "
+for d in "$p"/autocircuit/transformers/models/*/; do
+    [[ $keep == *" $(basename "$d") "* ]] || rm -rf "$d"
+done
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -10,6 +10,7 @@
 # step has its own time budget, runs even when an earlier one failed, and logs to OUTDIR/STEP.log;
 # the run ends with one summary block, also in OUTDIR/summary.txt. Exit status 1 if a step failed.
 set -uo pipefail
+set -a # every variable is exported, for the steps' shells (step)
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 [[ $# -ge 1 && $1 != -* ]] || { echo "usage: $0 OUTDIR [--device cuda:0|cpu]" >&2; exit 2; }
 OUT=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -35,11 +36,13 @@ SUMMARY=$OUT/summary.txt
 failed=0
 note() { echo "$*" | tee -a "$SUMMARY"; }
 # step NAME BUDGET_SECONDS COMMAND...: runs it under its budget with its output in OUTDIR/NAME.log.
+# COMMAND may be a function of this script: timeout runs it in a new bash given every function
+# (declare -f), and every variable reaches that bash (set -a below).
 step() {
     local name=$1 budget=$2 t0=$SECONDS rc
     shift 2
     echo "== $name (budget ${budget}s)" >&2
-    timeout --kill-after=10 "$budget" "$@" > "$OUT/$name.log" 2>&1
+    timeout --kill-after=10 "$budget" bash -c "$(declare -f)"$'\n''"$@"' "$name" "$@" > "$OUT/$name.log" 2>&1
     rc=$?
     if [[ $rc == 0 ]]; then
         note "$(printf '%-20s ok (%ds)' "$name" $((SECONDS - t0)))"
