@@ -209,6 +209,7 @@ fn request_of(
             settings,
             label,
             faithfulness,
+            device_class: String::new(),
         },
     )
 }

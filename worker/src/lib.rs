@@ -6,6 +6,7 @@ pub mod circuit;
 pub mod compute;
 pub mod declared_memory;
 pub mod device;
+pub mod device_class;
 pub mod error;
 pub mod group;
 pub mod host_check;

@@ -20,7 +20,11 @@ pub fn libtorch_lib_dir() -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| Path::new(p).file_name().is_some_and(|f| f == "libtorch_cpu.so"))
+        .find(|p| {
+            Path::new(p)
+                .file_name()
+                .is_some_and(|f| f == "libtorch_cpu.so")
+        })
         .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
 }
 
@@ -83,7 +87,10 @@ pub fn load_cuda() -> &'static CudaLoad {
         let path = dir.join("libtorch_cuda.so");
         if !path.exists() {
             return CudaLoad {
-                error: Some(format!("{} does not exist: a CPU-only libtorch", path.display())),
+                error: Some(format!(
+                    "{} does not exist: a CPU-only libtorch",
+                    path.display()
+                )),
                 path: Some(path),
                 loaded: false,
             };
@@ -108,7 +115,9 @@ pub fn dlopen_global(path: &Path) -> Result<(), String> {
         let msg = unsafe { libc::dlerror() };
         return Err(match msg.is_null() {
             true => "dlopen failed".into(),
-            false => unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned(),
+            false => unsafe { CStr::from_ptr(msg) }
+                .to_string_lossy()
+                .into_owned(),
         });
     }
     Ok(())
@@ -124,14 +133,21 @@ mod tests {
         let dir = libtorch_lib_dir().expect("libtorch_cpu.so is mapped");
         assert!(dir.join("libtorch_cpu.so").exists());
         let v = libtorch_version(&dir).expect("a version");
-        assert_eq!(release(&v), release(BUILT_AGAINST), "{v} vs {BUILT_AGAINST}");
+        assert_eq!(
+            release(&v),
+            release(BUILT_AGAINST),
+            "{v} vs {BUILT_AGAINST}"
+        );
         assert!(check_abi(Some(&v)).is_ok());
     }
 
     #[test]
     fn another_release_is_refused_naming_both() {
         let e = check_abi(Some("2.10.0+cu128")).unwrap_err();
-        assert!(e.contains("2.10.0+cu128") && e.contains(BUILT_AGAINST), "{e}");
+        assert!(
+            e.contains("2.10.0+cu128") && e.contains(BUILT_AGAINST),
+            "{e}"
+        );
         assert!(check_abi(Some(&format!("{}+cpu", release(BUILT_AGAINST)))).is_ok());
         assert_eq!(release("2.11.0+cu130"), "2.11.0");
     }

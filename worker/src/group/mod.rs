@@ -325,6 +325,7 @@ fn reduce(
         units,
         sums: acc.encode(),
         seconds: micros as f64 / 1e6,
+        device_class: String::new(), // the session stamps its engine's
     }))
 }
 
