@@ -47,7 +47,8 @@ async fn groups_of_two_and_three_cpu_devices_give_the_bits_of_one_worker() {
         for (d, want) in want.iter().enumerate() {
             let (h, got) = scores(&mut cl, &job, Some(d as u32)).await;
             assert_eq!(&as_texts(&got), want, "{devices}, dataset {d}");
-            let meta: attrib_proto::ScoresMetadata = serde_json::from_str(&h.metadata_json).unwrap();
+            let meta: attrib_proto::ScoresMetadata =
+                serde_json::from_str(&h.metadata_json).unwrap();
             assert_eq!(&meta.device_class, class);
         }
         let metrics = http_get(port, "/metrics");

@@ -41,6 +41,11 @@ pub fn group_class(devices: &[Device]) -> Result<String> {
         .iter()
         .map(|&d| device_class(d))
         .collect::<Result<Vec<_>>>()?;
+    one_class(devices, &classes)
+}
+
+/// The class every device has (`classes[i]` is `devices[i]`'s), or an error naming each.
+fn one_class(devices: &[Device], classes: &[String]) -> Result<String> {
     match classes.iter().collect::<HashSet<_>>().len() {
         0 => Err(Error::NoDevice),
         1 => Ok(classes[0].clone()),
@@ -151,6 +156,11 @@ mod tests {
         assert!(c.ends_with(&format!("+libtorch-{v}")), "{c}");
         assert_eq!(check_device_class(&c), Ok(()));
         assert_eq!(group_class(&[Device::Cpu, Device::Cpu]).unwrap(), c);
+        let two = [Device::Cuda(0), Device::Cuda(1)];
+        let e = one_class(&two, &["cuda-sm90+x".into(), "cuda-sm80+x".into()]).unwrap_err();
+        let want = "but cuda:0 is cuda-sm90+x, cuda:1 is cuda-sm80+x: start one worker per class";
+        assert!(e.to_string().contains(want), "{e}");
+        assert!(matches!(one_class(&[], &[]), Err(Error::NoDevice)));
         assert_eq!(
             compose("cuda-sm90", "2.11.0+cu130"),
             "cuda-sm90+libtorch-2.11.0+cu130"
