@@ -65,7 +65,7 @@ impl Coordinator {
         let created = now_ms();
         let fp = self.model.fingerprint.clone();
         let label = req.label.clone();
-        let class = req.device_class.clone();
+        let (class, named) = (req.device_class.clone(), !req.device_class.is_empty());
         let id = self
             .store
             .run(move |s| s.insert_job(req, &fp, created))
@@ -73,7 +73,7 @@ impl Coordinator {
         let sums = JobSums::new(&planned);
         self.lock().add_job(
             JobRun::new(id.clone(), label, created, Arc::new(planned), sums, 0)
-                .with_device_class(class.clone(), !class.is_empty()),
+                .with_device_class(class, named),
         );
         metrics::job_submitted();
         tracing::info!(job = %id, units = total, "job queued");
