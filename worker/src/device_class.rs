@@ -52,7 +52,7 @@ fn one_class(devices: &[Device], classes: &[String]) -> Result<String> {
         _ => Err(Error::MixedDeviceClasses(
             devices
                 .iter()
-                .zip(&classes)
+                .zip(classes)
                 .map(|(&d, c)| format!("{} is {c}", device_name(d)))
                 .collect::<Vec<_>>()
                 .join(", "),
