@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use attrib_proto::device_class::parse_device_class;
 use attrib_proto::job_spec::parse_label;
 use attrib_proto::JobSpec;
 use attrib_render::{Orientation, DEFAULT_MAX_EDGES};
@@ -103,6 +104,9 @@ pub struct FaithfulnessArgs {
     /// Print the new job's id and return instead of following it (fetch with `attrib curve`).
     #[arg(long)]
     pub detach: bool,
+    /// Run every unit on workers of this device class (`attrib workers` lists them).
+    #[arg(long, value_parser = parse_device_class, env = "ATTRIB_DEVICE_CLASS")]
+    pub device_class: Option<String>,
 }
 
 #[derive(Args)]
@@ -129,6 +133,12 @@ pub struct SubmitArgs {
         env = "ATTRIB_EDGES_PER_UNIT"
     )]
     pub edges_per_unit: u32,
+    /// Run every unit on workers of this device class (`attrib workers` lists them; e.g.
+    /// cuda-sm90+libtorch-2.11.0+cu130): the scores are then the same bits on any cluster
+    /// of that class. Default: the class of the first worker that takes a unit. A job stays
+    /// queued while no worker of its class is connected.
+    #[arg(long, value_parser = parse_device_class, env = "ATTRIB_DEVICE_CLASS")]
+    pub device_class: Option<String>,
     #[command(flatten)]
     pub job: JobSpec,
 }

@@ -17,6 +17,7 @@ pub async fn run(client: &mut Client, a: &FaithfulnessArgs, json: bool) -> anyho
             circuits_per_unit: a.circuits_per_unit,
             dataset: a.dataset,
         }),
+        device_class: a.device_class.clone().unwrap_or_default(),
         ..Default::default()
     };
     let r = client.submit_job(req).await?.into_inner();

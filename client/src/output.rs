@@ -31,6 +31,8 @@ pub fn status_json(s: &v1::JobStatus) -> Value {
         "units_computed": s.units_computed,
         "prompts_done": s.prompts_done,
         "error": s.error,
+        "device_class": s.device_class,
+        "waiting_for": s.waiting_for,
         "created_unix_ms": s.created_unix_ms,
         "finished_unix_ms": s.finished_unix_ms,
         "running_seconds": s.running_seconds,
@@ -60,6 +62,12 @@ pub fn status_line(s: &v1::JobStatus) -> String {
     }
     if s.units_retried > 0 {
         line += &format!(", {} retried", s.units_retried);
+    }
+    if !s.device_class.is_empty() {
+        line += &format!("  on {}", printable(&s.device_class));
+    }
+    if !s.waiting_for.is_empty() {
+        line += &format!("  (waiting: {})", printable(&s.waiting_for));
     }
     if !s.label.is_empty() {
         line += &format!("  [{}]", printable(&s.label));
@@ -100,6 +108,7 @@ pub fn worker_json(w: &v1::WorkerInfo) -> Value {
         "worker_id": w.worker_id,
         "name": w.name,
         "device": w.device,
+        "device_class": w.device_class,
         "current_job": w.current_job,
         "current_units": w.current_units,
         "units_in_flight": w.units_in_flight,
@@ -128,10 +137,11 @@ pub fn worker_line(w: &v1::WorkerInfo) -> String {
         b => format!("{} for a unit", attrib_proto::memory::human_bytes(b)),
     };
     format!(
-        "{}  {}  {}  {memory}  {} units done (up to {} at once)  {}  last heard {}",
+        "{}  {}  {} ({})  {memory}  {} units done (up to {} at once)  {}  last heard {}",
         printable(&w.worker_id),
         printable(&w.name),
         printable(&w.device),
+        printable(&w.device_class),
         w.units_done,
         w.units_in_flight,
         doing,
@@ -181,5 +191,28 @@ mod tests {
             "{line:?}"
         );
         assert_eq!(status_json(&s)["method"], "mask-gradient");
+    }
+
+    #[test]
+    fn the_device_class_and_what_a_job_waits_for_are_shown() {
+        let class = "cuda-sm90+libtorch-2.11.0+cu130";
+        let s = v1::JobStatus {
+            job_id: "job-1".into(),
+            device_class: class.into(),
+            waiting_for: format!("no connected worker of class {class}"),
+            ..Default::default()
+        };
+        let line = status_line(&s);
+        let want = format!("  on {class}  (waiting: no connected worker of class {class})");
+        assert!(line.contains(&want), "{line}");
+        assert_eq!(status_json(&s)["device_class"], class);
+        assert_eq!(status_json(&s)["waiting_for"], s.waiting_for);
+        let w = v1::WorkerInfo {
+            device: "cuda:0".into(),
+            device_class: class.into(),
+            ..Default::default()
+        };
+        assert!(worker_line(&w).contains(&format!("cuda:0 ({class})")));
+        assert_eq!(worker_json(&w)["device_class"], class);
     }
 }

@@ -31,6 +31,7 @@ pub fn submit_request(a: &SubmitArgs) -> anyhow::Result<v1::SubmitJobRequest> {
         settings: Some((&a.job.settings()?).into()),
         label: a.label.clone(),
         faithfulness: None,
+        device_class: a.device_class.clone().unwrap_or_default(),
     })
 }
 

@@ -70,6 +70,14 @@ impl Limits {
             field: "label",
             reason: e.to_string(),
         })?;
+        if !req.device_class.is_empty() {
+            attrib_proto::check_device_class(&req.device_class).map_err(|e| {
+                Error::InvalidRequest {
+                    field: "device_class",
+                    reason: e.to_string(),
+                }
+            })?;
+        }
         if let Some(d) = &req.data {
             at_most(
                 "batch size",

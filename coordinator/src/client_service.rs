@@ -282,6 +282,7 @@ mod tests {
                     n_heads: graph.n_heads,
                     d_model: 8,
                 },
+                device_class: String::new(),
             };
             let file = ScoresFile::from_parts(meta, &graph, &scores);
             for (i, (name, edge)) in joined.iter().zip(&file.edges).enumerate() {

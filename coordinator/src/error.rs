@@ -35,6 +35,8 @@ pub enum Error {
     },
     #[error("worker refused: it speaks protocol {got}, this coordinator speaks {expected}")]
     Protocol { got: i32, expected: i32 },
+    #[error("worker refused: {0}")]
+    WorkerClass(attrib_proto::DeviceClassError),
     #[error("job {job} is {state}: cancel it first (`attrib cancel {job}`), then delete it")]
     NotEnded { job: String, state: String },
     #[error("job {job} is in use: faithfulness job {by} evaluates its scores; let it end first")]
@@ -102,7 +104,8 @@ impl From<Error> for Status {
             | Error::Ended { .. }
             | Error::NotEnded { .. }
             | Error::InUse { .. }
-            | Error::Protocol { .. } => Status::failed_precondition(msg),
+            | Error::Protocol { .. }
+            | Error::WorkerClass(_) => Status::failed_precondition(msg),
             Error::NoSuchDataset { .. }
             | Error::InvalidRequest { .. }
             | Error::Dataset { .. }

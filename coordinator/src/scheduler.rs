@@ -4,6 +4,12 @@
 //! every unit of a worker that leaves goes back to the front of the queue. Every lost unit
 //! (a worker's error, a refused result, a disconnect, a timeout) is an attempt: a unit that
 //! reaches `max_attempts` fails its job, with the reasons of all its attempts.
+//!
+//! A job's units all go to workers of one device class (f32 partials of two classes differ,
+//! so a mixed job's bits would depend on who took what): the class it names, or else the
+//! class of the first worker that takes a unit. That choice is pinned once the job names it or
+//! a result of that class is accepted; until then, a chosen class whose workers all left
+//! without a result is chosen again by the next worker, so the job does not wait for them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -13,6 +19,8 @@ use attrib_proto::v1;
 
 use crate::plan::JobPlan;
 use crate::sums::JobSums;
+
+mod class;
 
 /// A job being computed.
 pub struct JobRun {
@@ -43,6 +51,10 @@ pub struct JobRun {
     finishing: bool,
     /// Complete, but the store could not take it yet (a full disk): to be stored again.
     unstored: bool,
+    /// The device class of every unit it hands out; empty until chosen.
+    device_class: String,
+    /// The class can no longer change (named, or a result of it accepted).
+    class_pinned: bool,
 }
 
 impl JobRun {
@@ -79,6 +91,8 @@ impl JobRun {
             finished_ms: 0,
             finishing: false,
             unstored: false,
+            device_class: String::new(),
+            class_pinned: false,
         };
         for unit in folded {
             if run.mark_done(unit) {
@@ -159,6 +173,8 @@ impl JobRun {
             batches_per_unit: self.plan.batches_per_unit as u32,
             units_committed: self.committed,
             settings: Some((&self.plan.settings).into()),
+            device_class: self.device_class.clone(),
+            waiting_for: String::new(),
         }
     }
 }
@@ -167,6 +183,8 @@ impl JobRun {
 pub struct WorkerEntry {
     pub name: String,
     pub device: String,
+    /// WorkerHello.device_class: it gets units of jobs of this class only.
+    pub device_class: String,
     /// Units it holds, oldest first.
     pub held: Vec<(String, u32)>,
     pub units_in_flight: u32,
@@ -289,6 +307,7 @@ impl Scheduler {
         &mut self,
         name: &str,
         device: &str,
+        device_class: &str,
         units_in_flight: u32,
         memory_bytes: u64,
         now_ms: i64,
@@ -300,6 +319,7 @@ impl Scheduler {
             WorkerEntry {
                 name: name.to_string(),
                 device: device.to_string(),
+                device_class: device_class.to_string(),
                 held: Vec::new(),
                 units_in_flight: units_in_flight.max(1),
                 units_done: 0,
@@ -320,22 +340,28 @@ impl Scheduler {
     }
 
     /// The next unit for `worker` (the oldest active job's lowest pending unit that fits the
-    /// worker's memory), if it holds fewer than its `units_in_flight`.
+    /// worker's memory and class), if it holds fewer than its `units_in_flight`. A job with
+    /// no class yet takes the worker's.
     pub fn assign(&mut self, worker: &str) -> Option<(String, u32, Arc<JobPlan>)> {
-        let entry = self.workers.get_mut(worker)?;
+        let entry = self.workers.get(worker)?;
         if entry.held.len() >= entry.units_in_flight as usize {
             return None;
         }
-        let job = self
-            .jobs
-            .iter_mut()
-            .take(self.max_active)
-            .find(|j| !j.pending.is_empty() && entry.can_hold(&j.plan))?;
+        let i = self.jobs.iter().take(self.max_active).position(|j| {
+            !j.pending.is_empty() && entry.can_hold(&j.plan) && self.class_open(j, entry)
+        })?;
+        let class = entry.device_class.clone();
+        let job = &mut self.jobs[i];
+        job.device_class = class; // the first worker's, or a reopened class's new one
         let unit = job.pending.pop_first()?;
         job.state = v1::JobState::Running;
         job.started.get_or_insert_with(Instant::now);
-        entry.held.push((job.id.clone(), unit));
-        Some((job.id.clone(), unit, job.plan.clone()))
+        let leased = (job.id.clone(), unit, job.plan.clone());
+        self.workers
+            .get_mut(worker)?
+            .held
+            .push((leased.0.clone(), unit));
+        Some(leased)
     }
 
     /// `worker` answered `unit` of `job` (a result or a failure): it no longer holds it.
@@ -484,6 +510,7 @@ impl Scheduler {
                 worker_id: id.clone(),
                 name: w.name.clone(),
                 device: w.device.clone(),
+                device_class: w.device_class.clone(),
                 current_job: w.held.first().map(|c| c.0.clone()).unwrap_or_default(),
                 current_units: w.held.iter().map(|c| c.1).collect(),
                 units_done: w.units_done,
@@ -546,8 +573,8 @@ mod tests {
     #[test]
     fn workers_hold_up_to_their_units_and_a_departed_workers_units_come_first() {
         let mut s = sched_with_job(4);
-        let a = s.register_worker("a", "cpu", 2, 0, 0);
-        let b = s.register_worker("b", "cpu", 1, 0, 0);
+        let a = s.register_worker("a", "cpu", "c", 2, 0, 0);
+        let b = s.register_worker("b", "cpu", "c", 1, 0, 0);
         assert_eq!(s.assign(&a).unwrap().1, 0);
         assert_eq!(s.assign(&a).unwrap().1, 1);
         assert!(s.assign(&a).is_none(), "a holds its 2 units");
@@ -596,7 +623,7 @@ mod tests {
         }
         let mut s = Scheduler::new(2, 4);
         s.add_job(JobRun::new("j".into(), String::new(), 0, plan, sums, 0));
-        let w = s.register_worker("w", "cpu", 1, 0, 0);
+        let w = s.register_worker("w", "cpu", "c", 1, 0, 0);
         let st = s.job("j").unwrap().status();
         assert_eq!((st.units_resumed, st.units_committed), (2, 2));
         assert_eq!(s.assign(&w).unwrap().1, 1);
@@ -616,7 +643,7 @@ mod tests {
     #[test]
     fn a_done_unit_cannot_fail_and_a_complete_job_cannot_be_ended() {
         let mut s = sched_with_job(4);
-        let w = s.register_worker("w", "cpu", 4, 0, 0);
+        let w = s.register_worker("w", "cpu", "c", 4, 0, 0);
         for u in 0..4 {
             assert_eq!(s.assign(&w).unwrap().1, u);
         }
@@ -640,13 +667,13 @@ mod tests {
     #[test]
     fn a_unit_lost_with_its_worker_counts_an_attempt_and_fails_its_job_with_the_reasons() {
         let mut s = sched_with_job(4);
-        let a = s.register_worker("a", "cpu", 1, 0, 0);
+        let a = s.register_worker("a", "cpu", "c", 1, 0, 0);
         assert_eq!(s.assign(&a).unwrap().1, 0);
         assert_eq!(
             s.release_worker(&a, "timed out", desc),
             vec![("j".to_string(), FailureOutcome::Retry)]
         );
-        let b = s.register_worker("b", "cpu", 1, 0, 0);
+        let b = s.register_worker("b", "cpu", "c", 1, 0, 0);
         assert_eq!(s.assign(&b).unwrap().1, 0, "the lost unit comes back first");
         match s.release_worker(&b, "disconnected", desc).pop() {
             Some((_, FailureOutcome::JobFailed(m))) => assert_eq!(
@@ -675,9 +702,9 @@ mod tests {
             ));
         }
         assert_eq!(s.n_waiting(), 1);
-        let small = s.register_worker("small", "cpu", 8, needed - 1, 0);
+        let small = s.register_worker("small", "cpu", "c", 8, needed - 1, 0);
         assert!(s.assign(&small).is_none(), "too small for any unit");
-        let big = s.register_worker("big", "cpu", 8, needed, 0);
+        let big = s.register_worker("big", "cpu", "c", 8, needed, 0);
         assert_eq!(s.largest_worker_memory(), Some(needed));
         let leased: Vec<String> = std::iter::from_fn(|| s.assign(&big).map(|l| l.0)).collect();
         assert_eq!(

@@ -210,6 +210,7 @@ mod tests {
             values: f32_le_bytes(&values).into(),
             clean_logit_diffs: vec![salt; plan.unit_prompts(unit) as usize],
             seconds: 0.0,
+            device_class: String::new(),
         }
     }
 

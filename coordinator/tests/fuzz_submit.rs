@@ -209,6 +209,7 @@ fn request_of(
             settings,
             label,
             faithfulness,
+            device_class: String::new(),
         },
     )
 }
@@ -439,7 +440,8 @@ fn fuzz_submit_plan_structured() {
 /// What the end-to-end test sends: a request, or bytes as they come.
 #[derive(Debug, Clone)]
 enum Submission {
-    Typed(v1::SubmitJobRequest),
+    // Boxed: a request is far larger than the bytes variant.
+    Typed(Box<v1::SubmitJobRequest>),
     Raw(Vec<u8>),
 }
 
@@ -460,7 +462,7 @@ impl Submission {
             Submission::Typed(req) => {
                 let mut client = v1::attrib_client::AttribClient::new(channel);
                 client
-                    .submit_job(req)
+                    .submit_job(*req)
                     .await
                     .map(tonic::Response::into_inner)
             }
@@ -488,9 +490,9 @@ fn fuzz_submit_grpc_coordinator_stays_up() {
     let queued_status = rt.block_on(coord.status(&queued)).expect("status");
     let (typed_channel, raw_channel) = (setup.channel(), setup.channel());
     let any_request = prop_oneof![
-        4 => requests(vec![setup.done.clone(), queued.clone()]).prop_map(Submission::Typed),
+        4 => requests(vec![setup.done.clone(), queued.clone()]).prop_map(|r| Submission::Typed(Box::new(r))),
         1 => request_bytes().prop_filter_map("does not decode", |b| {
-            v1::SubmitJobRequest::decode(&b[..]).ok().map(Submission::Typed)
+            v1::SubmitJobRequest::decode(&b[..]).ok().map(|r| Submission::Typed(Box::new(r)))
         }),
         // Bytes as they come, decodable or not: the server's decoder sees them.
         1 => request_bytes().prop_map(Submission::Raw),

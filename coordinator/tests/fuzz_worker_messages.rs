@@ -237,6 +237,7 @@ fn hello_msg(valid: bool) -> BoxedStrategy<Structured> {
                 protocol,
                 name,
                 device: "fuzz".into(),
+                device_class: common::CLASS.into(),
                 model,
                 units_in_flight,
                 ..Default::default()
@@ -309,6 +310,7 @@ fn message_bytes() -> impl Strategy<Value = Vec<u8>> {
                 values: f32_bytes(&values).into(),
                 clean_logit_diffs: vec![0.5; 2],
                 seconds: 1.0,
+                device_class: common::CLASS.into(),
             }),
         };
         v1::WorkerMessage { msg: Some(msg) }.encode_to_vec()
@@ -360,6 +362,7 @@ fn to_message(s: &Structured, held: &Held, done: &str) -> v1::WorkerMessage {
                 values: f32_le_bytes(&values).into(),
                 clean_logit_diffs: vec![0.25; RUNNING_BATCH as usize],
                 seconds: 0.5,
+                device_class: common::CLASS.into(),
             })
         }
         Structured::Result {
@@ -402,6 +405,7 @@ fn to_message(s: &Structured, held: &Held, done: &str) -> v1::WorkerMessage {
                 values: values.into(),
                 clean_logit_diffs,
                 seconds: *seconds,
+                device_class: common::CLASS.into(),
             })
         }
         Structured::Failure { job, unit, error } => Msg::Failure(v1::UnitFailure {
@@ -431,6 +435,7 @@ fn to_message(s: &Structured, held: &Held, done: &str) -> v1::WorkerMessage {
                 units,
                 sums,
                 seconds: 1.0,
+                device_class: common::CLASS.into(),
             })
         }
         Structured::As(msg) => return v1::WorkerMessage { msg: msg.clone() },

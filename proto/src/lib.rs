@@ -2,6 +2,7 @@
 //! index math, the attribution settings, and the scores file. The order of a flat score
 //! vector is part of the protocol, so it lives here and nowhere else. No tch, no tensors.
 
+pub mod device_class;
 pub mod exact;
 pub mod faithfulness;
 pub mod job_spec;
@@ -12,6 +13,7 @@ pub mod settings;
 pub mod topology;
 pub mod units;
 
+pub use device_class::{check_device_class, DeviceClassError, MAX_DEVICE_CLASS_CHARS};
 pub use exact::ExactSum;
 pub use faithfulness::{CurvePoint, FaithfulnessCurve};
 pub use job_spec::JobSpec;
@@ -48,6 +50,6 @@ pub const HTTP2_CONNECTION_WINDOW: u32 = 64 << 20;
 /// server reflection: clients such as grpcurl need no .proto file.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("attrib_v1");
 
-/// The protocol version this build speaks (`v1::ProtocolVersion`). 5: workers send
-/// `Heartbeat` and the coordinator drops one silent for three of them.
-pub const PROTOCOL_VERSION: v1::ProtocolVersion = v1::ProtocolVersion::ProtocolVersion5;
+/// The protocol version this build speaks (`v1::ProtocolVersion`). 6: workers state their
+/// device class and their results carry it (5: heartbeats).
+pub const PROTOCOL_VERSION: v1::ProtocolVersion = v1::ProtocolVersion::ProtocolVersion6;

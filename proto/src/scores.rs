@@ -201,6 +201,7 @@ impl ScoresMetadata {
             settings: settings.clone(),
             data,
             model,
+            device_class: String::new(),
         }
     }
 }
@@ -215,6 +216,11 @@ pub struct ScoresMetadata {
     pub settings: AttributionSettings,
     pub data: DataSettings,
     pub model: ModelRecord,
+    /// The device class that computed every unit (`WorkerHello.device_class`): scores of one
+    /// job on one class are the same bits on any cluster. Absent from files made before
+    /// classes existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device_class: String,
 }
 
 /// `scores.json`.
@@ -227,6 +233,9 @@ pub struct ScoresFile {
     pub settings: AttributionSettings,
     pub data: DataSettings,
     pub model: ModelRecord,
+    /// See `ScoresMetadata::device_class`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device_class: String,
     pub edges: Vec<EdgeScore>,
 }
 
@@ -259,6 +268,7 @@ impl ScoresFile {
             settings: meta.settings,
             data: meta.data,
             model: meta.model,
+            device_class: meta.device_class,
             edges,
         }
     }

@@ -305,6 +305,7 @@ impl JobRequest<'_> {
             ),
             label: self.label.to_string(),
             faithfulness: None,
+            device_class: String::new(),
         })
     }
 }

@@ -11,4 +11,4 @@ pub mod synthetic;
 pub mod worker;
 
 pub use synthetic::Synthetic;
-pub use worker::{run, Fault, SimConfig, SimStats};
+pub use worker::{run, Fault, SimConfig, SimStats, SIM_CLASS};

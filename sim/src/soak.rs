@@ -186,6 +186,7 @@ pub async fn run(cfg: &SoakConfig) -> anyhow::Result<Report> {
         token: None,
         name: String::new(),
         identity: model::identity(&model_dir)?,
+        device_class: crate::SIM_CLASS.into(),
         units_in_flight: cfg.units_in_flight,
         rate: Some(cfg.rate),
         fault: Fault::None,

@@ -5,6 +5,10 @@
 //! workers answer at wire speed instead of generating values. The values mix magnitudes from
 //! 2^-30 to 2^10, signs, zeros and an occasional subnormal, so that every path of the exact
 //! sum is exercised and an order-dependent reduction would show.
+//!
+//! Like real devices, simulated workers of two device classes give different values for one
+//! unit (`Synthetic::for_class`): a job whose units were computed on two classes would match
+//! neither class's expected sums.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,9 +44,19 @@ fn value(seed: u64, i: u64) -> f32 {
 #[derive(Clone, Default)]
 pub struct Synthetic {
     pools: Arc<Mutex<HashMap<usize, Arc<Vec<Bytes>>>>>,
+    /// Shifts every seed: 0 (the default) for the values all other tests use.
+    salt: u64,
 }
 
 impl Synthetic {
+    /// The values a simulated device of class `class` computes: another class's differ.
+    pub fn for_class(class: &str) -> Self {
+        Synthetic {
+            salt: class.bytes().fold(0x5eed, |h, b| mix(h ^ b as u64)),
+            ..Synthetic::default()
+        }
+    }
+
     /// Unit `unit`'s `n_values` values (edge sums), as little-endian f32 bytes.
     pub fn values(&self, n_values: usize, unit: u32) -> Bytes {
         let pool = {
@@ -53,8 +67,9 @@ impl Synthetic {
                     Arc::new(
                         (0..POOL as u64)
                             .map(|k| {
+                                let seed = k.wrapping_add(self.salt);
                                 let v: Vec<f32> =
-                                    (0..n_values as u64).map(|i| value(k, i)).collect();
+                                    (0..n_values as u64).map(|i| value(seed, i)).collect();
                                 Bytes::from(f32_le_bytes(&v))
                             })
                             .collect(),
@@ -79,9 +94,10 @@ impl Synthetic {
             unit,
             values: self.values(n_values, unit),
             clean_logit_diffs: (0..n_prompts as u64)
-                .map(|p| value(1000 + unit as u64, p))
+                .map(|p| value((1000 + unit as u64).wrapping_add(self.salt), p))
                 .collect(),
             seconds: 0.0,
+            device_class: String::new(),
         }
     }
 
@@ -114,5 +130,9 @@ mod tests {
             .collect();
         assert!(v.iter().all(|x| x.is_finite()));
         assert!(v.iter().any(|x| x.abs() > 1.0) && v.iter().any(|x| x.abs() < 1e-6));
+        let b = Synthetic::for_class("b").result("j", 3, 1000, 16);
+        assert_eq!(b, Synthetic::for_class("b").result("j", 3, 1000, 16));
+        assert_ne!(b.values, a.values, "another class, other values");
+        assert_ne!(b.clean_logit_diffs, a.clean_logit_diffs);
     }
 }

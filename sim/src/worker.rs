@@ -3,8 +3,9 @@
 //! its real size (`Synthetic`), at full speed or a set rate. Faults can be injected to test
 //! the coordinator's refusals.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use attrib_proto::auth::AttachToken;
@@ -34,7 +35,14 @@ pub enum Fault {
     Crash {
         unit: u32,
     },
+    /// Unit `unit`'s result says it was computed on another device class than the hello's.
+    WrongClass {
+        unit: u32,
+    },
 }
+
+/// The device class simulated workers state unless a test gives them another.
+pub const SIM_CLASS: &str = "sim";
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -43,6 +51,8 @@ pub struct SimConfig {
     pub name: String,
     /// Must be the coordinator's model (shape and fingerprint).
     pub identity: v1::ModelIdentity,
+    /// The device class it states (WorkerHello.device_class) and stamps on its results.
+    pub device_class: String,
     /// P: units held at once.
     pub units_in_flight: u32,
     /// Most units per second this worker answers; `None`: as fast as it can.
@@ -59,6 +69,16 @@ pub struct SimStats {
     /// Faithfulness units received, and how many of them carried the score vector.
     pub circuit_units: AtomicU64,
     pub score_vectors: AtomicU64,
+    /// Results sent per job.
+    pub per_job: Mutex<HashMap<String, u64>>,
+}
+
+impl SimStats {
+    /// Results sent for `job`.
+    pub fn units_of(&self, job: &str) -> u64 {
+        let per_job = self.per_job.lock().unwrap_or_else(|p| p.into_inner());
+        per_job.get(job).copied().unwrap_or(0)
+    }
 }
 
 /// Runs sessions until the coordinator refuses this worker (the error says why); a lost
@@ -145,6 +165,7 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
         protocol: attrib_proto::PROTOCOL_VERSION as i32,
         name: cfg.name.clone(),
         device: "simulated".into(),
+        device_class: cfg.device_class.clone(),
         model: Some(cfg.identity.clone()),
         units_in_flight: cfg.units_in_flight,
         memory_bytes: 0, // undeclared: it holds any unit
@@ -199,12 +220,7 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
             }
             None => shape(&a).n_edges(),
         };
-        let mut r = synthetic.result(&a.job_id, a.unit, n_values, a.answers.len());
-        if cfg.fault == (Fault::NotFinite { unit: a.unit }) {
-            let mut v = r.values.to_vec();
-            v[..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
-            r.values = Bytes::from(v);
-        }
+        let r = result(cfg, synthetic, &a, n_values);
         let copies = if cfg.fault == (Fault::Duplicate { unit: a.unit }) {
             2
         } else {
@@ -217,7 +233,29 @@ async fn session(cfg: &SimConfig, synthetic: &Synthetic, stats: &SimStats) -> Re
             }
             stats.units.fetch_add(1, Ordering::Relaxed);
             stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            let mut per_job = stats.per_job.lock().unwrap_or_else(|p| p.into_inner());
+            *per_job.entry(a.job_id.clone()).or_default() += 1;
         }
     }
     Err(Lost::Again("the coordinator ended the session".into()))
+}
+
+/// The synthetic result of unit `a` (`n_values` values), with this worker's class and fault.
+fn result(
+    cfg: &SimConfig,
+    synthetic: &Synthetic,
+    a: &v1::UnitAssignment,
+    n_values: usize,
+) -> v1::UnitResult {
+    let mut r = synthetic.result(&a.job_id, a.unit, n_values, a.answers.len());
+    r.device_class = match cfg.fault {
+        Fault::WrongClass { unit } if unit == a.unit => format!("not-{}", cfg.device_class),
+        _ => cfg.device_class.clone(),
+    };
+    if cfg.fault == (Fault::NotFinite { unit: a.unit }) {
+        let mut v = r.values.to_vec();
+        v[..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        r.values = Bytes::from(v);
+    }
+    r
 }

@@ -256,6 +256,7 @@ pub fn request(files: &[PathBuf], batch_size: u32, train: u32, seed: u64) -> v1:
         settings: Some((&attrib_proto::AttributionSettings::default()).into()),
         label: String::new(),
         faithfulness: None,
+        device_class: String::new(),
     }
 }
 

@@ -91,6 +91,13 @@ async fn units_and_pipelining_change_no_bit() {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(&file), names(&expected));
+        // Both name the class that made their bits: the same CPU, threads and libtorch.
+        assert!(
+            file.device_class.starts_with("cpu"),
+            "{}",
+            file.device_class
+        );
+        assert_eq!(file.device_class, expected.device_class);
         // Prometheus metrics are real: 8 + 2 units folded; f32 on the wire: 4 bytes per edge
         // per unit and per prompt (128 prompts in each job).
         let text = http_get(metrics_port, "/metrics");

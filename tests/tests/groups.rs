@@ -2,7 +2,8 @@
 //! sum their units with the host collective (the same code as the NCCL backend but for the
 //! all-reduce itself). A group gives the bits of `attrib-worker attribute` and of one worker,
 //! sends one result per round rather than one per unit, keeps datasets apart, and losing the
-//! whole group mid-job loses nothing.
+//! whole group mid-job loses nothing. The group states its devices' class, and its results
+//! carry it into the job's status and scores.
 
 use std::time::Duration;
 
@@ -39,9 +40,16 @@ async fn groups_of_two_and_three_cpu_devices_give_the_bits_of_one_worker() {
         let job = submit(&mut cl, request(&[ioi(), second.clone()], 16, 64, 42)).await;
         let st = wait_end(&mut cl, &job).await;
         assert_eq!(st.state(), v1::JobState::Done, "{devices}: {st:?}");
+        let class = &listed[0].device_class;
+        let made = class.starts_with("cpu") && class.contains("-t") && class.contains("+libtorch-");
+        assert!(made, "{class}");
+        assert_eq!(&st.device_class, class);
         for (d, want) in want.iter().enumerate() {
-            let (_, got) = scores(&mut cl, &job, Some(d as u32)).await;
+            let (h, got) = scores(&mut cl, &job, Some(d as u32)).await;
             assert_eq!(&as_texts(&got), want, "{devices}, dataset {d}");
+            let meta: attrib_proto::ScoresMetadata =
+                serde_json::from_str(&h.metadata_json).unwrap();
+            assert_eq!(&meta.device_class, class);
         }
         let metrics = http_get(port, "/metrics");
         let groups = counter(&metrics, "attrib_group_results_total") as u64;

@@ -19,6 +19,7 @@ fn sim_config(url: &str, model_dir: &std::path::Path) -> SimConfig {
         token: None,
         name: "sim".into(),
         identity: model::identity(model_dir).unwrap(),
+        device_class: attrib_sim::SIM_CLASS.into(),
         units_in_flight: 2,
         rate: None,
         fault: Fault::None,

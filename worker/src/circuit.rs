@@ -64,6 +64,7 @@ impl UnitCircuits {
             values: f32_le_bytes(&values).into(),
             clean_logit_diffs: self.clean.clone(),
             seconds,
+            device_class: String::new(), // the session stamps its engine's
         }
     }
 }

@@ -78,6 +78,10 @@ pub enum Error {
         "{0} is listed twice: a group takes each GPU once (NCCL refuses two ranks on one GPU)"
     )]
     GpuListedTwice(String),
+    #[error(
+        "a node group's devices must be of one device class, but {0}: start one worker per class"
+    )]
+    MixedDeviceClasses(String),
     #[error("a broadcast tensor must be contiguous")]
     NotContiguous,
     #[error("node group members summed vectors of {0} and {1} values")]

@@ -81,7 +81,11 @@ pub fn run_attribute_timed(
         dataset.seq_labels.clone(),
     );
     let model_record = ModelRecord::new(&job.model_dir, &model.cfg);
-    let meta = ScoresMetadata::new(&graph, &reduced, &job.settings, data, model_record);
+    let meta = ScoresMetadata {
+        // As on a cluster: where the bits were made, to compare with a job's scores.
+        device_class: crate::device_class::device_class(model.device)?,
+        ..ScoresMetadata::new(&graph, &reduced, &job.settings, data, model_record)
+    };
     let file = ScoresFile::from_parts(meta, &graph, &reduced.scores);
     Ok((file, attributed))
 }

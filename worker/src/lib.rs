@@ -7,6 +7,7 @@ pub mod compute;
 pub mod cuda_driver;
 pub mod declared_memory;
 pub mod device;
+pub mod device_class;
 pub mod doctor;
 pub mod error;
 pub mod group;

@@ -65,19 +65,16 @@ impl Coordinator {
         let created = now_ms();
         let fp = self.model.fingerprint.clone();
         let label = req.label.clone();
+        let (class, named) = (req.device_class.clone(), !req.device_class.is_empty());
         let id = self
             .store
             .run(move |s| s.insert_job(req, &fp, created))
             .await?;
         let sums = JobSums::new(&planned);
-        self.lock().add_job(JobRun::new(
-            id.clone(),
-            label,
-            created,
-            Arc::new(planned),
-            sums,
-            0,
-        ));
+        self.lock().add_job(
+            JobRun::new(id.clone(), label, created, Arc::new(planned), sums, 0)
+                .with_device_class(class, named),
+        );
         metrics::job_submitted();
         tracing::info!(job = %id, units = total, "job queued");
         self.work.notify_waiters();
@@ -86,8 +83,8 @@ impl Coordinator {
     }
 
     pub async fn status(&self, id: &str) -> Result<v1::JobStatus> {
-        if let Some(run) = self.lock().job(id) {
-            return Ok(run.status());
+        if let Some(status) = self.lock().status(id) {
+            return Ok(status);
         }
         let job = id.to_string();
         self.store
@@ -97,7 +94,9 @@ impl Coordinator {
 
     pub async fn list(&self) -> Result<Vec<v1::JobStatus>> {
         let mut all = self.store.run(|s| s.final_statuses()).await?;
-        all.extend(self.lock().jobs().iter().map(JobRun::status));
+        let s = self.lock();
+        all.extend(s.jobs().iter().map(|j| s.status_of(j)));
+        drop(s);
         all.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         Ok(all)
     }

@@ -42,11 +42,18 @@ impl Coordinator {
         let Some(snap) = lock(sums).snapshot() else {
             return Ok(());
         };
+        // Read after the snapshot: a unit is folded only once its class is pinned, so the
+        // class read now is the one of every unit in the snapshot.
+        let class = self
+            .lock()
+            .job(id)
+            .map(|j| j.device_class().to_string())
+            .unwrap_or_default();
         let t0 = std::time::Instant::now();
         let (job, saved) = (id.to_string(), snap.clone());
         match self
             .store
-            .run(move |s| s.save_progress(&job, &saved, retried))
+            .run(move |s| s.save_progress(&job, &saved, retried, &class))
             .await
         {
             Ok(written) => {
@@ -103,10 +110,14 @@ impl Coordinator {
             return Ok(());
         }
         let scores = lock(&sums).scores(&plan);
+        let class = status.device_class.clone();
         self.store
             .run(move |s| {
                 let meta = |d: Option<usize>, r: &attrib_proto::Reduced| -> ScoresMetadata {
-                    plan.metadata(d, &model, r)
+                    ScoresMetadata {
+                        device_class: class.clone(),
+                        ..plan.metadata(d, &model, r)
+                    }
                 };
                 let mut rows = vec![(
                     COMBINED,

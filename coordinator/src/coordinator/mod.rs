@@ -135,7 +135,8 @@ impl Coordinator {
             }
             let id = job.id.clone();
             let request = self.store.run(move |s| s.request(&id)).await?;
-            let (planned, _) = self.plan_request(request).await?;
+            let (planned, request) = self.plan_request(request).await?;
+            let request_class = request.device_class;
             let planned = match planned {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
@@ -156,6 +157,13 @@ impl Coordinator {
                     continue;
                 }
             };
+            // A class the request named wins; else the one committed with the job's units.
+            let named = !request_class.is_empty();
+            let class = if named {
+                request_class
+            } else {
+                job.device_class
+            };
             let run = JobRun::new(
                 job.id.clone(),
                 job.label,
@@ -163,7 +171,8 @@ impl Coordinator {
                 planned,
                 sums,
                 job.retried,
-            );
+            )
+            .with_device_class(class, named);
             let complete = run.is_complete();
             let resumed = run.status().units_resumed;
             tracing::info!(job = %job.id, resumed, total = run.plan.n_units(), "resuming job");

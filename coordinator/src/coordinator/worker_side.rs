@@ -32,10 +32,13 @@ impl Coordinator {
                 field: "hello.model",
             })?;
         self.model.check_worker(model)?;
+        // Required: a worker without a class could join any job and mix classes in it.
+        attrib_proto::check_device_class(&hello.device_class).map_err(Error::WorkerClass)?;
         let mut s = self.lock();
         let id = s.register_worker(
             &hello.name,
             &hello.device,
+            &hello.device_class,
             hello.units_in_flight.max(1),
             hello.memory_bytes,
             now_ms(),
@@ -79,19 +82,26 @@ impl Coordinator {
     /// Folds a unit's result into its job's sums (once), counts it, and finishes the job
     /// after its last unit. A result for a unit the worker does not hold is a late one (it
     /// finished after an earlier session ended): folded unless the unit is folded already.
+    /// A result of another device class than its job's is never folded.
     pub async fn complete(&self, worker: &str, r: v1::UnitResult) -> Result<()> {
         metrics::result_bytes(r.values.len() + 4 * r.clean_logit_diffs.len());
-        let (held, found) = {
+        let (held, found, class) = {
             let mut s = self.lock();
             let held = s.answered(worker, &r.job_id, r.unit);
-            (
-                held,
-                s.job(&r.job_id).map(|j| (j.plan.clone(), j.sums.clone())),
-            )
+            let class = s.accept_class(&r.job_id, &r.device_class);
+            let found = s.job(&r.job_id).map(|j| (j.plan.clone(), j.sums.clone()));
+            (held, found, class)
         };
         let Some((plan, sums)) = found else {
             return Ok(()); // cancelled or finished meanwhile
         };
+        if let Err(job_class) = class {
+            let held: &[u32] = if held { &[r.unit] } else { &[] };
+            let job = &r.job_id;
+            return self
+                .refuse_class(worker, job, held, &r.device_class, &job_class)
+                .await;
+        }
         if plan.unit(r.unit).is_none() {
             let e = format!("result for unit {} of a job of {}", r.unit, plan.n_units());
             tracing::warn!(%worker, job = %r.job_id, error = %e, "result refused");
@@ -157,7 +167,7 @@ impl Coordinator {
     pub async fn complete_group(&self, worker: &str, g: v1::GroupResult) -> Result<()> {
         metrics::result_bytes(g.sums.len());
         let job = g.job_id.as_str();
-        let (held, found) = {
+        let (held, found, class) = {
             let mut s = self.lock();
             let held: Vec<u32> = g
                 .units
@@ -165,11 +175,18 @@ impl Coordinator {
                 .copied()
                 .filter(|&u| s.answered(worker, job, u))
                 .collect();
-            (held, s.job(job).map(|j| (j.plan.clone(), j.sums.clone())))
+            let class = s.accept_class(job, &g.device_class);
+            let found = s.job(job).map(|j| (j.plan.clone(), j.sums.clone()));
+            (held, found, class)
         };
         let Some((plan, sums)) = found else {
             return Ok(()); // cancelled or finished meanwhile
         };
+        if let Err(job_class) = class {
+            return self
+                .refuse_class(worker, job, &held, &g.device_class, &job_class)
+                .await;
+        }
         let folded = Accumulator::decode(&g.sums)
             .map_err(|e| FoldError::Group(e.to_string()))
             .and_then(|acc| lock(&sums).fold_group(&plan, &g.units, &acc));
@@ -204,6 +221,29 @@ impl Coordinator {
                     self.unit_failed(worker, job, u, &reason).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A result of `job` computed on class `got` while the job runs on `want`: refused, and
+    /// each of the `held` units it answers loses an attempt and goes back to the queue (the
+    /// scheduler never sends a worker units of another class, so its result contradicts its
+    /// hello). A late one's units belong to others now: only logged.
+    async fn refuse_class(
+        &self,
+        worker: &str,
+        job: &str,
+        held: &[u32],
+        got: &str,
+        want: &str,
+    ) -> Result<()> {
+        let reason = format!(
+            "{} sent a result computed on device class {got:?}, but the job runs on {want:?}",
+            self.who(worker)
+        );
+        tracing::warn!(%worker, %job, %reason, "result refused");
+        for &u in held {
+            self.unit_failed(worker, job, u, &reason).await?;
         }
         Ok(())
     }

@@ -605,6 +605,7 @@ pub(crate) mod tests {
             ),
             label: String::new(),
             faithfulness: None,
+            device_class: String::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! Synchronous; async callers go through `Store::run` (a blocking thread).
 
 mod deletion;
+mod migrate;
 mod prompt_files;
 mod reserve;
 
@@ -37,6 +38,8 @@ pub struct StoredJob {
     pub model_fingerprint: String,
     pub created_ms: i64,
     pub retried: u32,
+    /// The device class its committed units were computed on; empty: not chosen yet.
+    pub device_class: String,
 }
 
 /// A running job's last committed state: its accumulators (index, bytes) and folded-unit
@@ -54,8 +57,9 @@ pub struct StoredScores {
 }
 
 /// `PRAGMA user_version` of this layout. Version 0 stored one f64 vector per batch; version
-/// 2 every request's prompt texts inline (3 reads those too: see `prompt_files`).
-const SCHEMA_VERSION: i64 = 3;
+/// 2 every request's prompt texts inline (3 reads those too: see `prompt_files`); version 3
+/// had no `jobs.device_class` (`add_device_class` adds it, empty: not chosen yet).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -66,7 +70,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     model_fingerprint TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
     retried INTEGER NOT NULL DEFAULT 0,
-    final_status BLOB
+    final_status BLOB,
+    device_class TEXT NOT NULL DEFAULT ''
 );
 -- Apart from `jobs`: SQLite rewrites a whole row on every update, and a request carries its
 -- prompt files (megabytes).
@@ -202,7 +207,8 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(prompt_files::SCHEMA)?;
-        let migrated = migrate_batch_results(&tx)?;
+        let migrated = migrate::batch_results(&tx)?;
+        migrate::add_device_class(&tx)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         if migrated {
@@ -271,9 +277,16 @@ impl Store {
         Ok(id)
     }
 
-    /// Commits a running job's snapshot and retry count in one transaction, unless the job
-    /// has finished meanwhile (its final state wins). Returns whether it was written.
-    pub fn save_progress(&self, job: &str, snap: &Snapshot, retried: u32) -> Result<bool> {
+    /// Commits a running job's snapshot, retry count and device class (that of the snapshot's
+    /// units) in one transaction, unless the job has finished meanwhile (its final state
+    /// wins). Returns whether it was written.
+    pub fn save_progress(
+        &self,
+        job: &str,
+        snap: &Snapshot,
+        retried: u32,
+        device_class: &str,
+    ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let state: Option<String> = tx
@@ -297,8 +310,8 @@ impl Store {
             params![job, snap.folded],
         )?;
         tx.execute(
-            "UPDATE jobs SET retried = ?1 WHERE id = ?2",
-            params![retried, job],
+            "UPDATE jobs SET retried = ?1, device_class = ?2 WHERE id = ?3",
+            params![retried, device_class, job],
         )?;
         tx.commit()?;
         Ok(true)
@@ -329,7 +342,7 @@ impl Store {
     pub fn jobs(&self) -> Result<Vec<StoredJob>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, label, state, model_fingerprint, created_ms, retried
+            "SELECT id, label, state, model_fingerprint, created_ms, retried, device_class
              FROM jobs ORDER BY seq",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -340,11 +353,12 @@ impl Store {
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, u32>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?;
         let mut jobs = Vec::new();
         for row in rows {
-            let (id, label, state, model_fingerprint, created_ms, retried) = row?;
+            let (id, label, state, model_fingerprint, created_ms, retried, device_class) = row?;
             let state = parse_state(&state).ok_or_else(|| Error::Corrupt {
                 job: id.clone(),
                 reason: format!("state {state:?}"),
@@ -356,6 +370,7 @@ impl Store {
                 model_fingerprint,
                 created_ms,
                 retried,
+                device_class,
             });
         }
         Ok(jobs)
@@ -515,42 +530,6 @@ impl Store {
     }
 }
 
-/// Moves a per-batch database (layout 0) to this layout: requests get their own table, the
-/// unfinished jobs fail, saying why, and the batch results go. Returns whether there was
-/// anything to migrate.
-fn migrate_batch_results(tx: &rusqlite::Transaction<'_>) -> Result<bool> {
-    let old: bool = tx.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'batch_results'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !old {
-        return Ok(false);
-    }
-    // Requests move to their own table.
-    tx.execute_batch(
-        "INSERT OR IGNORE INTO requests (job_id, request) SELECT id, request FROM jobs;
-         ALTER TABLE jobs DROP COLUMN request;",
-    )?;
-    let unfinished: Vec<String> = tx
-        .prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for id in &unfinished {
-        let status = v1::JobStatus {
-            job_id: id.clone(),
-            state: v1::JobState::Failed as i32,
-            error: "made by an older attrib that stored per-batch results; resubmit it".into(),
-            finished_unix_ms: crate::clock::now_ms(),
-            ..Default::default()
-        };
-        set_final(tx, id, &status)?;
-    }
-    tx.execute_batch("DROP TABLE batch_results")?;
-    tracing::warn!(failed = unfinished.len(), "migrated a per-batch database");
-    Ok(true)
-}
-
 fn parse_state(s: &str) -> Option<v1::JobState> {
     [
         v1::JobState::Queued,
@@ -614,15 +593,19 @@ mod tests {
         let id = store.insert_job(req.clone(), "fp", 1).unwrap();
         assert_eq!(id, "job-000001");
         assert!(store.progress(&id).unwrap().is_none());
-        assert!(store.save_progress(&id, &snapshot(1, 0b01), 3).unwrap());
+        assert!(store.save_progress(&id, &snapshot(1, 0b01), 3, "").unwrap());
         // A later commit replaces the accumulators it names and the folded set.
         let mut later = snapshot(2, 0b11);
         later.sums.truncate(1);
-        assert!(store.save_progress(&id, &later, 4).unwrap());
+        assert!(store.save_progress(&id, &later, 4, "cpu-x").unwrap());
         drop(store);
         let store = Store::open(&path, 0).unwrap();
         let jobs = store.jobs().unwrap();
         assert_eq!((jobs[0].state, jobs[0].retried), (v1::JobState::Queued, 4));
+        assert_eq!(
+            jobs[0].device_class, "cpu-x",
+            "the class is kept with the units"
+        );
         let p = store.progress(&id).unwrap().unwrap();
         assert_eq!(p.folded, vec![0b11]);
         assert_eq!(p.sums, vec![(0, vec![2; 100_000]), (2, vec![1; 10])]);
@@ -644,7 +627,9 @@ mod tests {
         let again = store.fail_job(&id, &status(&id, v1::JobState::Failed));
         assert!(matches!(again, Err(Error::Ended { .. })), "{again:?}");
         // A finished job's state is not overwritten by a late commit.
-        assert!(!store.save_progress(&id, &snapshot(3, 1), 0).unwrap());
+        assert!(!store
+            .save_progress(&id, &snapshot(3, 1), 0, "cpu-x")
+            .unwrap());
         assert!(store.progress(&id).unwrap().is_none());
         assert!(matches!(
             store.final_status("nope"),
@@ -678,6 +663,7 @@ mod tests {
         let store = Store::open(&path, 0).unwrap();
         let jobs = store.jobs().unwrap();
         assert_eq!(jobs[0].state, v1::JobState::Done);
+        assert_eq!(jobs[0].device_class, "", "an old job's class: not chosen");
         assert_eq!(jobs[1].state, v1::JobState::Failed);
         let st = store.final_status("job-000002").unwrap().unwrap();
         assert!(st.error.contains("resubmit"), "{}", st.error);

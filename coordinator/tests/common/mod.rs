@@ -36,11 +36,15 @@ pub fn identity() -> v1::ModelIdentity {
     MODEL.config.identity(MODEL.fingerprint.clone())
 }
 
+/// The device class of the tests' workers and results.
+pub const CLASS: &str = "test-class";
+
 pub fn hello(name: &str, units_in_flight: u32) -> v1::WorkerHello {
     v1::WorkerHello {
         protocol: attrib_proto::PROTOCOL_VERSION as i32,
         name: name.into(),
         device: "none".into(),
+        device_class: CLASS.into(),
         model: Some(identity()),
         units_in_flight,
         ..Default::default()
@@ -70,6 +74,7 @@ pub fn request(batch_size: u32, train_size: u32, test_size: u32) -> v1::SubmitJo
         settings: Some((&attrib_proto::AttributionSettings::default()).into()),
         label: "fuzz".into(),
         faithfulness: None,
+        device_class: String::new(),
     }
 }
 
@@ -85,6 +90,7 @@ pub fn good_result(job: &str, unit: u32, p: &JobPlan) -> v1::UnitResult {
         values: f32_le_bytes(&values).into(),
         clean_logit_diffs: vec![0.75; a.answers.len()],
         seconds: 0.01,
+        device_class: CLASS.into(),
     }
 }
 

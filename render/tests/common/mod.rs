@@ -72,6 +72,7 @@ pub fn golden_scores(variant: &str) -> ScoresFile {
             n_heads: 4,
             d_model: 32,
         },
+        device_class: String::new(),
         edges,
     }
 }
@@ -126,6 +127,7 @@ pub fn gpt2_scores(seq_len: Option<usize>) -> ScoresFile {
             n_heads: 12,
             d_model: 768,
         },
+        device_class: String::new(),
         edges,
     }
 }

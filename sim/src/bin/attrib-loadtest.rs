@@ -293,6 +293,7 @@ impl Lab {
             token: None,
             name: String::new(),
             identity: model::identity(&self.model_dir)?,
+            device_class: attrib_sim::SIM_CLASS.into(),
             units_in_flight: self.units_in_flight,
             rate: job.rate.or(self.rate),
             fault: Fault::None,

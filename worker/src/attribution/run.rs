@@ -232,6 +232,7 @@ impl UnitScores {
             values: f32_le_bytes(&self.scores).into(),
             clean_logit_diffs: self.clean_logit_diffs,
             seconds,
+            device_class: String::new(), // the session stamps its engine's
         }
     }
 }

@@ -433,5 +433,6 @@ fn reduce(
         units,
         sums: acc.encode(),
         seconds: micros as f64 / 1e6,
+        device_class: String::new(), // the session stamps its engine's
     }))
 }

@@ -18,6 +18,8 @@ pub struct Engine {
     tx: mpsc::Sender<UnitRequest>,
     pub identity: v1::ModelIdentity,
     pub device: String,
+    /// The class of its devices (`crate::device_class`), stated in the hello and on results.
+    pub device_class: String,
     /// Passes finished on the engine's devices, whichever session's units they were for: a
     /// unit queued behind a late one waits on a working engine, not a hung one.
     pub passes: Arc<AtomicU64>,
@@ -34,6 +36,8 @@ impl Engine {
             .map(|&d| device_name(d))
             .collect::<Vec<_>>()
             .join(",");
+        // Before the model loads: a group of mixed classes is refused at once.
+        let device_class = crate::device_class::group_class(&cfg.devices)?;
         let identity = match cfg.devices.as_slice() {
             [] => return Err(Error::NoDevice),
             [one] => start_alone(cfg.clone(), *one, rx)?,
@@ -43,6 +47,7 @@ impl Engine {
             tx,
             identity,
             device,
+            device_class,
             passes: Arc::new(AtomicU64::new(0)),
         })
     }

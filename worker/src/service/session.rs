@@ -137,7 +137,7 @@ async fn session(
         Err(lost) => return Ok(lost),
     };
     retry.joined();
-    let mut units = HeldUnits::new(n);
+    let mut units = HeldUnits::new(n, &engine.device_class);
     // Passes the engine finished, reported while this session holds units so that a unit
     // longer than the coordinator's unit timeout is not taken for a hung worker.
     let passes = engine.passes.clone();
@@ -239,6 +239,7 @@ async fn join(
         protocol: attrib_proto::PROTOCOL_VERSION as i32,
         name: cfg.name.clone(),
         device: engine.device.clone(),
+        device_class: engine.device_class.clone(),
         model: Some(engine.identity.clone()),
         units_in_flight: cfg.units_in_flight.max(1),
         memory_bytes: cfg.memory_bytes,
@@ -287,13 +288,16 @@ struct HeldUnits {
     /// Per job with units held: set when the coordinator cancels it.
     cancelled: HashMap<String, Arc<AtomicBool>>,
     kept: KeptScores<Arc<Vec<f64>>>,
+    /// The engine's device class, stamped on every result.
+    device_class: String,
 }
 
 impl HeldUnits {
-    fn new(n: u64) -> Self {
+    fn new(n: u64, device_class: &str) -> Self {
         let wanted = Arc::new(AtomicBool::new(true));
         HeldUnits {
             n,
+            device_class: device_class.to_string(),
             _skip_on_exit: ClearOnDrop(wanted.clone()),
             wanted,
             held: HashSet::new(),
@@ -382,12 +386,13 @@ impl HeldUnits {
                     counter!("attrib_worker_units_total", "outcome" => "done")
                         .increment(units.len() as u64);
                 }
+                let device_class = self.device_class.clone();
                 Some(match computed {
                     Computed::Unit(r) => {
                         histogram!("attrib_worker_unit_seconds").record(r.seconds);
-                        Out::Result(r)
+                        Out::Result(v1::UnitResult { device_class, ..r })
                     }
-                    Computed::Group(g) => Out::GroupResult(g),
+                    Computed::Group(g) => Out::GroupResult(v1::GroupResult { device_class, ..g }),
                 })
             }
         }
