@@ -88,20 +88,11 @@ fn cpu_class(cpuinfo: &str, forced: Option<&str>) -> &'static str {
 
 /// `cuda-sm<major><minor>` of CUDA device `ordinal`, from the driver.
 fn cuda_class(ordinal: usize) -> Result<String> {
-    let device = format!("cuda:{ordinal}");
-    let cuda = |message: String| Error::Cuda {
-        device: device.clone(),
+    let gpu = crate::cuda_driver::gpu(ordinal).map_err(|message| Error::Cuda {
+        device: format!("cuda:{ordinal}"),
         message,
-    };
-    // SAFETY: only tries to open the driver library (dynamic loading panics without it).
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(cuda(
-            "the CUDA driver library (libcuda) cannot be opened".into(),
-        ));
-    }
-    let (major, minor) = cudarc::driver::CudaContext::new(ordinal)
-        .and_then(|ctx| ctx.compute_capability())
-        .map_err(|e| cuda(format!("compute capability: {e:?}")))?;
+    })?;
+    let (major, minor) = gpu.capability;
     Ok(format!("cuda-sm{major}{minor}"))
 }
 
