@@ -79,28 +79,30 @@ fn doctor_names_the_libtorch_and_the_wheels_nccl() {
     assert_eq!(d["settings"]["nvidia_tf32_override"], "0");
 }
 
-#[test]
-fn memory_check_fills_the_declared_memory_then_runs_a_collective() {
-    let out = worker()
+/// `memory-check` on the CPU of the golden tiny model, declaring `mib` MiB.
+fn memory_check(mib: &str) -> std::process::Output {
+    worker()
         .args([
             "memory-check",
             "--device",
             "cpu",
             "--memory-mib",
-            "300",
+            mib,
             "--model",
         ])
         .arg(repo().join("tests/fixtures/golden-tiny"))
         .arg("--dataset")
         .arg(repo().join("datasets/ioi/ioi_vanilla_template_prompts.json"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn memory_check_fills_the_declared_memory_then_runs_a_collective() {
+    let out = memory_check("300");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{err}");
     // The unit's estimate is the largest that fits 90% of the 300 MiB declared.
     let pct: f64 = text
         .split("% of it")
@@ -113,20 +115,8 @@ fn memory_check_fills_the_declared_memory_then_runs_a_collective() {
         text.contains("then collective-check: Host on cpu"),
         "{text}"
     );
-    let refused = worker()
-        .args([
-            "memory-check",
-            "--device",
-            "cpu",
-            "--memory-mib",
-            "1",
-            "--model",
-        ])
-        .arg(repo().join("tests/fixtures/golden-tiny"))
-        .arg("--dataset")
-        .arg(repo().join("datasets/ioi/ioi_vanilla_template_prompts.json"))
-        .output()
-        .unwrap();
+    let refused = memory_check("1");
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not even one batch fits"));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("not even one batch fits"), "{err}");
 }
