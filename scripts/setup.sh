@@ -3,7 +3,8 @@
 # ./.libtorch, which .cargo/config.toml hands to tch. Idempotent: a second run takes a second.
 #
 #   scripts/setup.sh              CPU-only minimal install (~1.3 GB, ~20 s)
-#   ATTRIB_CUDA=1 scripts/setup.sh full CUDA 13 install (~4.6 GB), links libtorch_cuda
+#   ATTRIB_CUDA=1 scripts/setup.sh full CUDA 13 install (~4.6 GB): CUDA's libraries beside
+#                                  libtorch, so attrib-worker can open libtorch_cuda
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0

@@ -12,6 +12,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 /// `parse_device` for the `local_index`-th worker of a machine (`serve --local-index`): its
 /// `auto` is `cuda:(local_index mod GPUs)`, so that a machine's workers spread over its GPUs.
 pub fn parse_local_device(spec: &str, local_index: usize) -> Result<Device> {
+    // libtorch_cuda first (once): a library user such as the tests never ran main's start-up,
+    // and libtorch keeps the answer of its first CUDA query.
+    crate::libtorch_runtime::load_cuda();
     match spec {
         "auto" => Ok(auto_device(local_index)),
         "cpu" => Ok(Device::Cpu),
