@@ -456,7 +456,9 @@ fn attribute(a: AttributeArgs) -> anyhow::Result<()> {
     };
     if a.warm_up {
         let mut one_unit = job.clone();
-        one_unit.data.train_size = (job.batches_per_unit() as u32) * job.data.batch_size;
+        // One unit, or the whole job when it is smaller than one unit.
+        one_unit.data.train_size =
+            (job.batches_per_unit() as u32 * job.data.batch_size).min(job.data.train_size);
         run_attribute_timed(&one_unit, &model, &mut |_, _| {}).context("the warm-up unit")?;
     }
     let t1 = Instant::now();
