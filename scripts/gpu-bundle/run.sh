@@ -73,9 +73,9 @@ grep -E '^(libtorch|libnccl|device|auto)' "$OUT/doctor.log" | quote
 gpu=0
 if [[ -z $DEVICE ]]; then
     DEVICE=cpu
-    grep -q '"kind": *"cuda:0"' "$OUT/doctor.json" 2> /dev/null && python3 -c '
+    python3 -c '
 import json, sys; d = json.load(open(sys.argv[1]))
-sys.exit(0 if any(x["kind"] == "cuda:0" and x["libtorch_sees"] for x in d["devices"]) else 1)' "$OUT/doctor.json" && DEVICE=cuda:0
+sys.exit(0 if any(x["kind"] == "cuda:0" and x["libtorch_sees"] for x in d["devices"]) else 1)' "$OUT/doctor.json" 2> /dev/null && DEVICE=cuda:0
 fi
 [[ $DEVICE == cuda* ]] && gpu=1
 note "device for the checks: $DEVICE"

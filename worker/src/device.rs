@@ -27,7 +27,7 @@ pub fn parse_local_device(spec: &str, local_index: usize) -> Result<Device> {
             if !tch::Cuda::is_available() {
                 return Err(Error::DeviceUnavailable {
                     device: s.into(),
-                    reason: "libtorch sees no CUDA device".into(),
+                    reason: why_no_cuda(),
                 });
             }
             let count = tch::Cuda::device_count() as usize;
@@ -50,14 +50,18 @@ fn auto_device(local_index: usize) -> Device {
         return Device::Cuda(spread_over_gpus(local_index, count));
     }
     if crate::libtorch_runtime::nvidia_device_present() {
-        let cuda = crate::libtorch_runtime::load_cuda();
-        let reason = match &cuda.error {
-            Some(e) => format!("libtorch_cuda did not load: {e}"),
-            None => "libtorch_cuda loaded, but libtorch sees no CUDA device (a driver older than the CUDA libtorch was built with?)".into(),
-        };
-        eprintln!("[attrib] warning: --device auto runs on the CPU although this node has an NVIDIA device: {reason}. Run `attrib-worker doctor` for details.");
+        eprintln!("[attrib] warning: --device auto runs on the CPU although this node has an NVIDIA device: {}. Run `attrib-worker doctor` for details.", why_no_cuda());
     }
     Device::Cpu
+}
+
+/// Why libtorch sees no CUDA device, as far as this process can tell.
+fn why_no_cuda() -> String {
+    match &crate::libtorch_runtime::load_cuda().error {
+        Some(e) => format!("libtorch sees no CUDA device: libtorch_cuda did not load ({e})"),
+        None if crate::libtorch_runtime::nvidia_device_present() => "libtorch_cuda loaded, but libtorch sees no CUDA device (a driver older than the CUDA libtorch was built with?)".into(),
+        None => "libtorch sees no CUDA device (no NVIDIA driver lists one)".into(),
+    }
 }
 
 /// The GPU of a machine's `local_index`-th worker among `count` GPUs (count > 0).

@@ -48,12 +48,9 @@ pub fn check_abi(loaded: Option<&str>) -> Result<(), String> {
 pub fn start() -> Result<(), String> {
     let version = libtorch_lib_dir().and_then(|d| libtorch_version(&d));
     check_abi(version.as_deref())?;
-    let cuda = load_cuda();
-    if let (false, Some(e)) = (cuda.loaded, &cuda.error) {
-        if nvidia_device_present() {
-            eprintln!("[attrib] warning: this node has an NVIDIA device, but libtorch_cuda did not load: {e}");
-        }
-    }
+    // Why it did not load is told where it matters: a CUDA device asked for, or `auto`
+    // falling back to the CPU beside an NVIDIA device (`device`), and `doctor`.
+    load_cuda();
     Ok(())
 }
 
